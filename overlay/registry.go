@@ -1,0 +1,298 @@
+package overlay
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	kb "github.com/libp2p/go-libp2p-kbucket"
+	"github.com/libp2p/go-libp2p/core/routing"
+)
+
+// hostedReg is an AOR with bindings this node hosts; the node republishes
+// the record and keeps its own bindings in it.
+type hostedReg struct {
+	aor    string
+	signer Signer      // nil for records signed elsewhere (a browser)
+	device *DeviceCert // set when signer is a certified device key
+	mine   map[string]Binding
+	value  []byte // the last value this node wrote or saw with its bindings
+}
+
+// RegisterRequest adds or refreshes one binding of an AOR.
+type RegisterRequest struct {
+	// AOR to register; its host part must be the overlay name.
+	AOR string
+	// Binding to add or replace (matched by Instance). Node defaults to
+	// this node's ID; Expires is absolute (Unix seconds).
+	Binding Binding
+	// Signer is the AOR owner's key, or a device key with Device set.
+	Signer Signer
+	// Device is the owner's certificate for Signer, when Signer is not the
+	// owner key.
+	Device *DeviceCert
+}
+
+func (r *RegisterRequest) owner() []byte {
+	if r.Device != nil {
+		return r.Device.Owner
+	}
+	return r.Signer.PublicKey()
+}
+
+// Register adds or refreshes a binding in the AOR's record and publishes
+// it. It returns ErrAORHeld when another owner holds the AOR. The node
+// republishes the record until the binding expires or is removed.
+func (n *Node) Register(ctx context.Context, req RegisterRequest) (reg *Registration, err error) {
+	defer func(start time.Time) { n.metrics.observe("register", start, err) }(time.Now())
+	if n.isClosed() {
+		return nil, ErrClosed
+	}
+	aor, err := CanonicalAOR(req.AOR, n.cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	if req.Signer == nil {
+		return nil, fmt.Errorf("%w: no signer", ErrNotOwner)
+	}
+	b := req.Binding
+	if b.Node == "" {
+		b.Node = n.ID()
+	}
+	cur, err := n.current(ctx, aor)
+	if err != nil {
+		return nil, err
+	}
+	next, err := n.nextRecord(aor, cur, req.owner(), req.Device, func(bs []Binding) []Binding {
+		return append(slices.DeleteFunc(bs, func(x Binding) bool { return x.Instance == b.Instance }), b)
+	})
+	if err != nil {
+		return nil, err
+	}
+	value, err := n.publish(ctx, aor, next, req.Signer)
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	h := n.hosted[aor]
+	if h == nil || h.signer == nil || !bytes.Equal(h.signer.PublicKey(), req.Signer.PublicKey()) {
+		h = &hostedReg{aor: aor, mine: map[string]Binding{}}
+		n.hosted[aor] = h
+	}
+	h.signer, h.device, h.value = req.Signer, req.Device, value
+	h.mine[b.Instance] = b
+	n.mu.Unlock()
+	return next, nil
+}
+
+// current returns the AOR's record as the overlay has it, or nil.
+func (n *Node) current(ctx context.Context, aor string) (*Registration, error) {
+	value, err := n.dht.GetValue(ctx, RegistrationKey(aor))
+	if errors.Is(err, routing.ErrNotFound) || (err != nil && n.dht.RoutingTable().Size() == 0) {
+		if local := n.localValue(RegistrationKey(aor)); local != nil {
+			reg, _, perr := ParseRegistration(local)
+			return reg, perr
+		}
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("looking up %s: %w", aor, err)
+	}
+	reg, _, err := ParseRegistration(value)
+	return reg, err
+}
+
+// nextRecord builds the record that follows cur with edit applied to its
+// live bindings. It enforces the owner lock.
+func (n *Node) nextRecord(aor string, cur *Registration, owner []byte, dev *DeviceCert, edit func([]Binding) []Binding) (*Registration, error) {
+	now := time.Now()
+	next := &Registration{AOR: aor, Owner: owner, Seq: 1, Created: now.Unix()}
+	if cur != nil && !bytes.Equal(cur.Owner, owner) && !now.After(cur.ExpiresAt().Add(n.cfg.Hold)) {
+		return nil, fmt.Errorf("%w: %s (held until %s)", ErrAORHeld, aor,
+			cur.ExpiresAt().Add(n.cfg.Hold).UTC().Format(time.RFC3339))
+	}
+	if cur != nil && bytes.Equal(cur.Owner, owner) {
+		next.Seq, next.Created = cur.Seq+1, cur.Created
+		next.Bindings = cur.Live(now)
+		for _, d := range cur.Devices {
+			if d.Expires > now.Unix() {
+				next.Devices = append(next.Devices, d)
+			}
+		}
+	}
+	if dev != nil && !slices.ContainsFunc(next.Devices, func(d DeviceCert) bool { return bytes.Equal(d.Key, dev.Key) }) {
+		next.Devices = append(next.Devices, *dev)
+	}
+	next.Bindings = edit(next.Bindings)
+	if len(next.Bindings) > maxBindings {
+		return nil, fmt.Errorf("%w: %s has more than %d devices", ErrBadRecord, aor, maxBindings)
+	}
+	slices.SortFunc(next.Bindings, func(a, b Binding) int { return strings.Compare(a.Instance, b.Instance) })
+	next.Expires = now.Unix()
+	for _, b := range next.Bindings {
+		next.Expires = max(next.Expires, b.Expires)
+	}
+	return next, nil
+}
+
+// publish signs reg and stores it in the overlay.
+func (n *Node) publish(ctx context.Context, aor string, reg *Registration, s Signer) ([]byte, error) {
+	value, err := SignRegistration(reg, s)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.put(ctx, RegistrationKey(aor), value); err != nil {
+		return nil, err
+	}
+	return value, nil
+}
+
+// put stores a value locally and at the closest peers. A node alone in
+// its overlay keeps the value locally; the refresh loop spreads it once
+// peers arrive.
+func (n *Node) put(ctx context.Context, key string, value []byte) error {
+	err := n.dht.PutValue(ctx, key, value)
+	if errors.Is(err, kb.ErrLookupFailure) && n.localValue(key) != nil {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("storing %s: %w", key, err)
+	}
+	return nil
+}
+
+// PutRecord stores a registration record signed elsewhere (a browser that
+// owns its AOR). The node republishes it while it lives.
+func (n *Node) PutRecord(ctx context.Context, value []byte) (reg *Registration, err error) {
+	defer func(start time.Time) { n.metrics.observe("put_record", start, err) }(time.Now())
+	reg, _, err = ParseRegistration(value)
+	if err != nil {
+		return nil, err
+	}
+	key := RegistrationKey(reg.AOR)
+	if _, err := n.valid.ValidateRegistration(key, value); err != nil {
+		return nil, err
+	}
+	cur, err := n.current(ctx, reg.AOR)
+	if err != nil {
+		return nil, err
+	}
+	if cur != nil && !bytes.Equal(cur.Owner, reg.Owner) && !time.Now().After(cur.ExpiresAt().Add(n.cfg.Hold)) {
+		return nil, fmt.Errorf("%w: %s", ErrAORHeld, reg.AOR)
+	}
+	if cur != nil && bytes.Equal(cur.Owner, reg.Owner) && cur.Seq >= reg.Seq {
+		return nil, fmt.Errorf("%w: seq %d, overlay has %d", ErrStale, reg.Seq, cur.Seq)
+	}
+	if err := n.put(ctx, key, value); err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	n.hosted[reg.AOR] = &hostedReg{aor: reg.AOR, value: value, mine: map[string]Binding{}}
+	for _, b := range reg.Bindings {
+		n.hosted[reg.AOR].mine[b.Instance] = b
+	}
+	n.mu.Unlock()
+	return reg, nil
+}
+
+// Lookup returns the AOR's record as the overlay has it. Its Live method
+// gives the bindings to route to; a record with none means the AOR is
+// known but unreachable. ErrNotFound means no record at all.
+func (n *Node) Lookup(ctx context.Context, aor string) (reg *Registration, err error) {
+	defer func(start time.Time) { n.metrics.observe("lookup", start, err) }(time.Now())
+	canon, err := CanonicalAOR(aor, n.cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	reg, err = n.current(ctx, canon)
+	if err != nil {
+		return nil, err
+	}
+	if reg == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, canon)
+	}
+	return reg, nil
+}
+
+// Unregister removes this node's binding instance of the AOR (all of
+// them when instance is ""). When no binding is left the record becomes a
+// tombstone that keeps the AOR held for the hold period.
+func (n *Node) Unregister(ctx context.Context, aor, instance string) (err error) {
+	defer func(start time.Time) { n.metrics.observe("unregister", start, err) }(time.Now())
+	canon, err := CanonicalAOR(aor, n.cfg.Name)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	h := n.hosted[canon]
+	var gone map[string]bool
+	var signer Signer
+	var dev *DeviceCert
+	if h != nil {
+		gone = map[string]bool{}
+		for inst := range h.mine {
+			if instance == "" || inst == instance {
+				gone[inst] = true
+				delete(h.mine, inst)
+			}
+		}
+		signer, dev = h.signer, h.device
+		if len(h.mine) == 0 {
+			delete(n.hosted, canon)
+		}
+	}
+	n.mu.Unlock()
+	if len(gone) == 0 {
+		return fmt.Errorf("%w: this peer hosts no binding %q of %s", ErrNotFound, instance, canon)
+	}
+	if signer == nil {
+		return nil // signed elsewhere: the record expires by itself
+	}
+	cur, err := n.current(ctx, canon)
+	if err != nil {
+		return err
+	}
+	owner := signer.PublicKey()
+	if dev != nil {
+		owner = dev.Owner
+	}
+	next, err := n.nextRecord(canon, cur, owner, dev, func(bs []Binding) []Binding {
+		return slices.DeleteFunc(bs, func(b Binding) bool { return gone[b.Instance] })
+	})
+	if err != nil {
+		return err
+	}
+	_, err = n.publish(ctx, canon, next, signer)
+	return err
+}
+
+// HostedRecord describes a record this node publishes.
+type HostedRecord struct {
+	Kind     string    `json:"kind"` // "registration" or "service"
+	Name     string    `json:"name"` // AOR or service name
+	Bindings int       `json:"bindings,omitempty"`
+	Expires  time.Time `json:"expires"`
+}
+
+// Hosted lists the registrations and service entries this node publishes.
+func (n *Node) Hosted() []HostedRecord {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]HostedRecord, 0, len(n.hosted)+len(n.services))
+	for aor, h := range n.hosted {
+		var exp int64
+		for _, b := range h.mine {
+			exp = max(exp, b.Expires)
+		}
+		out = append(out, HostedRecord{Kind: "registration", Name: aor, Bindings: len(h.mine), Expires: time.Unix(exp, 0).UTC()})
+	}
+	for name, s := range n.services {
+		out = append(out, HostedRecord{Kind: "service", Name: name, Expires: time.Unix(s.entry.Expires, 0).UTC()})
+	}
+	slices.SortFunc(out, func(a, b HostedRecord) int { return strings.Compare(a.Kind+a.Name, b.Kind+b.Name) })
+	return out
+}

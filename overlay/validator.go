@@ -1,0 +1,264 @@
+package overlay
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Validator checks every record a node stores or reads (it implements
+// go-libp2p-record's Validator for the "sip" namespace). Every storing node
+// runs it on every PUT, so a bad write is refused by the nodes that would
+// keep it, not merely by the writer.
+type Validator struct {
+	// Overlay is the overlay name; AOR host parts must equal it.
+	Overlay string
+	// Hold is how long an expired AOR stays locked to its owner.
+	Hold time.Duration
+	// MaxTTL is the longest lifetime a record may claim.
+	MaxTTL time.Duration
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Local returns the value this node stores for key, or nil. It lets
+	// the validator enforce the owner lock against what this node holds:
+	// go-libp2p-record's Select alone cannot tell the stored record from
+	// the incoming one.
+	Local func(key string) []byte
+}
+
+func (v *Validator) now() time.Time {
+	if v.Now != nil {
+		return v.Now()
+	}
+	return time.Now()
+}
+
+// Validate implements record.Validator.
+func (v *Validator) Validate(key string, value []byte) error {
+	switch {
+	case strings.HasPrefix(key, regKeyPrefix):
+		_, err := v.ValidateRegistration(key, value)
+		return err
+	case strings.HasPrefix(key, svcKeyPrefix):
+		_, err := v.ValidateService(key, value)
+		return err
+	default:
+		return fmt.Errorf("%w: unknown key %q", ErrBadRecord, key)
+	}
+}
+
+// ValidateRegistration checks a registration value stored under key and
+// returns its body.
+func (v *Validator) ValidateRegistration(key string, value []byte) (*Registration, error) {
+	reg, env, err := ParseRegistration(value)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.checkRegistrationBody(key, reg); err != nil {
+		return nil, err
+	}
+	if err := v.checkRegistrationSigner(reg, env); err != nil {
+		return nil, err
+	}
+	if err := v.checkOwnerLock(key, reg); err != nil {
+		return nil, err
+	}
+	return reg, nil
+}
+
+func (v *Validator) checkRegistrationBody(key string, reg *Registration) error {
+	aor, err := CanonicalAOR(reg.AOR, v.Overlay)
+	if err != nil {
+		return err
+	}
+	if aor != reg.AOR || key != RegistrationKey(aor) {
+		return fmt.Errorf("%w: key %q does not match AOR %q", ErrBadRecord, key, reg.AOR)
+	}
+	now := v.now()
+	if now.After(reg.ExpiresAt().Add(v.Hold)) {
+		return fmt.Errorf("%w: %s expired at %s", ErrExpired, reg.AOR, reg.ExpiresAt().UTC().Format(time.RFC3339))
+	}
+	if reg.ExpiresAt().After(now.Add(v.MaxTTL + maxClockSkew)) {
+		return fmt.Errorf("%w: expiry more than %s ahead", ErrBadRecord, v.MaxTTL)
+	}
+	if time.Unix(reg.Created, 0).After(now.Add(maxClockSkew)) || reg.Created > reg.Expires {
+		return fmt.Errorf("%w: creation time in the future", ErrBadRecord)
+	}
+	if len(reg.Bindings) > maxBindings || len(reg.Devices) > maxDevices {
+		return fmt.Errorf("%w: more than %d bindings or devices", ErrBadRecord, maxBindings)
+	}
+	seen := make(map[string]bool, len(reg.Bindings))
+	for _, b := range reg.Bindings {
+		if b.Instance == "" || b.Contact == "" || b.Node == "" {
+			return fmt.Errorf("%w: binding without instance, contact or node", ErrBadRecord)
+		}
+		if seen[b.Instance] {
+			return fmt.Errorf("%w: duplicate binding instance %q", ErrBadRecord, b.Instance)
+		}
+		seen[b.Instance] = true
+		if b.Expires > reg.Expires {
+			return fmt.Errorf("%w: binding outlives its record", ErrBadRecord)
+		}
+		if b.Q < 0 || b.Q > 1 {
+			return fmt.Errorf("%w: q=%v outside 0..1", ErrBadRecord, b.Q)
+		}
+		if _, err := peer.Decode(b.Node); err != nil {
+			return fmt.Errorf("%w: binding node %q: %v", ErrBadRecord, b.Node, err)
+		}
+	}
+	return nil
+}
+
+// checkRegistrationSigner accepts the owner's signature, or one by a
+// device key that the owner certified for this AOR and that has not expired.
+func (v *Validator) checkRegistrationSigner(reg *Registration, env *Envelope) error {
+	if env.Alg != AlgP256 {
+		return fmt.Errorf("%w: registration signed with %q, want %q", ErrBadSignature, env.Alg, AlgP256)
+	}
+	if !bytes.Equal(env.Signer, reg.Owner) && !v.certifiedDevice(reg, env.Signer) {
+		return fmt.Errorf("%w: signer is neither the owner of %s nor a certified device", ErrNotOwner, reg.AOR)
+	}
+	for _, c := range reg.Devices {
+		if !bytes.Equal(c.Owner, reg.Owner) {
+			return fmt.Errorf("%w: device certificate from another owner", ErrNotOwner)
+		}
+		if err := verifyP256(c.Owner, deviceCertMessage(reg.AOR, c), c.Sig); err != nil {
+			return fmt.Errorf("device certificate: %w", err)
+		}
+	}
+	if err := verifyP256(env.Signer, append([]byte(recordDomain), env.Body...), env.Sig); err != nil {
+		return fmt.Errorf("record of %s: %w", reg.AOR, err)
+	}
+	return nil
+}
+
+func (v *Validator) certifiedDevice(reg *Registration, key []byte) bool {
+	for _, c := range reg.Devices {
+		if bytes.Equal(c.Key, key) && time.Unix(c.Expires, 0).After(v.now()) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkOwnerLock refuses a record of another owner while this node holds a
+// record of the AOR that is live or inside its hold period.
+func (v *Validator) checkOwnerLock(key string, reg *Registration) error {
+	if v.Local == nil {
+		return nil
+	}
+	stored := v.Local(key)
+	if stored == nil {
+		return nil
+	}
+	cur, _, err := ParseRegistration(stored)
+	if err != nil || bytes.Equal(cur.Owner, reg.Owner) {
+		return nil
+	}
+	if v.now().After(cur.ExpiresAt().Add(v.Hold)) {
+		return nil // the old owner's hold has lapsed: the AOR is free
+	}
+	return fmt.Errorf("%w: %s", ErrAORHeld, reg.AOR)
+}
+
+// ValidateService checks a service entry: the key names the service and
+// the writer's peer ID, and the entry is signed by that peer's key, so no
+// node can overwrite another's entry.
+func (v *Validator) ValidateService(key string, value []byte) (*ServiceEntry, error) {
+	e, env, err := ParseServiceEntry(value)
+	if err != nil {
+		return nil, err
+	}
+	if !validServiceName(e.Service) || key != ServiceKey(e.Service, e.Node) {
+		return nil, fmt.Errorf("%w: key %q does not match service %q of %q", ErrBadRecord, key, e.Service, e.Node)
+	}
+	if env.Alg != AlgLibp2p {
+		return nil, fmt.Errorf("%w: service entry signed with %q", ErrBadSignature, env.Alg)
+	}
+	pub, err := crypto.UnmarshalPublicKey(env.Signer)
+	if err != nil {
+		return nil, fmt.Errorf("%w: signer key: %v", ErrBadSignature, err)
+	}
+	id, err := peer.IDFromPublicKey(pub)
+	if err != nil || id.String() != e.Node {
+		return nil, fmt.Errorf("%w: entry of %s signed by another node", ErrNotOwner, e.Node)
+	}
+	ok, err := pub.Verify(append([]byte(recordDomain), env.Body...), env.Sig)
+	if err != nil || !ok {
+		return nil, fmt.Errorf("service entry of %s: %w", e.Node, ErrBadSignature)
+	}
+	now := v.now()
+	if now.After(time.Unix(e.Expires, 0)) {
+		return nil, fmt.Errorf("%w: service entry of %s", ErrExpired, e.Node)
+	}
+	if time.Unix(e.Expires, 0).After(now.Add(v.MaxTTL + maxClockSkew)) {
+		return nil, fmt.Errorf("%w: expiry more than %s ahead", ErrBadRecord, v.MaxTTL)
+	}
+	return e, nil
+}
+
+// Select implements record.Validator: it picks the best of several valid
+// values for one key. Same owner: the higher sequence number, then the
+// later expiry. Different owners (nodes disagree, e.g. after a partition):
+// the earlier claim, then the smaller owner key, so that every node picks
+// the same one. Identical values tie in favour of index 0, so that a
+// republish of the stored value is accepted.
+func (v *Validator) Select(key string, values [][]byte) (int, error) {
+	if len(values) == 0 {
+		return 0, fmt.Errorf("%w: nothing to select", ErrBadRecord)
+	}
+	best := -1
+	var bestRank rank
+	for i, val := range values {
+		r, ok := v.rankOf(key, val)
+		if !ok {
+			continue
+		}
+		if best < 0 || r.better(bestRank) {
+			best, bestRank = i, r
+		}
+	}
+	if best < 0 {
+		return 0, fmt.Errorf("%w: no valid value for %q", ErrBadRecord, key)
+	}
+	return best, nil
+}
+
+type rank struct {
+	owner            []byte
+	seq              uint64
+	created, expires int64
+}
+
+func (v *Validator) rankOf(key string, val []byte) (rank, bool) {
+	if strings.HasPrefix(key, svcKeyPrefix) {
+		e, _, err := ParseServiceEntry(val)
+		if err != nil {
+			return rank{}, false
+		}
+		return rank{seq: e.Seq, expires: e.Expires}, true
+	}
+	reg, _, err := ParseRegistration(val)
+	if err != nil {
+		return rank{}, false
+	}
+	return rank{owner: reg.Owner, seq: reg.Seq, created: reg.Created, expires: reg.Expires}, true
+}
+
+// better reports whether r strictly beats o.
+func (r rank) better(o rank) bool {
+	if !bytes.Equal(r.owner, o.owner) {
+		if r.created != o.created {
+			return r.created < o.created
+		}
+		return bytes.Compare(r.owner, o.owner) < 0
+	}
+	if r.seq != o.seq {
+		return r.seq > o.seq
+	}
+	return r.expires > o.expires
+}
