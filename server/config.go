@@ -1,0 +1,177 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/p2psip/p2psip/overlay"
+)
+
+// errUsage means the command line was wrong; the usage has been printed.
+var errUsage = errors.New("usage")
+
+// Config is the peer's configuration, from flags and P2PSIP_* variables.
+type Config struct {
+	Overlay   string
+	DataDir   string
+	HTTPS     string
+	SIP       string
+	Join      []string
+	Bootstrap []string
+	PSKFile   string
+	P2PPort   int
+	P2PHost   string
+	MDNS      bool
+	TLSCert   string
+	TLSKey    string
+	LogLevel  string
+	LogFormat string
+	Refresh   time.Duration
+	Hold      time.Duration
+}
+
+// listFlag is a repeatable flag; from the environment it takes a
+// comma-separated list.
+type listFlag struct{ v *[]string }
+
+func (l listFlag) String() string {
+	if l.v == nil {
+		return ""
+	}
+	return strings.Join(*l.v, ",")
+}
+
+func (l listFlag) Set(s string) error {
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			*l.v = append(*l.v, part)
+		}
+	}
+	return nil
+}
+
+func defaultDataDir() string {
+	if dir, err := os.UserConfigDir(); err == nil {
+		return filepath.Join(dir, "p2psip")
+	}
+	return "p2psip-data"
+}
+
+// envName is the environment variable of a flag: --psk-file → P2PSIP_PSK_FILE.
+func envName(flagName string) string {
+	return "P2PSIP_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("p2psip", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&c.Overlay, "overlay", "p2psip.local", "overlay name: the host part of every AOR in it (a DNS name)")
+	fs.StringVar(&c.DataDir, "data", defaultDataDir(), "data dir: node key, owner key, TLS certificate")
+	fs.StringVar(&c.HTTPS, "https", ":8443", "HTTPS listen address (softphone, API, libp2p over WebSocket); port 0 picks one")
+	fs.StringVar(&c.SIP, "sip", ":5060", "SIP UDP/TCP listen address (reserved: the SIP service is not in this build yet)")
+	fs.Var(listFlag{&c.Join}, "join", "https:// URL of a peer whose overlay to join (repeatable; #sha256=<fingerprint> pins its certificate)")
+	fs.Var(listFlag{&c.Bootstrap}, "bootstrap", "multiaddr of a bootstrap peer, ending in /p2p/<id> (repeatable)")
+	fs.StringVar(&c.PSKFile, "psk-file", "", "private overlay: libp2p swarm key file (/key/swarm/psk/1.0.0/); QUIC is off with a PSK")
+	fs.IntVar(&c.P2PPort, "p2p-port", 0, "TCP and UDP (QUIC) port of the overlay; 0 picks one")
+	fs.StringVar(&c.P2PHost, "p2p-host", "0.0.0.0", "IPv4 address the overlay listens on (0.0.0.0: every interface)")
+	fs.BoolVar(&c.MDNS, "mdns", true, "find overlay peers on the LAN with multicast DNS")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate chain (default: a self-signed one kept in the data dir)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.DurationVar(&c.Refresh, "refresh", 5*time.Minute, "how often hosted records are republished")
+	fs.DurationVar(&c.Hold, "hold", time.Hour, "how long an expired AOR stays locked to its owner (same on every peer)")
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: p2psip [serve] [flags]\n       p2psip status|lookup|register|unregister --help\n\nRuns a p2psip peer. Every flag can also be set by the environment variable shown.\n\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			fmt.Fprintf(out, "  --%s (%s, default %q)\n      %s\n", f.Name, envName(f.Name), f.DefValue, f.Usage)
+		})
+	}
+	return fs
+}
+
+// parseConfig reads flags, then fills flags not given on the command line
+// from P2PSIP_* variables, then checks the result.
+func parseConfig(args []string, getenv func(string) string, out io.Writer) (Config, error) {
+	var c Config
+	fs := newFlagSet(&c, out)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, flag.ErrHelp
+		}
+		return c, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		v := getenv(envName(f.Name))
+		if given[f.Name] || v == "" || envErr != nil {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			envErr = fmt.Errorf("%s=%q: %w", envName(f.Name), v, err)
+		}
+	})
+	if envErr != nil {
+		return c, envErr
+	}
+	return c, c.validate()
+}
+
+func (c *Config) validate() error {
+	if err := overlay.ValidateOverlayName(c.Overlay); err != nil {
+		return fmt.Errorf("--overlay: %w", err)
+	}
+	if c.DataDir == "" {
+		return errors.New("--data: a data directory is required")
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPS); err != nil {
+		return fmt.Errorf("--https %q: want host:port or :port: %w", c.HTTPS, err)
+	}
+	if _, _, err := net.SplitHostPort(c.SIP); err != nil {
+		return fmt.Errorf("--sip %q: want host:port or :port: %w", c.SIP, err)
+	}
+	if ip := net.ParseIP(c.P2PHost); ip == nil || ip.To4() == nil {
+		return fmt.Errorf("--p2p-host %q: want an IPv4 address", c.P2PHost)
+	}
+	if c.P2PPort < 0 || c.P2PPort > 65535 {
+		return fmt.Errorf("--p2p-port %d: want 0..65535", c.P2PPort)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("--log-format %q: want text or json", c.LogFormat)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	if c.Refresh < time.Second || c.Hold < 0 {
+		return fmt.Errorf("--refresh must be at least 1s and --hold not negative")
+	}
+	for _, j := range c.Join {
+		if !strings.HasPrefix(j, "https://") && !strings.HasPrefix(j, "http://") {
+			return fmt.Errorf("--join %q: want the https:// URL of a peer", j)
+		}
+	}
+	return nil
+}
+
+func (c *Config) p2pListenAddrs() []string {
+	port := strconv.Itoa(c.P2PPort)
+	return []string{"/ip4/" + c.P2PHost + "/tcp/" + port, "/ip4/" + c.P2PHost + "/udp/" + port + "/quic-v1"}
+}

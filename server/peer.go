@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/p2psip/p2psip/overlay"
+	"github.com/p2psip/p2psip/static"
+	"github.com/p2psip/p2psip/web"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// shutdownBudget bounds withdrawal and close: SIGTERM exits within 5 s.
+const shutdownBudget = 4 * time.Second
+
+// servePeer runs a peer until ctx ends, then withdraws its records and
+// closes.
+func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
+	log := newLogger(cfg, stderr)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("creating data dir %s: %w", cfg.DataDir, err)
+	}
+	identity, err := overlay.LoadOrCreateIdentity(filepath.Join(cfg.DataDir, "node.key"))
+	if err != nil {
+		return err
+	}
+	owner, err := overlay.LoadOrCreateP256Key(filepath.Join(cfg.DataDir, "owner.key"))
+	if err != nil {
+		return err
+	}
+	cert, err := loadCert(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPS)
+	if err != nil {
+		return fmt.Errorf("listening on --https %s (is another peer running? choose another port): %w", cfg.HTTPS, err)
+	}
+	defer func() { _ = ln.Close() }()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	node, err := startOverlay(cfg, identity, ln.Addr().(*net.TCPAddr), reg, log)
+	if err != nil {
+		return err
+	}
+	handler, err := web.New(web.Config{Overlay: node, Owner: owner, P2PBackend: node.WSBackend(),
+		Site: static.FS(), Gatherer: reg, Logger: log})
+	if err != nil {
+		_ = node.Close(context.Background())
+		return err
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.ServeTLS(ln, "", "") }()
+	printReady(stdout, cfg, node, ln.Addr().(*net.TCPAddr), cert)
+	log.Info("peer started", "overlay", cfg.Overlay, "node", node.ID(), "https", ln.Addr().String())
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: withdrawing records")
+	case err := <-served:
+		_ = node.Close(context.Background())
+		return fmt.Errorf("HTTPS server stopped: %w", err)
+	}
+	return shutdown(srv, node, log)
+}
+
+func shutdown(srv *http.Server, node *overlay.Node, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownBudget)
+	defer cancel()
+	// Withdraw first, while the overlay connections are still up.
+	if err := node.Close(ctx); err != nil {
+		log.Warn("some records could not be withdrawn; they expire by themselves", "err", err)
+	}
+	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("closing HTTPS server: %w", err)
+	}
+	log.Info("peer stopped")
+	return nil
+}
+
+func loadCert(cfg Config) (tls.Certificate, error) {
+	if cfg.TLSCert != "" {
+		return web.LoadCert(cfg.TLSCert, cfg.TLSKey)
+	}
+	host, _ := os.Hostname()
+	return web.LoadOrCreateCert(cfg.DataDir, []string{host, cfg.Overlay})
+}
+
+func startOverlay(cfg Config, identity crypto.PrivKey, httpsAddr *net.TCPAddr, reg prometheus.Registerer, log *slog.Logger) (*overlay.Node, error) {
+	ocfg := overlay.Config{
+		Name:            cfg.Overlay,
+		Identity:        identity,
+		WSS:             httpsAddr,
+		MDNS:            cfg.MDNS,
+		JoinURLs:        cfg.Join,
+		Hold:            cfg.Hold,
+		RefreshInterval: cfg.Refresh,
+		ServiceTTL:      max(30*time.Minute, 3*cfg.Refresh),
+		Logger:          log,
+		Registerer:      reg,
+	}
+	for _, s := range cfg.p2pListenAddrs() {
+		ocfg.ListenAddrs = append(ocfg.ListenAddrs, ma.StringCast(s))
+	}
+	for _, b := range cfg.Bootstrap {
+		ai, err := peer.AddrInfoFromString(b)
+		if err != nil {
+			return nil, fmt.Errorf("--bootstrap %q: want a multiaddr ending in /p2p/<peer id>: %w", b, err)
+		}
+		ocfg.Bootstrap = append(ocfg.Bootstrap, *ai)
+	}
+	if cfg.PSKFile != "" {
+		f, err := os.Open(cfg.PSKFile)
+		if err != nil {
+			return nil, fmt.Errorf("--psk-file: %w", err)
+		}
+		psk, err := pnet.DecodeV1PSK(f)
+		_ = f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("--psk-file %s: not a libp2p swarm key: %w", cfg.PSKFile, err)
+		}
+		ocfg.PSK = psk
+	}
+	node, err := overlay.New(ocfg)
+	if err != nil {
+		return nil, fmt.Errorf("starting overlay: %w", err)
+	}
+	return node, nil
+}
+
+// printReady prints the block an operator (and the tests) read at start.
+func printReady(w io.Writer, cfg Config, node *overlay.Node, https *net.TCPAddr, cert tls.Certificate) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "p2psip peer ready\n")
+	fmt.Fprintf(&b, "  overlay:    %s\n", cfg.Overlay)
+	fmt.Fprintf(&b, "  node id:    %s\n", node.ID())
+	fmt.Fprintf(&b, "  softphone:  %s\n", softphoneURL(https))
+	fmt.Fprintf(&b, "  https:      %s\n", https)
+	for _, a := range node.Addrs() {
+		fmt.Fprintf(&b, "  p2p:        %s\n", a)
+	}
+	fmt.Fprintf(&b, "  tls sha256: %s\n", web.Fingerprint(cert))
+	fmt.Fprintf(&b, "  data:       %s\n", cfg.DataDir)
+	fmt.Fprintf(&b, "  join:       p2psip --overlay %s --join %s\n", cfg.Overlay, softphoneURL(https))
+	_, _ = io.WriteString(w, b.String())
+}
+
+// softphoneURL is the URL others on the network open: the listener's own
+// address, or for a wildcard listener the first non-loopback address.
+func softphoneURL(a *net.TCPAddr) string {
+	ip := a.IP
+	if ip == nil || ip.IsUnspecified() {
+		ip = net.IPv4(127, 0, 0, 1)
+		if addrs, err := net.InterfaceAddrs(); err == nil {
+			for _, ad := range addrs {
+				if ipn, ok := ad.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+					ip = ipn.IP
+					break
+				}
+			}
+		}
+	}
+	return "https://" + net.JoinHostPort(ip.String(), fmt.Sprint(a.Port)) + "/"
+}

@@ -1,0 +1,148 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/p2psip/p2psip/overlay"
+)
+
+type api struct {
+	cfg Config
+}
+
+// OverlayStatus is the body of GET /api/overlay.
+type OverlayStatus struct {
+	Overlay string             `json:"overlay"`
+	NodeID  string             `json:"node_id"`
+	Addrs   []string           `json:"addrs"`
+	Peers   []overlay.PeerInfo `json:"peers"`
+	Records RecordCounts       `json:"records"`
+}
+
+// RecordCounts tells what the node stores for others and what it hosts.
+type RecordCounts struct {
+	Stored int                    `json:"stored"`
+	Hosted []overlay.HostedRecord `json:"hosted"`
+}
+
+// RegistrationView is the body of GET /api/registrations/{aor}.
+type RegistrationView struct {
+	AOR      string            `json:"aor"`
+	Owner    string            `json:"owner"` // base64url of the owner key
+	Seq      uint64            `json:"seq"`
+	Expires  time.Time         `json:"expires"`
+	Bindings []overlay.Binding `json:"bindings"` // live bindings only
+}
+
+// RegisterBody is the body of POST /api/registrations.
+type RegisterBody struct {
+	AOR      string `json:"aor"`
+	Contact  string `json:"contact"`
+	Expires  int    `json:"expires"` // seconds; default 3600
+	Instance string `json:"instance,omitempty"`
+}
+
+func (a *api) wellKnown(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, a.cfg.Overlay.JoinInfo())
+}
+
+func (a *api) overlayStatus(w http.ResponseWriter, _ *http.Request) {
+	info := a.cfg.Overlay.JoinInfo()
+	writeJSON(w, http.StatusOK, OverlayStatus{
+		Overlay: info.Overlay, NodeID: info.NodeID, Addrs: info.Addrs,
+		Peers:   a.cfg.Overlay.Peers(),
+		Records: RecordCounts{Stored: a.cfg.Overlay.StoredRecords(), Hosted: a.cfg.Overlay.Hosted()},
+	})
+}
+
+func (a *api) lookup(w http.ResponseWriter, r *http.Request) {
+	aor, err := url.PathUnescape(chi.URLParam(r, "aor"))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "bad AOR in path")
+		return
+	}
+	reg, err := a.cfg.Overlay.Lookup(r.Context(), aor)
+	if err != nil {
+		a.overlayError(w, err)
+		return
+	}
+	live := reg.Live(time.Now())
+	if len(live) == 0 {
+		httpError(w, http.StatusNotFound, "no bindings: "+reg.AOR+" is known but has no live contact")
+		return
+	}
+	writeJSON(w, http.StatusOK, RegistrationView{AOR: reg.AOR, Owner: b64(reg.Owner), Seq: reg.Seq,
+		Expires: reg.ExpiresAt().UTC(), Bindings: live})
+}
+
+func (a *api) register(w http.ResponseWriter, r *http.Request) {
+	var body RegisterBody
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		httpError(w, http.StatusBadRequest, "bad JSON body: "+err.Error())
+		return
+	}
+	if body.Contact == "" {
+		httpError(w, http.StatusBadRequest, "contact is required")
+		return
+	}
+	if body.Expires == 0 {
+		body.Expires = 3600
+	}
+	if body.Expires < 0 || body.Expires > 86400 {
+		httpError(w, http.StatusBadRequest, "expires must be 1..86400 seconds")
+		return
+	}
+	if body.Instance == "" {
+		body.Instance = "admin:" + body.Contact
+	}
+	reg, err := a.cfg.Overlay.Register(r.Context(), overlay.RegisterRequest{
+		AOR: body.AOR, Signer: a.cfg.Owner,
+		Binding: overlay.Binding{Instance: body.Instance, Contact: body.Contact,
+			Expires: time.Now().Add(time.Duration(body.Expires) * time.Second).Unix()},
+	})
+	if err != nil {
+		a.overlayError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, RegistrationView{AOR: reg.AOR, Owner: b64(reg.Owner), Seq: reg.Seq,
+		Expires: reg.ExpiresAt().UTC(), Bindings: reg.Live(time.Now())})
+}
+
+func (a *api) unregister(w http.ResponseWriter, r *http.Request) {
+	aor, err := url.PathUnescape(chi.URLParam(r, "aor"))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "bad AOR in path")
+		return
+	}
+	if err := a.cfg.Overlay.Unregister(r.Context(), aor, r.URL.Query().Get("instance")); err != nil {
+		a.overlayError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// overlayError maps overlay errors to HTTP statuses with a message that
+// says what to do.
+func (a *api) overlayError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, overlay.ErrNotFound):
+		httpError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, overlay.ErrWrongOverlay), errors.Is(err, overlay.ErrBadRecord):
+		httpError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, overlay.ErrAORHeld), errors.Is(err, overlay.ErrNotOwner):
+		httpError(w, http.StatusConflict, err.Error()+"; choose another name or wait until the hold lapses")
+	case errors.Is(err, overlay.ErrClosed):
+		httpError(w, http.StatusServiceUnavailable, "the peer is shutting down")
+	default:
+		a.cfg.Logger.Warn("overlay request failed", "err", err)
+		httpError(w, http.StatusBadGateway, "overlay request failed: "+err.Error())
+	}
+}
