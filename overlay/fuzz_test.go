@@ -52,4 +52,3 @@ func FuzzParseJoinInfo(f *testing.F) {
 		_, _ = j.AddrInfo(url)
 	})
 }
-
