@@ -205,6 +205,10 @@ func (n *Node) Peers() []PeerInfo {
 	return out
 }
 
+// RefreshRoutingTable runs one routing-table refresh and waits for it,
+// so that a node that just joined knows its neighbourhood.
+func (n *Node) RefreshRoutingTable() { <-n.dht.RefreshRoutingTable() }
+
 // StoredRecords counts the overlay records this node stores for others.
 func (n *Node) StoredRecords() int {
 	res, err := n.store.Query(context.Background(), dsqPrefix("/"+keyNamespace))

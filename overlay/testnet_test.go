@@ -14,7 +14,6 @@ import (
 
 // testNet is N real nodes on loopback in one process.
 type testNet struct {
-	t     *testing.T
 	nodes []*Node
 }
 
@@ -77,7 +76,7 @@ func newTestNet(t testing.TB, n int, mod func(*Config)) *testNet {
 	// One routing-table refresh each so that every node knows its
 	// neighbourhood, not only node 0.
 	for _, node := range tn.nodes {
-		<-node.dht.RefreshRoutingTable()
+		node.RefreshRoutingTable()
 	}
 	return tn
 }

@@ -12,8 +12,8 @@ import (
 	"testing/fstest"
 	"time"
 
-	"github.com/p2psip/p2psip/overlay"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/p2psip/p2psip/overlay"
 	"github.com/prometheus/client_golang/prometheus"
 )
 

@@ -1,0 +1,67 @@
+# Build and test entry points. `make test` is what CI runs (.ci/run).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+GO        ?= go
+GOBIN_DIR := $(shell $(GO) env GOBIN)
+ifeq ($(GOBIN_DIR),)
+GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
+endif
+# staticcheck may live in GOPATH/bin, which PATH need not contain.
+STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(GOBIN_DIR)/staticcheck)
+BINARY    ?= p2psip
+E2E_TIMEOUT ?= 20m
+
+.PHONY: all test deps fmt-check vet lint staticcheck unit e2e build bench clean
+
+all: build
+
+test: deps lint unit e2e
+	@echo "==> make test: all stages passed"
+
+deps:
+	@echo "==> installing test dependencies"
+	./scripts/install-test-deps.sh
+
+fmt-check:
+	@echo "==> gofmt -l"
+	@files=$$(git ls-files -co --exclude-standard -- '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*'); \
+	out=""; if [ -n "$$files" ]; then out=$$(gofmt -l $$files); fi; \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	@echo "==> go vet ./..."
+	$(GO) vet ./...
+	@echo "==> go vet -tags e2e ./..."
+	$(GO) vet -tags e2e ./...
+
+staticcheck:
+	@echo "==> staticcheck ./..."
+	$(STATICCHECK) ./...
+	@echo "==> staticcheck -tags e2e ./..."
+	$(STATICCHECK) -tags e2e ./...
+
+lint: fmt-check vet staticcheck
+
+unit:
+	@echo "==> go test -race ./..."
+	$(GO) test -race -count=1 ./...
+
+e2e:
+	@echo "==> go test -race -tags e2e ./e2e/..."
+	$(GO) test -race -count=1 -tags e2e -timeout $(E2E_TIMEOUT) ./e2e/...
+
+build:
+	@echo "==> building static $(BINARY)"
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BINARY) ./server
+
+# Benchmarks: Go benchmarks, then the overlay measurement (prints a table).
+bench:
+	@echo "==> go test -bench ./overlay/"
+	$(GO) test -run '^$$' -bench . -benchtime 200x ./overlay/
+	@echo "==> go run ./bench/overlay -peers 20,100"
+	$(GO) run ./bench/overlay -peers 20,100
+
+clean:
+	rm -f $(BINARY)

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Installs the system tools the test suite needs, and staticcheck.
+#
+# Idempotent: a tool already on PATH is left alone, and apt-get update runs at most
+# once, only when something is missing. CI runs this on a machine that may be new
+# (nothing installed by hand survives a change of machine), so every tool a test
+# needs must be listed here.
+#
+# To add a tool for a later issue, append "command:debian-package" to DEPS.
+set -euo pipefail
+
+# command:package pairs. The command is what the tests look for on PATH; the package
+# is the Debian package that ships it.
+DEPS=(
+	ip:iproute2
+	nft:nftables
+	iptables:iptables
+	ps:procps
+	pkill:procps
+	curl:curl
+	update-ca-certificates:ca-certificates
+	# Later issues:
+	# sipp:sip-tester
+	# kamailio:kamailio
+	# baresip:baresip-core
+	# turnserver:coturn
+	# chromium:chromium
+)
+
+STATICCHECK_VERSION=v0.8.2
+
+log() { echo "install-test-deps: $*"; }
+
+# have reports whether a command is available, also in sbin dirs that a non-login
+# root shell may not have on PATH.
+have() {
+	command -v "$1" >/dev/null 2>&1 && return 0
+	local d
+	for d in /usr/sbin /sbin /usr/local/sbin; do
+		[ -x "$d/$1" ] && return 0
+	done
+	return 1
+}
+
+missing=()
+for pair in "${DEPS[@]}"; do
+	cmd=${pair%%:*}
+	pkg=${pair#*:}
+	if ! have "$cmd"; then
+		# De-duplicate: several commands may come from one package.
+		case " ${missing[*]-} " in *" $pkg "*) ;; *) missing+=("$pkg") ;; esac
+	fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		log "missing packages: ${missing[*]} (not root: install them yourself; tests that need them will skip outside CI)"
+	else
+		log "installing: ${missing[*]}"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+	fi
+else
+	log "system tools present"
+fi
+
+# staticcheck: a Go tool, installed from the Go module proxy. Look in PATH, GOBIN
+# and GOPATH/bin, since PATH may not include the latter two.
+gobin=$(go env GOBIN)
+[ -n "$gobin" ] || gobin="$(go env GOPATH)/bin"
+if command -v staticcheck >/dev/null 2>&1 || [ -x "$gobin/staticcheck" ]; then
+	log "staticcheck present"
+else
+	log "installing staticcheck@$STATICCHECK_VERSION into $gobin"
+	# Outside the module so the project's go.mod is not touched; GOFLAGS cleared so
+	# a -mod setting in the environment does not break the install.
+	(cd / && GOFLAGS= go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION")
+fi
