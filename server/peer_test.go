@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -135,4 +136,34 @@ func slicesContain(list []string, sub string) bool {
 		}
 	}
 	return false
+}
+
+// TestPrivateOverlay: peers with the same swarm key join; a peer without
+// it cannot.
+func TestPrivateOverlay(t *testing.T) {
+	dir := t.TempDir()
+	psk := dir + "/swarm.key"
+	key := "/key/swarm/psk/1.0.0/\n/base16/\n" + strings.Repeat("ab", 32) + "\n"
+	if err := os.WriteFile(psk, []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	urlA, _ := bootPeer(t, "--psk-file", psk)
+	urlB, _ := bootPeer(t, "--psk-file", psk, "--join", urlA)
+	urlC, _ := bootPeer(t, "--join", urlA)
+	peersOf := func(url string) int {
+		var st struct{ Peers []struct{ ID string } }
+		getJSON(t, url+"api/overlay", &st)
+		return len(st.Peers)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for peersOf(urlB) == 0 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if peersOf(urlB) != 1 {
+		t.Fatal("B did not join A's private overlay")
+	}
+	time.Sleep(2 * time.Second) // C has had its tries
+	if n := peersOf(urlC); n != 0 {
+		t.Fatalf("a peer without the key joined the private overlay (%d peers)", n)
+	}
 }
