@@ -92,7 +92,7 @@ func (n *Node) Register(ctx context.Context, req RegisterRequest) (reg *Registra
 
 // current returns the AOR's record as the overlay has it, or nil.
 func (n *Node) current(ctx context.Context, aor string) (*Registration, error) {
-	value, err := n.dht.GetValue(ctx, RegistrationKey(aor), dht.Quorum(lookupQuorum))
+	value, err := n.dht.GetValue(ctx, RegistrationKey(aor), dht.Quorum(n.cfg.LookupQuorum))
 	if errors.Is(err, routing.ErrNotFound) || (err != nil && n.dht.RoutingTable().Size() == 0) {
 		if local := n.localValue(RegistrationKey(aor)); local != nil {
 			reg, _, perr := ParseRegistration(local)
@@ -298,8 +298,3 @@ func (n *Node) Hosted() []HostedRecord {
 	return out
 }
 
-// lookupQuorum is how many peers must answer before a lookup settles on
-// the best record they gave. Waiting for the whole query (quorum 0) costs
-// a long tail for nothing: the put reached the same closest peers the
-// lookup asks first, and a stale answer loses to a newer one in Select.
-const lookupQuorum = 4
