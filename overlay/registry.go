@@ -297,4 +297,3 @@ func (n *Node) Hosted() []HostedRecord {
 	slices.SortFunc(out, func(a, b HostedRecord) int { return strings.Compare(a.Kind+a.Name, b.Kind+b.Name) })
 	return out
 }
-
