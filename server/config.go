@@ -24,6 +24,9 @@ type Config struct {
 	DataDir   string
 	HTTPS     string
 	SIP       string
+	SIPS      string
+	SIPHost   string
+	Users     string
 	Join      []string
 	Bootstrap []string
 	PSKFile   string
@@ -76,7 +79,10 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.Overlay, "overlay", "p2psip.local", "overlay name: the host part of every AOR in it (a DNS name)")
 	fs.StringVar(&c.DataDir, "data", defaultDataDir(), "data dir: node key, owner key, TLS certificate")
 	fs.StringVar(&c.HTTPS, "https", ":8443", "HTTPS listen address (softphone, API, libp2p over WebSocket); port 0 picks one")
-	fs.StringVar(&c.SIP, "sip", ":5060", "SIP UDP/TCP listen address (reserved: the SIP service is not in this build yet)")
+	fs.StringVar(&c.SIP, "sip", ":5060", "SIP UDP and TCP listen address; empty turns SIP off")
+	fs.StringVar(&c.SIPS, "sips", ":5061", "SIP over TLS listen address (the HTTPS certificate); empty turns it off")
+	fs.StringVar(&c.SIPHost, "sip-host", "", "address other peers and phones reach this peer at, in Path/Record-Route/Via (default: the --sip host, or the first LAN IPv4 address)")
+	fs.StringVar(&c.Users, "users", "", "file of user:password lines: digest credentials of phones registering here (others are first-come)")
 	fs.Var(listFlag{&c.Join}, "join", "https:// URL of a peer whose overlay to join (repeatable; #sha256=<fingerprint> pins its certificate)")
 	fs.Var(listFlag{&c.Bootstrap}, "bootstrap", "multiaddr of a bootstrap peer, ending in /p2p/<id> (repeatable)")
 	fs.StringVar(&c.PSKFile, "psk-file", "", "private overlay: libp2p swarm key file (/key/swarm/psk/1.0.0/); QUIC is off with a PSK")
@@ -140,8 +146,10 @@ func (c *Config) validate() error {
 	if _, _, err := net.SplitHostPort(c.HTTPS); err != nil {
 		return fmt.Errorf("--https %q: want host:port or :port: %w", c.HTTPS, err)
 	}
-	if _, _, err := net.SplitHostPort(c.SIP); err != nil {
-		return fmt.Errorf("--sip %q: want host:port or :port: %w", c.SIP, err)
+	for name, v := range map[string]string{"--sip": c.SIP, "--sips": c.SIPS} {
+		if _, _, err := net.SplitHostPort(v); v != "" && err != nil {
+			return fmt.Errorf("%s %q: want host:port or :port: %w", name, v, err)
+		}
 	}
 	if ip := net.ParseIP(c.P2PHost); ip == nil || ip.To4() == nil {
 		return fmt.Errorf("--p2p-host %q: want an IPv4 address", c.P2PHost)

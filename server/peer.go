@@ -53,6 +53,12 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 	}
 	defer func() { _ = ln.Close() }()
 
+	sipLn, err := listenSIP(cfg, cert)
+	if err != nil {
+		return err
+	}
+	defer sipLn.Close()
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	node, err := startOverlay(cfg, identity, ln.Addr().(*net.TCPAddr), reg, log)
@@ -65,6 +71,12 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 		_ = node.Close(context.Background())
 		return err
 	}
+	sipSvc, err := startSIP(cfg, node, owner, sipLn, reg, log)
+	if err != nil {
+		_ = node.Close(context.Background())
+		return err
+	}
+	defer func() { _ = sipSvc.Close() }()
 	srv := &http.Server{
 		Handler:           handler,
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
@@ -74,7 +86,7 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeTLS(ln, "", "") }()
-	printReady(stdout, cfg, node, ln.Addr().(*net.TCPAddr), cert)
+	printReady(stdout, cfg, node, ln.Addr().(*net.TCPAddr), cert, sipLn.Addrs)
 	log.Info("peer started", "overlay", cfg.Overlay, "node", node.ID(), "https", ln.Addr().String())
 
 	select {
@@ -152,7 +164,7 @@ func startOverlay(cfg Config, identity crypto.PrivKey, httpsAddr *net.TCPAddr, r
 }
 
 // printReady prints the block an operator (and the tests) read at start.
-func printReady(w io.Writer, cfg Config, node *overlay.Node, https *net.TCPAddr, cert tls.Certificate) {
+func printReady(w io.Writer, cfg Config, node *overlay.Node, https *net.TCPAddr, cert tls.Certificate, sip []string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "p2psip peer ready\n")
 	fmt.Fprintf(&b, "  overlay:    %s\n", cfg.Overlay)
@@ -161,6 +173,9 @@ func printReady(w io.Writer, cfg Config, node *overlay.Node, https *net.TCPAddr,
 	fmt.Fprintf(&b, "  https:      %s\n", https)
 	for _, a := range node.Addrs() {
 		fmt.Fprintf(&b, "  p2p:        %s\n", a)
+	}
+	for _, a := range sip {
+		fmt.Fprintf(&b, "  sip:        %s\n", a)
 	}
 	fmt.Fprintf(&b, "  tls sha256: %s\n", web.Fingerprint(cert))
 	fmt.Fprintf(&b, "  data:       %s\n", cfg.DataDir)
@@ -173,15 +188,19 @@ func printReady(w io.Writer, cfg Config, node *overlay.Node, https *net.TCPAddr,
 func softphoneURL(a *net.TCPAddr) string {
 	ip := a.IP
 	if ip == nil || ip.IsUnspecified() {
-		ip = net.IPv4(127, 0, 0, 1)
-		if addrs, err := net.InterfaceAddrs(); err == nil {
-			for _, ad := range addrs {
-				if ipn, ok := ad.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
-					ip = ipn.IP
-					break
-				}
+		ip = lanIP()
+	}
+	return "https://" + net.JoinHostPort(ip.String(), fmt.Sprint(a.Port)) + "/"
+}
+
+// lanIP is the first non-loopback IPv4 address, or 127.0.0.1.
+func lanIP() net.IP {
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, ad := range addrs {
+			if ipn, ok := ad.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+				return ipn.IP
 			}
 		}
 	}
-	return "https://" + net.JoinHostPort(ip.String(), fmt.Sprint(a.Port)) + "/"
+	return net.IPv4(127, 0, 0, 1)
 }

@@ -22,7 +22,7 @@ func bootPeer(t *testing.T, args ...string) (url string, stop func() int) {
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan int, 1)
-	base := []string{"--data", t.TempDir(), "--https", "127.0.0.1:0", "--p2p-host", "127.0.0.1", "--mdns=false", "--log-level", "warn"}
+	base := []string{"--data", t.TempDir(), "--https", "127.0.0.1:0", "--p2p-host", "127.0.0.1", "--sip", "127.0.0.1:0", "--sips", "127.0.0.1:0", "--mdns=false", "--log-level", "warn"}
 	go func() {
 		done <- run(ctx, append(base, args...), func(string) string { return "" }, pw, io.Discard)
 		_ = pw.Close()

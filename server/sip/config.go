@@ -1,0 +1,73 @@
+package sip
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/p2psip/p2psip/overlay"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Locator is what the SIP service needs of the overlay.
+type Locator interface {
+	Register(ctx context.Context, req overlay.RegisterRequest) (*overlay.Registration, error)
+	Unregister(ctx context.Context, aor, instance string) error
+	Lookup(ctx context.Context, aor string) (*overlay.Registration, error)
+	ID() string
+}
+
+// Config configures the service; New checks it once.
+type Config struct {
+	// Domain is the overlay name: the registrar serves *@Domain. Required.
+	Domain string
+	// Locator is the overlay. Required.
+	Locator Locator
+	// Owner signs the registrations of the phones this peer hosts.
+	// Required.
+	Owner overlay.Signer
+	// Users holds digest credentials local to this peer. Default: none,
+	// every AOR is first-come (see Users).
+	Users *Users
+	// Host is the address other peers and devices reach this peer at,
+	// used in Path, Record-Route and Via. Required.
+	Host string
+	// MinExpires and MaxExpires bound registration lifetimes (RFC 3261
+	// §10.3 step 7). Defaults 60s and 3600s.
+	MinExpires, MaxExpires time.Duration
+	// RequestTimeout bounds one overlay operation. Default 5s.
+	RequestTimeout time.Duration
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the SIP metrics. Default nil: none.
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) applyDefaults() {
+	if c.MinExpires == 0 {
+		c.MinExpires = 60 * time.Second
+	}
+	if c.MaxExpires == 0 {
+		c.MaxExpires = time.Hour
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Users == nil {
+		c.Users = &Users{}
+	}
+}
+
+func (c *Config) validate() error {
+	if c.Domain == "" || c.Locator == nil || c.Owner == nil || c.Host == "" {
+		return fmt.Errorf("%w: Domain, Locator, Owner and Host are required", ErrBadConfig)
+	}
+	if c.MinExpires > c.MaxExpires {
+		return fmt.Errorf("%w: MinExpires %s above MaxExpires %s", ErrBadConfig, c.MinExpires, c.MaxExpires)
+	}
+	return nil
+}

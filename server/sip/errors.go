@@ -1,0 +1,10 @@
+package sip
+
+import "errors"
+
+var (
+	// ErrBadConfig means Config.validate refused the configuration.
+	ErrBadConfig = errors.New("sip: bad config")
+	// ErrBadRequest means a request lacks what the handler needs.
+	ErrBadRequest = errors.New("sip: bad request")
+)

@@ -1,0 +1,131 @@
+package sip
+
+import (
+	"context"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+var timeNow = time.Now
+
+// prebuilt tells sipgo's client the request is complete (a proxy builds
+// its own Via, Route and Max-Forwards).
+func prebuilt(*sipgo.Client, *sip.Request) error { return nil }
+
+// onOptions answers OPTIONS for this peer itself (RFC 3261 §11.2) and
+// routes the rest.
+func (s *Service) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	if req.Recipient.User == "" && req.Route() == nil && (s.isSelf(req.Recipient) || req.Recipient.Host == s.cfg.Domain) {
+		s.m.requests.WithLabelValues("OPTIONS").Inc()
+		s.respond(tx, req, 200, "OK",
+			sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, REFER, NOTIFY, SUBSCRIBE, UPDATE, PRACK"),
+			sip.NewHeader("Accept", "application/sdp"))
+		return
+	}
+	s.onRequest(req, tx)
+}
+
+// onRequest proxies a request (§16): validate, process Route, find the
+// targets, forward statefully.
+func (s *Service) onRequest(req *sip.Request, tx sip.ServerTransaction) {
+	s.m.requests.WithLabelValues(string(req.Method)).Inc()
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		s.respond(tx, req, 483, "Too Many Hops") // §16.3 step 3
+		return
+	}
+	if s.looped(req) {
+		s.respond(tx, req, 482, "Loop Detected") // §16.3 step 4
+		return
+	}
+	inDialog := s.stripSelfRoute(req)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	targets, code, reason := s.targets(ctx, req, inDialog)
+	cancel()
+	if code != 0 {
+		s.respond(tx, req, code, reason)
+		return
+	}
+	if req.IsInvite() {
+		s.respond(tx, req, 100, "Trying") // §16.2: stop the caller's retransmissions
+	}
+	newFork(s, req, tx, targets).run()
+}
+
+// onAck forwards the ACK of a 2xx (a new transaction of its own, §13.2.2.4)
+// statelessly along its route; sipgo absorbs the ACKs of non-2xx.
+func (s *Service) onAck(req *sip.Request, _ sip.ServerTransaction) {
+	s.m.requests.WithLabelValues("ACK").Inc()
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		return
+	}
+	inDialog := s.stripSelfRoute(req)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	targets, code, _ := s.targets(ctx, req, inDialog)
+	cancel()
+	if code != 0 || len(targets) != 1 {
+		s.log.Debug("dropping ACK with no route", "ruri", req.Recipient.String())
+		return
+	}
+	out := s.prepare(req, targets[0], false)
+	if err := s.client.WriteRequest(out, prebuilt); err != nil {
+		s.log.Debug("forwarding ACK failed", "err", err)
+	}
+}
+
+// prepare builds the copy of req sent to one target (§16.6).
+func (s *Service) prepare(req *sip.Request, t target, recordRoute bool) *sip.Request {
+	out := req.Clone()
+	out.Recipient = t.ruri
+	// Step 3: Max-Forwards.
+	if mf := out.MaxForwards(); mf != nil {
+		mf.Dec()
+	} else {
+		h := sip.MaxForwardsHeader(70)
+		out.AppendHeader(&h)
+	}
+	// Step 6: the target's route set goes first.
+	for i := len(t.routes) - 1; i >= 0; i-- {
+		out.PrependHeader(&sip.RouteHeader{Address: t.routes[i]})
+	}
+	transport := t.transport
+	if transport == "" {
+		out.SetDestination("")
+		out.SetTransport("")
+		transport = out.Transport()
+	} else {
+		out.SetDestination(t.dest)
+		out.SetTransport(transport)
+	}
+	// Step 4: Record-Route, so in-dialog requests come through this peer.
+	if recordRoute {
+		out.PrependHeader(&sip.RecordRouteHeader{Address: s.recordRouteURI(req)})
+	}
+	// Step 8: our Via, with RFC 3581 received/rport on the previous hop.
+	if via := out.Via(); via != nil {
+		if host, port, ok := splitSource(req.Source()); ok {
+			if via.Params.Has("rport") {
+				via.Params.Add("rport", port)
+			}
+			if host != via.Host {
+				via.Params.Add("received", host)
+			}
+		}
+	}
+	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: transport,
+		Host: s.cfg.Host, Port: s.port(sip.NetworkToLower(transport)), Params: sip.NewParams()}
+	via.Params.Add("branch", branchMagic+loopHash(req)+"-"+sip.GenerateBranchN(8)[7:])
+	out.PrependHeader(via)
+	return out
+}
+
+// dialogCreating reports whether a request may create a dialog, and so
+// needs Record-Route (§16.6 step 4; an in-dialog request has a To tag).
+func dialogCreating(req *sip.Request) bool {
+	switch req.Method {
+	case sip.INVITE, sip.SUBSCRIBE, sip.REFER, sip.NOTIFY:
+		return req.To() == nil || !req.To().Params.Has("tag")
+	}
+	return false
+}

@@ -1,0 +1,180 @@
+package sip
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/p2psip/p2psip/overlay"
+)
+
+// target is one branch of a forwarded request.
+type target struct {
+	ruri      sip.Uri
+	routes    []sip.Uri // Route headers to put first (a binding's Path)
+	dest      string    // host:port of a local flow, "" to follow Route/R-URI
+	transport string    // transport of a local flow
+}
+
+// branchMagic plus the request's loop hash make this peer's Via branch
+// (RFC 3261 §16.6 step 8), so §16.3 step 4 can spot a loop.
+const branchMagic = "z9hG4bK-p2p-"
+
+// loopHash covers what stays the same when a request comes back unchanged
+// (§16.3 step 4): a spiral changes the Request-URI and hashes differently.
+func loopHash(req *sip.Request) string {
+	h := sha256.New()
+	h.Write([]byte(req.Recipient.String()))
+	if c := req.CallID(); c != nil {
+		h.Write([]byte(c.Value()))
+	}
+	if c := req.CSeq(); c != nil {
+		h.Write([]byte(c.Value()))
+	}
+	if f := req.From(); f != nil {
+		h.Write([]byte(f.Params.GetOr("tag", "")))
+	}
+	if v := req.Via(); v != nil {
+		h.Write([]byte(v.Params.GetOr("branch", "")))
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// looped reports whether req already passed this peer unchanged.
+func (s *Service) looped(req *sip.Request) bool {
+	want := branchMagic + loopHash(req)
+	for _, h := range req.GetHeaders("Via") {
+		v, ok := h.(*sip.ViaHeader)
+		if !ok || v.Host != s.cfg.Host {
+			continue
+		}
+		if strings.HasPrefix(v.Params.GetOr("branch", ""), want) {
+			return true
+		}
+	}
+	return false
+}
+
+// stripSelfRoute removes the top Routes that name this peer (§16.4,
+// loose routing). It reports whether one of them carried this peer's
+// dialog token for the request's Call-ID: then the request belongs to a
+// dialog this peer record-routed and may go on to its Request-URI.
+func (s *Service) stripSelfRoute(req *sip.Request) (inDialog bool) {
+	for {
+		r := req.Route()
+		if r == nil || !s.isSelf(r.Address) {
+			return inDialog
+		}
+		if tok, ok := r.Address.UriParams.Get(dialogTokenParam); ok && tok == s.dialogToken(req) {
+			inDialog = true
+		}
+		req.RemoveHeader("Route")
+	}
+}
+
+// dialogTokenParam carries an HMAC of the Call-ID in this peer's
+// Record-Route. Without it, anyone could put a Route to this peer in front
+// of any Request-URI and use the peer as an open relay.
+const dialogTokenParam = "p2pd"
+
+func (s *Service) dialogToken(req *sip.Request) string {
+	var callID string
+	if c := req.CallID(); c != nil {
+		callID = c.Value()
+	}
+	m := hmac.New(sha256.New, s.rrKey)
+	m.Write([]byte(callID))
+	return hex.EncodeToString(m.Sum(nil))[:16]
+}
+
+// recordRouteURI is this peer's Record-Route entry for req.
+func (s *Service) recordRouteURI(req *sip.Request) sip.Uri {
+	u := s.selfURI(req.Transport())
+	u.UriParams.Add(dialogTokenParam, s.dialogToken(req))
+	return u
+}
+
+// targets decides where a request goes (§16.5). A non-zero code is the
+// response to give instead.
+func (s *Service) targets(ctx context.Context, req *sip.Request, inDialog bool) ([]target, int, string) {
+	if req.Route() != nil {
+		return []target{{ruri: req.Recipient}}, 0, "" // follow the route set
+	}
+	u := req.Recipient
+	if fl := s.flows.byContactURI(u.String()); fl != nil {
+		return []target{{ruri: u, dest: fl.source, transport: fl.transport}}, 0, ""
+	}
+	if inDialog {
+		// The last hop of a dialog this peer record-routed: the remote
+		// target (§12.2.1.1), through the device's flow when it has one.
+		if fl := s.flows.byHostPort(u.Host, u.Port); fl != nil {
+			return []target{{ruri: u, dest: fl.source, transport: fl.transport}}, 0, ""
+		}
+		return []target{{ruri: u}}, 0, ""
+	}
+	if u.User != "" && (strings.EqualFold(u.Host, s.cfg.Domain) || s.isSelf(u)) {
+		// The peer's own address is an alias of the overlay domain, as
+		// phones that use it as their proxy address calls to it.
+		return s.overlayTargets(ctx, u)
+	}
+	if s.isSelf(u) {
+		return nil, 404, "Not Found"
+	}
+	if req.To() != nil && req.To().Params.Has("tag") {
+		// An in-dialog request with no route through this peer: not ours.
+		return nil, 481, "Call/Transaction Does Not Exist"
+	}
+	return nil, 503, "Service Unavailable (no P2P SIP proxy for other domains in the overlay)"
+}
+
+// overlayTargets looks an overlay AOR up: local devices by their flows,
+// others along their Path through the peer that hosts them.
+func (s *Service) overlayTargets(ctx context.Context, u sip.Uri) ([]target, int, string) {
+	aor, err := overlay.CanonicalAOR("sip:"+u.User+"@"+s.cfg.Domain, s.cfg.Domain)
+	if err != nil {
+		return nil, 404, "Not Found"
+	}
+	reg, err := s.cfg.Locator.Lookup(ctx, aor)
+	if errors.Is(err, overlay.ErrNotFound) {
+		return nil, 404, "Not Found"
+	}
+	if err != nil {
+		s.log.Warn("overlay lookup failed", "aor", aor, "err", err)
+		return nil, 503, "Service Unavailable (overlay lookup failed)"
+	}
+	local := map[string]*flow{}
+	for _, fl := range s.flows.all(aor) {
+		local[fl.instance] = fl
+	}
+	var out []target
+	for _, b := range reg.Live(timeNow()) {
+		var ruri sip.Uri
+		if err := sip.ParseUri(b.Contact, &ruri); err != nil {
+			continue
+		}
+		if b.Node == s.cfg.Locator.ID() {
+			if fl := local[b.Instance]; fl != nil {
+				out = append(out, target{ruri: ruri, dest: fl.source, transport: fl.transport})
+			}
+			continue
+		}
+		t := target{ruri: ruri}
+		for _, p := range b.Path {
+			var pu sip.Uri
+			if err := sip.ParseUri(strings.Trim(p, "<>"), &pu); err == nil {
+				t.routes = append(t.routes, pu)
+			}
+		}
+		if len(t.routes) > 0 {
+			out = append(out, t)
+		}
+	}
+	if len(out) == 0 {
+		return nil, 480, "Temporarily Unavailable"
+	}
+	return out, 0, ""
+}

@@ -1,0 +1,154 @@
+package sip
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// Service is the peer's SIP element: registrar and proxy.
+type Service struct {
+	cfg    Config
+	log    *slog.Logger
+	ua     *sipgo.UserAgent
+	srv    *sipgo.Server
+	client *sipgo.Client
+	flows  *flows
+	m      *metrics
+	rrKey  []byte // keys the dialog tokens in Record-Route
+
+	mu    sync.Mutex
+	ports map[string]int // guarded by mu; lower-case transport → listen port
+}
+
+// New builds the service; serve it with ServeUDP, ServeTCP and ServeTLS.
+func New(cfg Config) (*Service, error) {
+	cfg.applyDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("p2psip"), sipgo.WithUserAgentHostname(cfg.Host))
+	if err != nil {
+		return nil, fmt.Errorf("creating SIP user agent: %w", err)
+	}
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(cfg.Logger))
+	if err != nil {
+		return nil, fmt.Errorf("creating SIP server: %w", err)
+	}
+	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname(cfg.Host), sipgo.WithClientLogger(cfg.Logger))
+	if err != nil {
+		return nil, fmt.Errorf("creating SIP client: %w", err)
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "sip"), ua: ua, srv: srv, client: client,
+		flows: newFlows(), ports: map[string]int{}, m: newMetrics(cfg.Registerer), rrKey: make([]byte, 32)}
+	if _, err := rand.Read(s.rrKey); err != nil {
+		return nil, fmt.Errorf("generating dialog key: %w", err)
+	}
+	srv.OnRegister(s.onRegister)
+	srv.OnAck(s.onAck)
+	srv.OnOptions(s.onOptions)
+	for _, m := range []sip.RequestMethod{sip.INVITE, sip.BYE, sip.MESSAGE, sip.INFO, sip.REFER, sip.NOTIFY,
+		sip.SUBSCRIBE, sip.UPDATE, sip.PRACK, sip.PUBLISH} {
+		srv.OnRequest(m, s.onRequest)
+	}
+	srv.OnNoRoute(s.onRequest)
+	return s, nil
+}
+
+// ServeUDP serves SIP on a UDP socket until it is closed.
+func (s *Service) ServeUDP(pc net.PacketConn) error {
+	s.setPort("udp", pc.LocalAddr())
+	return s.srv.ServeUDP(pc)
+}
+
+// ServeTCP serves SIP on a TCP listener; bindings registered over a
+// connection go when it closes.
+func (s *Service) ServeTCP(ln net.Listener) error {
+	s.setPort("tcp", ln.Addr())
+	return s.srv.ServeTCP(&closeNotifyListener{Listener: ln, onClose: s.connClosed("TCP")})
+}
+
+// ServeTLS serves SIP over TLS (ln must be a TLS listener).
+func (s *Service) ServeTLS(ln net.Listener) error {
+	s.setPort("tls", ln.Addr())
+	return s.srv.ServeTLS(&closeNotifyListener{Listener: ln, onClose: s.connClosed("TLS")})
+}
+
+// Close stops the service's transports.
+func (s *Service) Close() error {
+	return s.ua.Close()
+}
+
+func (s *Service) setPort(transport string, a net.Addr) {
+	_, p, _ := net.SplitHostPort(a.String())
+	port, _ := strconv.Atoi(p)
+	s.mu.Lock()
+	s.ports[transport] = port
+	s.mu.Unlock()
+}
+
+func (s *Service) port(transport string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ports[transport]
+}
+
+// selfURI is this peer's SIP URI for Path and Record-Route over
+// transport (RFC 3261 §16.6 step 4: lr, and the transport it listens on).
+func (s *Service) selfURI(transport string) sip.Uri {
+	t := sip.NetworkToLower(transport)
+	if s.port(t) == 0 {
+		t = "udp"
+	}
+	return sip.Uri{Scheme: "sip", Host: s.cfg.Host, Port: s.port(t),
+		UriParams: sip.HeaderParams{{K: "transport", V: t}, {K: "lr", V: ""}}}
+}
+
+// isSelf reports whether u names this peer.
+func (s *Service) isSelf(u sip.Uri) bool {
+	if u.Host != s.cfg.Host {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.ports {
+		if u.Port == p || (u.Port == 0 && p == 5060) {
+			return true
+		}
+	}
+	return false
+}
+
+// connClosed drops the bindings of a closed connection (RFC 5626 §5.4:
+// a flow that fails is gone) and withdraws them from the overlay.
+func (s *Service) connClosed(transport string) func(remote string) {
+	return func(remote string) {
+		for _, fl := range s.flows.dropSource(transport, remote) {
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+			if err := s.cfg.Locator.Unregister(ctx, fl.aor, fl.instance); err != nil {
+				s.log.Debug("withdrawing binding of closed connection", "aor", fl.aor, "err", err)
+			}
+			cancel()
+			s.log.Info("connection closed: binding removed", "aor", fl.aor, "contact", fl.contact)
+		}
+	}
+}
+
+// respond answers a server transaction, logging a failure to send.
+func (s *Service) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, hdrs ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	if err := tx.Respond(res); err != nil {
+		s.log.Debug("sending response failed", "code", code, "err", err)
+	}
+	s.m.responses.WithLabelValues(string(req.Method), strconv.Itoa(code/100)+"xx").Inc()
+}
