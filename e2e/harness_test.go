@@ -172,7 +172,8 @@ func startPeerOpts(t *testing.T, o peerOpts) *peer {
 	if !o.noDefaults {
 		// The overlay listens on loopback only: tests send nothing to the
 		// machine's other addresses.
-		argv = append(argv, "--data", o.dataDir, "--https", "127.0.0.1:0", "--p2p-host", "127.0.0.1")
+		argv = append(argv, "--data", o.dataDir, "--https", "127.0.0.1:0", "--p2p-host", "127.0.0.1",
+			"--sip", "127.0.0.1:0", "--sips", "127.0.0.1:0")
 		if !o.mdns {
 			argv = append(argv, "--mdns=false")
 		}

@@ -79,6 +79,8 @@ func TestRunsLikeTheImage(t *testing.T) {
 			"P2PSIP_HTTPS=127.0.0.1:0",
 			"P2PSIP_MDNS=false",
 			"P2PSIP_P2P_HOST=127.0.0.1",
+			"P2PSIP_SIP=127.0.0.1:0",
+			"P2PSIP_SIPS=127.0.0.1:0",
 		},
 	})
 	if code, body := get(t, p.URL+"/healthz"); code != http.StatusOK {
