@@ -69,7 +69,7 @@ func (s *Service) onAck(req *sip.Request, _ sip.ServerTransaction) {
 		return
 	}
 	out := s.prepare(req, targets[0], false)
-	if err := s.client.WriteRequest(out, prebuilt); err != nil {
+	if err := s.sendStateless(out); err != nil {
 		s.log.Debug("forwarding ACK failed", "err", err)
 	}
 }

@@ -25,7 +25,9 @@ type target struct {
 const branchMagic = "z9hG4bK-p2p-"
 
 // loopHash covers what stays the same when a request comes back unchanged
-// (§16.3 step 4): a spiral changes the Request-URI and hashes differently.
+// (§16.3 step 4, §16.6 step 8): a spiral changes the Request-URI and
+// hashes differently. The Vias are left out: in a loop the top one is
+// another hop's.
 func loopHash(req *sip.Request) string {
 	h := sha256.New()
 	h.Write([]byte(req.Recipient.String()))
@@ -38,8 +40,8 @@ func loopHash(req *sip.Request) string {
 	if f := req.From(); f != nil {
 		h.Write([]byte(f.Params.GetOr("tag", "")))
 	}
-	if v := req.Via(); v != nil {
-		h.Write([]byte(v.Params.GetOr("branch", "")))
+	if to := req.To(); to != nil {
+		h.Write([]byte(to.Params.GetOr("tag", "")))
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
@@ -102,6 +104,11 @@ func (s *Service) recordRouteURI(req *sip.Request) sip.Uri {
 // response to give instead.
 func (s *Service) targets(ctx context.Context, req *sip.Request, inDialog bool) ([]target, int, string) {
 	if req.Route() != nil {
+		if !inDialog {
+			// A route set this peer did not record: following it would
+			// make the peer an open relay.
+			return nil, 403, "Forbidden (no relaying along foreign routes)"
+		}
 		return []target{{ruri: req.Recipient}}, 0, "" // follow the route set
 	}
 	u := req.Recipient

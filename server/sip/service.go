@@ -24,6 +24,10 @@ type Service struct {
 	m      *metrics
 	rrKey  []byte // keys the dialog tokens in Record-Route
 
+	// sendStateless sends a request outside any transaction (ACK of a
+	// 2xx); tests replace it to keep traffic off the network.
+	sendStateless func(*sip.Request) error
+
 	mu    sync.Mutex
 	ports map[string]int // guarded by mu; lower-case transport → listen port
 }
@@ -48,6 +52,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "sip"), ua: ua, srv: srv, client: client,
 		flows: newFlows(), ports: map[string]int{}, m: newMetrics(cfg.Registerer), rrKey: make([]byte, 32)}
+	s.sendStateless = func(r *sip.Request) error { return client.WriteRequest(r, prebuilt) }
 	if _, err := rand.Read(s.rrKey); err != nil {
 		return nil, fmt.Errorf("generating dialog key: %w", err)
 	}

@@ -1,0 +1,95 @@
+package sip
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+func TestRequestErrors(t *testing.T) {
+	ts := newTestService(t, nil)
+	ts.loc.regs["sip:gone@"+testDomain] = nil
+	ts.handle(parse(t, register("gone", "<sip:gone@127.0.0.1:5099>")...))
+	ts.handle(parse(t, register("gone", "<sip:gone@127.0.0.1:5099>", "Expires: 0")...))
+	for name, c := range map[string]struct {
+		req  []string
+		want int
+	}{
+		"unknown AOR":     {invite("sip:nobody@" + testDomain), 404},
+		"no live binding": {invite("sip:gone@" + testDomain), 480},
+		"max-forwards 0":  {invite("sip:nobody@"+testDomain, "Max-Forwards: 0"), 483},
+		"other domain":    {invite("sip:x@other.example"), 503},
+		"foreign route":   {invite("sip:x@other.example", "Route: <sip:192.0.2.1;lr>"), 403},
+		"self, no user":   {invite("sip:127.0.0.1:5060"), 404},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := last(t, ts.handle(parse(t, c.req...))).StatusCode; got != c.want {
+				t.Fatalf("got %d, want %d", got, c.want)
+			}
+			if n := len(ts.forwarded.Requests()); n != 0 {
+				t.Fatalf("%d requests left the peer", n)
+			}
+		})
+	}
+	opts := parse(t, "OPTIONS sip:127.0.0.1:5060 SIP/2.0", "Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-o",
+		"From: <sip:a@b>;tag=1", "To: <sip:127.0.0.1:5060>", "Call-ID: o", "CSeq: 1 OPTIONS", "Content-Length: 0")
+	if res := last(t, ts.handle(opts)); res.StatusCode != 200 || res.GetHeader("Allow") == nil {
+		t.Fatalf("OPTIONS: %s", res)
+	}
+}
+
+// TestForwardToOtherPeer: a binding hosted by another peer is reached
+// along its Path, with this peer's Record-Route and Via.
+func TestForwardToOtherPeer(t *testing.T) {
+	ts := newTestService(t, nil)
+	ts.loc.addRemote("sip:bob@"+testDomain, "sip:bob@127.0.0.9:5090", "<sip:127.0.0.8:5060;transport=tcp;lr>")
+	res := ts.handle(parse(t, invite("sip:bob@"+testDomain, "Max-Forwards: 70")...))
+	if c := codes(res); len(c) != 2 || c[0] != 100 || c[1] != 200 {
+		t.Fatalf("responses %v", c)
+	}
+	if v := res[1].Via(); v == nil || v.Host != "127.0.0.1" || v.Port != 5099 {
+		t.Fatalf("relayed 200 kept this peer's Via: %s", res[1])
+	}
+	fw := ts.forwarded.Requests()
+	if len(fw) != 1 {
+		t.Fatalf("%d requests forwarded", len(fw))
+	}
+	out := fw[0]
+	if out.Recipient.String() != "sip:bob@127.0.0.9:5090" || out.Route().Address.Host != "127.0.0.8" {
+		t.Fatalf("forwarded to %s via %v", out.Recipient.String(), out.Route())
+	}
+	rr := out.RecordRoute()
+	if rr == nil || rr.Address.Host != "127.0.0.1" || !rr.Address.UriParams.Has("lr") || !rr.Address.UriParams.Has(dialogTokenParam) {
+		t.Fatalf("record-route: %v", rr)
+	}
+	if out.MaxForwards().Val() != 69 || !strings.HasPrefix(out.Via().Params.GetOr("branch", ""), branchMagic) {
+		t.Fatalf("max-forwards %d, via %s", out.MaxForwards().Val(), out.Via())
+	}
+	// The request coming back unchanged is a loop (§16.3 step 4).
+	back := out.Clone()
+	back.RemoveHeader("Route")
+	back.Recipient = sip.Uri{Scheme: "sip", User: "bob", Host: testDomain}
+	if !ts.looped(back) {
+		t.Fatal("loop not detected")
+	}
+}
+
+// TestInDialogNeedsToken: a BYE is relayed along its route set only when
+// the Route to this peer carries the token this peer put in its
+// Record-Route for that Call-ID.
+func TestInDialogNeedsToken(t *testing.T) {
+	ts := newTestService(t, nil)
+	bye := func(route string) *sip.Request {
+		return parse(t, "BYE sip:bob@127.0.0.9:5090 SIP/2.0", "Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-bye",
+			"From: <sip:caller@"+testDomain+">;tag=abc", "To: <sip:bob@"+testDomain+">;tag=xyz", "Call-ID: call-1",
+			"CSeq: 2 BYE", "Route: "+route, "Content-Length: 0")
+	}
+	good := ts.recordRouteURI(bye("<sip:127.0.0.1:5060;lr>"))
+	if c := codes(ts.handle(bye("<" + good.String() + ">"))); c[len(c)-1] != 200 || len(ts.forwarded.Requests()) != 1 {
+		t.Fatalf("with token: %v, %d forwarded", c, len(ts.forwarded.Requests()))
+	}
+	if c := codes(ts.handle(bye("<sip:127.0.0.1:5060;lr;p2pd=0000000000000000>"))); c[0] != 481 {
+		t.Fatalf("forged token: %v", c)
+	}
+}
