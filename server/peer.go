@@ -19,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/pnet"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/p2psip/p2psip/overlay"
+	sipsvc "github.com/p2psip/p2psip/server/sip"
 	"github.com/p2psip/p2psip/static"
 	"github.com/p2psip/p2psip/web"
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,18 +66,19 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	handler, err := web.New(web.Config{Overlay: node, Owner: owner, P2PBackend: node.WSBackend(),
-		Site: static.FS(), Gatherer: reg, Logger: log})
-	if err != nil {
-		_ = node.Close(context.Background())
-		return err
-	}
 	sipSvc, err := startSIP(cfg, node, owner, sipLn, reg, log)
 	if err != nil {
 		_ = node.Close(context.Background())
 		return err
 	}
 	defer func() { _ = sipSvc.Close() }()
+	handler, err := web.New(web.Config{Overlay: node, Owner: owner, P2PBackend: node.WSBackend(),
+		SIP:  sipSvc.WebSocketHandler(ln.Addr().(*net.TCPAddr).Port, sipsvc.SameOrigin),
+		Site: static.FS(), Gatherer: reg, Logger: log})
+	if err != nil {
+		_ = node.Close(context.Background())
+		return err
+	}
 	srv := &http.Server{
 		Handler:           handler,
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},

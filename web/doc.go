@@ -7,6 +7,7 @@
 //
 //	GET    /                          the site (static package)
 //	GET    / (WebSocket upgrade)      libp2p transport, proxied to the overlay
+//	GET    /sip (WebSocket upgrade)   SIP over WebSocket, subprotocol sip (RFC 7118)
 //	GET    /healthz                   liveness
 //	GET    /.well-known/p2psip        overlay.JoinInfo, for --join URL
 //	GET    /api/overlay               overlay, node, peers, records

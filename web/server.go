@@ -37,6 +37,8 @@ type Config struct {
 	// listener; WebSocket upgrades on "/" are proxied there. Default "":
 	// no libp2p path through this port.
 	P2PBackend string
+	// SIP serves SIP over WebSocket at /sip (RFC 7118). Default nil: 404.
+	SIP http.Handler
 	// Site is the static site. Required.
 	Site fs.FS
 	// Gatherer serves /metrics. Default prometheus.DefaultGatherer.
@@ -83,6 +85,9 @@ func New(cfg Config) (http.Handler, error) {
 		r.With(loopbackOnly).Post("/registrations", a.register)
 		r.With(loopbackOnly).Delete("/registrations/{aor}", a.unregister)
 	})
+	if cfg.SIP != nil {
+		r.Handle("/sip", cfg.SIP)
+	}
 	r.Handle("/metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{ErrorLog: slogErrorLog{cfg.Logger}}))
 	r.Handle("/*", http.FileServerFS(cfg.Site))
 	return r, nil

@@ -92,14 +92,6 @@ func (f *flows) byContactURI(contact string) *flow {
 	return fl
 }
 
-// owner returns the instance that first registered aor here, for
-// first-come AORs without credentials.
-func (f *flows) has(aor string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.byAOR[aor]) > 0
-}
-
 // dropSource removes every flow that used a closed connection.
 func (f *flows) dropSource(transport, source string) []*flow {
 	f.mu.Lock()

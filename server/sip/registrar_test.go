@@ -90,4 +90,3 @@ func TestRegisterDigest(t *testing.T) {
 		t.Fatal("bad users file accepted")
 	}
 }
-
