@@ -18,6 +18,7 @@ import (
 	record "github.com/libp2p/go-libp2p-record"
 	recpb "github.com/libp2p/go-libp2p-record/pb"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -267,4 +268,26 @@ func (n *Node) sleep(d time.Duration) bool {
 	case <-n.ctx.Done():
 		return false
 	}
+}
+
+// Sign signs msg with the node's libp2p key; VerifyNodeSignature checks
+// it against the node ID alone (IDs embed Ed25519 public keys). The SIP
+// layer uses it to vouch for the users it forwards to a public proxy.
+func (n *Node) Sign(msg []byte) ([]byte, error) { return n.cfg.Identity.Sign(msg) }
+
+// VerifyNodeSignature checks a signature made by Node.Sign of nodeID.
+func VerifyNodeSignature(nodeID string, msg, sig []byte) error {
+	id, err := peer.Decode(nodeID)
+	if err != nil {
+		return fmt.Errorf("%w: node id: %w", ErrBadSignature, err)
+	}
+	pub, err := id.ExtractPublicKey()
+	if err != nil {
+		return fmt.Errorf("%w: node id carries no key: %w", ErrBadSignature, err)
+	}
+	ok, err := pub.Verify(msg, sig)
+	if err != nil || !ok {
+		return ErrBadSignature
+	}
+	return nil
 }

@@ -27,6 +27,10 @@ type Config struct {
 	SIPS      string
 	SIPHost   string
 	Users     string
+	Roles     []string
+	FQDN      string
+	PublicIP  string
+	DNS       string
 	Join      []string
 	Bootstrap []string
 	PSKFile   string
@@ -82,6 +86,10 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.SIP, "sip", ":5060", "SIP UDP and TCP listen address; empty turns SIP off")
 	fs.StringVar(&c.SIPS, "sips", ":5061", "SIP over TLS listen address (the HTTPS certificate); empty turns it off")
 	fs.StringVar(&c.SIPHost, "sip-host", "", "address other peers and phones reach this peer at, in Path/Record-Route/Via (default: the --sip host, or the first LAN IPv4 address)")
+	fs.Var(listFlag{&c.Roles}, "roles", "extra roles of a peer with a public address: proxy (repeatable or comma-separated)")
+	fs.StringVar(&c.FQDN, "fqdn", "", "proxy role: the overlay's public DNS name (default: the overlay name)")
+	fs.StringVar(&c.PublicIP, "public-addr", "", "proxy role: this peer's public IP address, announced to the overlay and used in Record-Route")
+	fs.StringVar(&c.DNS, "dns", "", "DNS server (host:port) for RFC 3263 lookups of public SIP domains (default: /etc/resolv.conf)")
 	fs.StringVar(&c.Users, "users", "", "file of user:password lines: digest credentials of phones registering here (others are first-come)")
 	fs.Var(listFlag{&c.Join}, "join", "https:// URL of a peer whose overlay to join (repeatable; #sha256=<fingerprint> pins its certificate)")
 	fs.Var(listFlag{&c.Bootstrap}, "bootstrap", "multiaddr of a bootstrap peer, ending in /p2p/<id> (repeatable)")
@@ -171,6 +179,22 @@ func (c *Config) validate() error {
 	if c.Refresh < time.Second || c.Hold < 0 {
 		return fmt.Errorf("--refresh must be at least 1s and --hold not negative")
 	}
+	for _, r := range c.Roles {
+		if r != "proxy" {
+			return fmt.Errorf("--roles %q: the roles are: proxy", r)
+		}
+	}
+	if c.PublicIP != "" && net.ParseIP(c.PublicIP) == nil {
+		return fmt.Errorf("--public-addr %q: want an IP address", c.PublicIP)
+	}
+	if c.hasRole("proxy") && c.SIP == "" {
+		return errors.New("--roles proxy needs SIP (--sip)")
+	}
+	if c.DNS != "" {
+		if _, _, err := net.SplitHostPort(c.DNS); err != nil {
+			return fmt.Errorf("--dns %q: want host:port: %w", c.DNS, err)
+		}
+	}
 	for _, j := range c.Join {
 		if !strings.HasPrefix(j, "https://") && !strings.HasPrefix(j, "http://") {
 			return fmt.Errorf("--join %q: want the https:// URL of a peer", j)
@@ -182,4 +206,13 @@ func (c *Config) validate() error {
 func (c *Config) p2pListenAddrs() []string {
 	port := strconv.Itoa(c.P2PPort)
 	return []string{"/ip4/" + c.P2PHost + "/tcp/" + port, "/ip4/" + c.P2PHost + "/udp/" + port + "/quic-v1"}
+}
+
+func (c *Config) hasRole(role string) bool {
+	for _, r := range c.Roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
 }

@@ -72,6 +72,14 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer func() { _ = sipSvc.Close() }()
+	if cfg.hasRole("proxy") {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := announceProxy(actx, cfg, node, sipLn)
+		cancel()
+		if err != nil {
+			log.Warn("announcing the proxy role failed; the refresh loop retries", "err", err)
+		}
+	}
 	handler, err := web.New(web.Config{Overlay: node, Owner: owner, P2PBackend: node.WSBackend(),
 		SIP:  sipSvc.WebSocketHandler(ln.Addr().(*net.TCPAddr).Port, sipsvc.SameOrigin),
 		Site: static.FS(), Gatherer: reg, Logger: log})

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
+	"time"
 
 	"github.com/p2psip/p2psip/overlay"
 	sipsvc "github.com/p2psip/p2psip/server/sip"
@@ -82,6 +85,9 @@ func sipHost(cfg Config) string {
 	if cfg.SIPHost != "" {
 		return cfg.SIPHost
 	}
+	if cfg.PublicIP != "" {
+		return cfg.PublicIP
+	}
 	if host, _, err := net.SplitHostPort(cfg.SIP); err == nil && host != "" {
 		if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
 			return host
@@ -99,8 +105,12 @@ func startSIP(cfg Config, node *overlay.Node, owner overlay.Signer, l *sipListen
 			return nil, fmt.Errorf("--users: %w", err)
 		}
 	}
-	svc, err := sipsvc.New(sipsvc.Config{Domain: cfg.Overlay, Locator: node, Owner: owner, Users: users,
-		Host: sipHost(cfg), Logger: log, Registerer: reg})
+	scfg := sipsvc.Config{Domain: cfg.Overlay, Locator: node, Owner: owner, Users: users,
+		Host: sipHost(cfg), Logger: log, Registerer: reg, FindProxy: proxyFinder(node)}
+	if cfg.hasRole("proxy") {
+		scfg.Proxy = &sipsvc.ProxyConfig{FQDN: cfg.FQDN, Resolver: &sipsvc.Resolver{Server: cfg.DNS}}
+	}
+	svc, err := sipsvc.New(scfg)
 	if err != nil {
 		return nil, err
 	}
@@ -119,4 +129,46 @@ func startSIP(cfg Config, node *overlay.Node, owner overlay.Signer, l *sipListen
 		serve("tls", func() error { return svc.ServeTLS(l.tls) })
 	}
 	return svc, nil
+}
+
+// proxyFinder looks the overlay's proxies up in its service records,
+// caching the answer briefly: every outbound request would otherwise
+// cost a DHT query.
+func proxyFinder(node *overlay.Node) func(ctx context.Context) ([]string, error) {
+	var mu sync.Mutex
+	var cached []string
+	var at time.Time
+	return func(ctx context.Context) ([]string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(at) < 30*time.Second && len(cached) > 0 {
+			return cached, nil
+		}
+		entries, err := node.FindService(ctx, overlay.ServiceProxy, 5)
+		if err != nil {
+			return nil, err
+		}
+		cached = cached[:0]
+		for _, e := range entries {
+			if e.Node != node.ID() {
+				cached = append(cached, e.URIs...)
+			}
+		}
+		at = time.Now()
+		return cached, nil
+	}
+}
+
+// announceProxy publishes this peer in the overlay's proxy service
+// records, with its public SIP URIs.
+func announceProxy(ctx context.Context, cfg Config, node *overlay.Node, l *sipListeners) error {
+	host := sipHost(cfg)
+	_, port, _ := net.SplitHostPort(l.tcp.Addr().String())
+	fqdn := cfg.FQDN
+	if fqdn == "" {
+		fqdn = cfg.Overlay
+	}
+	return node.Announce(ctx, overlay.ServiceEntry{Service: overlay.ServiceProxy,
+		URIs: []string{"sip:" + net.JoinHostPort(host, port) + ";transport=tcp", "sip:" + net.JoinHostPort(host, port) + ";transport=udp"},
+		Data: map[string]string{"fqdn": fqdn}})
 }

@@ -16,6 +16,18 @@ type Locator interface {
 	Unregister(ctx context.Context, aor, instance string) error
 	Lookup(ctx context.Context, aor string) (*overlay.Registration, error)
 	ID() string
+	// Sign signs with the node key (see overlay.VerifyNodeSignature).
+	Sign(msg []byte) ([]byte, error)
+}
+
+// ProxyConfig makes a peer the overlay's P2P SIP proxy toward public SIP
+// domains (draft-marocco-sipping-p2p-scenarios §3.4).
+type ProxyConfig struct {
+	// FQDN is the overlay's public DNS name: requests for *@FQDN are for
+	// overlay AORs. Default: the overlay name.
+	FQDN string
+	// Resolver finds public domains' servers (RFC 3263). Required.
+	Resolver *Resolver
 }
 
 // Config configures the service; New checks it once.
@@ -27,6 +39,11 @@ type Config struct {
 	// Owner signs the registrations of the phones this peer hosts.
 	// Required.
 	Owner overlay.Signer
+	// Proxy, when set, makes this peer a public P2P SIP proxy.
+	Proxy *ProxyConfig
+	// FindProxy returns the SIP URIs of the proxies announced in the
+	// overlay, for requests to other domains. Default nil: none.
+	FindProxy func(ctx context.Context) ([]string, error)
 	// Users holds digest credentials local to this peer. Default: none,
 	// every AOR is first-come (see Users).
 	Users *Users
@@ -65,6 +82,12 @@ func (c *Config) applyDefaults() {
 func (c *Config) validate() error {
 	if c.Domain == "" || c.Locator == nil || c.Owner == nil || c.Host == "" {
 		return fmt.Errorf("%w: Domain, Locator, Owner and Host are required", ErrBadConfig)
+	}
+	if c.Proxy != nil && c.Proxy.Resolver == nil {
+		return fmt.Errorf("%w: the proxy role needs a Resolver", ErrBadConfig)
+	}
+	if c.Proxy != nil && c.Proxy.FQDN == "" {
+		c.Proxy.FQDN = c.Domain
 	}
 	if c.MinExpires > c.MaxExpires {
 		return fmt.Errorf("%w: MinExpires %s above MaxExpires %s", ErrBadConfig, c.MinExpires, c.MaxExpires)

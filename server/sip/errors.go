@@ -7,4 +7,6 @@ var (
 	ErrBadConfig = errors.New("sip: bad config")
 	// ErrBadRequest means a request lacks what the handler needs.
 	ErrBadRequest = errors.New("sip: bad request")
+	// ErrResolve means RFC 3263 resolution of a SIP URI failed.
+	ErrResolve = errors.New("sip: cannot resolve")
 )

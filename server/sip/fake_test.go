@@ -35,6 +35,10 @@ func newFakeLocator() *fakeLocator {
 
 func (f *fakeLocator) ID() string { return f.id }
 
+func (f *fakeLocator) Sign(msg []byte) ([]byte, error) {
+	return nil, fmt.Errorf("fake locator cannot sign")
+}
+
 func (f *fakeLocator) Register(_ context.Context, req overlay.RegisterRequest) (*overlay.Registration, error) {
 	aor, err := overlay.CanonicalAOR(req.AOR, testDomain)
 	if err != nil {

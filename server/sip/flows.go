@@ -129,3 +129,17 @@ func (f *flows) byHostPort(host string, port int) *flow {
 	}
 	return nil
 }
+
+// bySource finds a live flow by the address its device sends from.
+func (f *flows) bySource(source string) *flow {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, m := range f.byAOR {
+		for _, fl := range m {
+			if fl.source == source && time.Now().Before(fl.expires) {
+				return fl
+			}
+		}
+	}
+	return nil
+}

@@ -20,11 +20,16 @@ func (s *Service) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		s.respond(tx, req, 400, "Missing To")
 		return
 	}
-	aor, err := overlay.CanonicalAOR("sip:"+to.Address.User+"@"+to.Address.Host, s.cfg.Domain)
+	host := to.Address.Host
+	if s.isOverlayHost(host) {
+		host = s.cfg.Domain
+	}
+	aor, err := overlay.CanonicalAOR("sip:"+to.Address.User+"@"+host, s.cfg.Domain)
 	switch {
 	case errors.Is(err, overlay.ErrWrongOverlay):
-		// §10.3 step 3: not a domain this registrar serves.
-		s.respond(tx, req, 403, "Forbidden (this peer registers only *@"+s.cfg.Domain+")")
+		// §10.3 step 3: not a domain this registrar serves; a public AOR
+		// goes to its own registrar through the overlay's proxy.
+		s.relayRegister(req, tx)
 		return
 	case err != nil:
 		s.respond(tx, req, 400, "Bad To address")

@@ -123,7 +123,7 @@ func (s *Service) targets(ctx context.Context, req *sip.Request, inDialog bool) 
 		}
 		return []target{{ruri: u}}, 0, ""
 	}
-	if u.User != "" && (strings.EqualFold(u.Host, s.cfg.Domain) || s.isSelf(u)) {
+	if u.User != "" && (s.isOverlayHost(u.Host) || s.isSelf(u)) {
 		// The peer's own address is an alias of the overlay domain, as
 		// phones that use it as their proxy address calls to it.
 		return s.overlayTargets(ctx, u)
@@ -135,7 +135,7 @@ func (s *Service) targets(ctx context.Context, req *sip.Request, inDialog bool) 
 		// An in-dialog request with no route through this peer: not ours.
 		return nil, 481, "Call/Transaction Does Not Exist"
 	}
-	return nil, 503, "Service Unavailable (no P2P SIP proxy for other domains in the overlay)"
+	return s.publicTargets(ctx, req)
 }
 
 // overlayTargets looks an overlay AOR up: local devices by their flows,

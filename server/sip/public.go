@@ -1,0 +1,157 @@
+package sip
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/p2psip/p2psip/overlay"
+)
+
+// senderHeader carries an overlay peer's word that the request comes from
+// a user registered through it: the user's overlay AOR, the peer's node
+// ID, a timestamp and the node's signature over them and the request's
+// Call-ID and CSeq. The public proxy checks the signature and that the
+// overlay record of the AOR has a binding hosted by that node, so only
+// overlay users can send through it (no open relay, no toll fraud).
+const senderHeader = "P-P2PSIP-Sender"
+
+const senderSkew = 5 * time.Minute
+
+func senderMessage(aor, callID, cseq string, ts int64) []byte {
+	return fmt.Appendf(nil, "p2psip/sender/v1\n%s\n%s\n%s\n%d", aor, callID, cseq, ts)
+}
+
+func callIDAndCSeq(req *sip.Request) (string, string) {
+	var callID, cseq string
+	if c := req.CallID(); c != nil {
+		callID = c.Value()
+	}
+	if c := req.CSeq(); c != nil {
+		cseq = c.Value()
+	}
+	return callID, cseq
+}
+
+// isOverlayHost reports whether host names the overlay.
+func (s *Service) isOverlayHost(host string) bool {
+	return strings.EqualFold(host, s.cfg.Domain) || (s.cfg.Proxy != nil && strings.EqualFold(host, s.cfg.Proxy.FQDN))
+}
+
+// localSender returns the overlay AOR of the local device that sent req.
+func (s *Service) localSender(req *sip.Request) string {
+	if fl := s.flows.bySource(req.Source()); fl != nil {
+		return fl.aor
+	}
+	return ""
+}
+
+// vouch adds the sender header for a local device's request.
+func (s *Service) vouch(req *sip.Request, aor string) error {
+	req.RemoveHeader(senderHeader)
+	callID, cseq := callIDAndCSeq(req)
+	ts := time.Now().Unix()
+	sig, err := s.cfg.Locator.Sign(senderMessage(aor, callID, cseq, ts))
+	if err != nil {
+		return err
+	}
+	req.AppendHeader(sip.NewHeader(senderHeader, fmt.Sprintf("<%s>;node=%s;ts=%d;sig=%s", aor, s.cfg.Locator.ID(), ts,
+		base64.RawURLEncoding.EncodeToString(sig))))
+	return nil
+}
+
+// overlaySender checks the sender header of a request from another peer
+// and returns the overlay AOR it vouches for.
+func (s *Service) overlaySender(ctx context.Context, req *sip.Request) (string, error) {
+	h := req.GetHeader(senderHeader)
+	if h == nil {
+		return "", fmt.Errorf("%w: no %s", ErrBadRequest, senderHeader)
+	}
+	var params sip.HeaderParams
+	var u sip.Uri
+	if _, err := sip.ParseAddressValue(h.Value(), &u, &params); err != nil {
+		return "", fmt.Errorf("%w: %s: %w", ErrBadRequest, senderHeader, err)
+	}
+	aor := "sip:" + u.User + "@" + u.Host
+	node := params.GetOr("node", "")
+	ts, _ := strconv.ParseInt(params.GetOr("ts", ""), 10, 64)
+	sig, err := base64.RawURLEncoding.DecodeString(params.GetOr("sig", ""))
+	if err != nil || time.Since(time.Unix(ts, 0)).Abs() > senderSkew {
+		return "", fmt.Errorf("%w: stale or malformed %s", ErrBadRequest, senderHeader)
+	}
+	callID, cseq := callIDAndCSeq(req)
+	if err := overlay.VerifyNodeSignature(node, senderMessage(aor, callID, cseq, ts), sig); err != nil {
+		return "", err
+	}
+	reg, err := s.cfg.Locator.Lookup(ctx, aor)
+	if err != nil {
+		return "", err
+	}
+	for _, b := range reg.Live(time.Now()) {
+		if b.Node == node {
+			return aor, nil
+		}
+	}
+	return "", fmt.Errorf("%w: %s has no binding at node %s", overlay.ErrNotOwner, aor, node)
+}
+
+// publicTargets routes a request for another domain (§3.4 of the draft):
+// a proxy peer resolves the domain (RFC 3263) for overlay users; other
+// peers hand their own users' requests to a proxy found in the overlay.
+func (s *Service) publicTargets(ctx context.Context, req *sip.Request) ([]target, int, string) {
+	sender := s.localSender(req)
+	if s.cfg.Proxy != nil {
+		if sender == "" {
+			var err error
+			if sender, err = s.overlaySender(ctx, req); err != nil {
+				s.log.Info("refused to relay for a non-overlay sender", "ruri", req.Recipient.String(), "err", err)
+				return nil, 403, "Forbidden (only users registered in the overlay may use this proxy)"
+			}
+		}
+		req.RemoveHeader(senderHeader) // the public side need not see it
+		hops, err := s.cfg.Proxy.Resolver.Resolve(ctx, req.Recipient)
+		if err != nil || len(hops) == 0 {
+			s.log.Info("cannot resolve public domain", "ruri", req.Recipient.String(), "err", err)
+			return nil, 404, "Not Found (domain does not resolve)"
+		}
+		return []target{{ruri: req.Recipient, dest: hops[0].Addr, transport: hops[0].Transport}}, 0, ""
+	}
+	if sender == "" || s.cfg.FindProxy == nil {
+		return nil, 503, "Service Unavailable (no P2P SIP proxy for other domains in the overlay)"
+	}
+	proxies, err := s.cfg.FindProxy(ctx)
+	if err != nil || len(proxies) == 0 {
+		return nil, 503, "Service Unavailable (no P2P SIP proxy for other domains in the overlay)"
+	}
+	var pu sip.Uri
+	if err := sip.ParseUri(proxies[0], &pu); err != nil {
+		return nil, 503, "Service Unavailable (bad proxy record)"
+	}
+	pu.UriParams.Add("lr", "")
+	if err := s.vouch(req, sender); err != nil {
+		return nil, 500, "Server Internal Error"
+	}
+	return []target{{ruri: req.Recipient, routes: []sip.Uri{pu}}}, 0, ""
+}
+
+// relayRegister relays the REGISTER of a public AOR (e.g.
+// alice@atlanta.example with contact sip:alice1@<overlay>) toward its
+// registrar; the registrar's 401/407 challenge goes back unchanged, so
+// the credentials never leave the user agent.
+func (s *Service) relayRegister(req *sip.Request, tx sip.ServerTransaction) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	targets, code, reason := s.publicTargets(ctx, req)
+	cancel()
+	if code == 503 {
+		code, reason = 403, "Forbidden (not an AOR of "+s.cfg.Domain+", and no P2P SIP proxy to relay it)"
+	}
+	if code != 0 {
+		s.respond(tx, req, code, reason)
+		return
+	}
+	newFork(s, req, tx, targets).run()
+}
