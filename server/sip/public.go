@@ -106,8 +106,7 @@ func (s *Service) publicTargets(ctx context.Context, req *sip.Request) ([]target
 	sender := s.localSender(req)
 	if s.cfg.Proxy != nil {
 		if sender == "" {
-			var err error
-			if sender, err = s.overlaySender(ctx, req); err != nil {
+			if _, err := s.overlaySender(ctx, req); err != nil {
 				s.log.Info("refused to relay for a non-overlay sender", "ruri", req.Recipient.String(), "err", err)
 				return nil, 403, "Forbidden (only users registered in the overlay may use this proxy)"
 			}

@@ -28,8 +28,9 @@ type Service struct {
 	// 2xx); tests replace it to keep traffic off the network.
 	sendStateless func(*sip.Request) error
 
-	mu    sync.Mutex
-	ports map[string]int // guarded by mu; lower-case transport → listen port
+	mu      sync.Mutex
+	ports   map[string]int // guarded by mu; lower-case transport → listen port
+	closers []func() error // guarded by mu; run by Close
 }
 
 // New builds the service; serve it with ServeUDP, ServeTCP and ServeTLS.
@@ -88,6 +89,13 @@ func (s *Service) ServeTLS(ln net.Listener) error {
 
 // Close stops the service's transports.
 func (s *Service) Close() error {
+	s.mu.Lock()
+	closers := s.closers
+	s.closers = nil
+	s.mu.Unlock()
+	for _, c := range closers {
+		_ = c()
+	}
 	return s.ua.Close()
 }
 

@@ -23,13 +23,13 @@ func (s *Service) WebSocketHandler(httpsPort int, allowOrigin func(origin, host 
 	ln := newHandoffListener()
 	s.mu.Lock()
 	s.ports["ws"], s.ports["wss"] = httpsPort, httpsPort
+	s.closers = append(s.closers, ln.Close)
 	s.mu.Unlock()
 	var once sync.Once
 	start := func() {
 		go func() {
-			if err := s.srv.ServeWS(ln); err != nil {
-				s.log.Debug("SIP WebSocket transport stopped", "err", err)
-			}
+			err := s.srv.ServeWS(ln) // returns only when ln closes
+			s.log.Debug("SIP WebSocket transport stopped", "err", err)
 		}()
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
