@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ds "github.com/ipfs/go-datastore"
@@ -18,6 +19,7 @@ import (
 	record "github.com/libp2p/go-libp2p-record"
 	recpb "github.com/libp2p/go-libp2p-record/pb"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -44,6 +46,10 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	kick   chan struct{} // asks the refresh loop to republish now
+	// unspread is set when a record was stored only locally (no peers
+	// yet); the first peer to connect, in either direction, triggers a
+	// republish so it need not wait for the refresh interval.
+	unspread atomic.Bool
 
 	mu       sync.Mutex
 	hosted   map[string]*hostedReg // guarded by mu; by canonical AOR
@@ -93,6 +99,14 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("starting DHT: %w", err)
 	}
 	n.metrics = newMetrics(cfg.Registerer, n)
+	h.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+		if n.unspread.Load() {
+			go func() {
+				n.waitRoutable(n.ctx, c.RemotePeer())
+				n.kickRefresh()
+			}()
+		}
+	}})
 	if cfg.MDNS {
 		if err := n.startMDNS(); err != nil {
 			n.log.Warn("mDNS discovery is off", "err", err)

@@ -293,3 +293,32 @@ func testServices(t *testing.T, tn *testNet) {
 		t.Fatalf("after withdrawal: %v %+v", err, found)
 	}
 }
+
+// TestServiceOfALonePeerIsFoundWhenOthersJoin: a node that announced a
+// service while alone must be findable as soon as another node joins it,
+// not only after its refresh interval.
+func TestServiceOfALonePeerIsFoundWhenOthersJoin(t *testing.T) {
+	tn := newTestNet(t, 1, func(c *Config) { c.RefreshInterval = time.Hour; c.ServiceTTL = 2 * time.Hour })
+	if err := tn.nodes[0].Announce(ctxT(t), ServiceEntry{Service: ServiceProxy, URIs: []string{"sip:lone"}}); err != nil {
+		t.Fatal(err)
+	}
+	joiner, err := New(testConfig(t, func(c *Config) { c.RefreshInterval = time.Hour; c.ServiceTTL = 2 * time.Hour }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeQuietly(joiner) })
+	if err := joiner.Connect(ctxT(t), tn.info(0)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		found, err := joiner.FindService(ctxT(t), ServiceProxy, 5)
+		if err == nil && len(found) == 1 && found[0].URIs[0] == "sip:lone" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lone node's service is not found: %v %v", found, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

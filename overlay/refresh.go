@@ -31,6 +31,9 @@ func (n *Node) refreshLoop() {
 // Refresh republishes every hosted registration and service entry now.
 func (n *Node) Refresh(ctx context.Context) {
 	start := time.Now()
+	if n.dht.RoutingTable().Size() > 0 {
+		n.unspread.Store(false)
+	}
 	n.mu.Lock()
 	aors := slices.Collect(maps.Keys(n.hosted))
 	services := slices.Collect(maps.Keys(n.services))

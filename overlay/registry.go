@@ -158,6 +158,7 @@ func (n *Node) publish(ctx context.Context, aor string, reg *Registration, s Sig
 func (n *Node) put(ctx context.Context, key string, value []byte) error {
 	err := n.dht.PutValue(ctx, key, value)
 	if errors.Is(err, kb.ErrLookupFailure) && n.localValue(key) != nil {
+		n.unspread.Store(true)
 		return nil
 	}
 	if err != nil {

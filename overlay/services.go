@@ -89,8 +89,12 @@ func (n *Node) republishService(ctx context.Context, service string, withdraw bo
 	if err := n.put(ctx, ServiceKey(service, e.Node), value); err != nil {
 		return err
 	}
-	if withdraw || n.dht.RoutingTable().Size() == 0 {
-		return nil // alone: the provider record is refreshed once peers come
+	if withdraw {
+		return nil
+	}
+	if n.dht.RoutingTable().Size() == 0 {
+		n.unspread.Store(true) // alone: provided once the first peer comes
+		return nil
 	}
 	if err := n.dht.Provide(ctx, n.serviceCID(service), true); err != nil {
 		return fmt.Errorf("providing %s: %w", service, err)

@@ -126,11 +126,11 @@ func (v *Validator) checkRegistrationSigner(reg *Registration, env *Envelope) er
 		if !bytes.Equal(c.Owner, reg.Owner) {
 			return fmt.Errorf("%w: device certificate from another owner", ErrNotOwner)
 		}
-		if err := verifyP256(c.Owner, deviceCertMessage(reg.AOR, c), c.Sig); err != nil {
+		if err := verifyP256Cached(c.Owner, deviceCertMessage(reg.AOR, c), c.Sig); err != nil {
 			return fmt.Errorf("device certificate: %w", err)
 		}
 	}
-	if err := verifyP256(env.Signer, append([]byte(recordDomain), env.Body...), env.Sig); err != nil {
+	if err := verifyP256Cached(env.Signer, append([]byte(recordDomain), env.Body...), env.Sig); err != nil {
 		return fmt.Errorf("record of %s: %w", reg.AOR, err)
 	}
 	return nil

@@ -26,8 +26,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-// shutdownBudget bounds withdrawal and close: SIGTERM exits within 5 s.
-const shutdownBudget = 4 * time.Second
+// Withdrawal and close are bounded so that SIGTERM exits within 5 s even
+// when the overlay is gone (the last peer standing).
+const (
+	withdrawBudget = 2500 * time.Millisecond
+	shutdownBudget = 4 * time.Second
+)
 
 // servePeer runs a peer until ctx ends, then withdraws its records and
 // closes.
@@ -113,7 +117,9 @@ func shutdown(srv *http.Server, node *overlay.Node, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownBudget)
 	defer cancel()
 	// Withdraw first, while the overlay connections are still up.
-	if err := node.Close(ctx); err != nil {
+	wctx, wcancel := context.WithTimeout(ctx, withdrawBudget)
+	defer wcancel()
+	if err := node.Close(wctx); err != nil {
 		log.Warn("some records could not be withdrawn; they expire by themselves", "err", err)
 	}
 	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {

@@ -113,6 +113,7 @@ func (s *Service) prepare(req *sip.Request, t target, recordRoute bool) *sip.Req
 			}
 		}
 	}
+	s.setLocalAddr(out, transport)
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: transport,
 		Host: s.cfg.Host, Port: s.port(sip.NetworkToLower(transport)), Params: sip.NewParams()}
 	via.Params.Add("branch", branchMagic+loopHash(req)+"-"+sip.GenerateBranchN(8)[7:])

@@ -113,9 +113,12 @@ func (s *Service) publicTargets(ctx context.Context, req *sip.Request) ([]target
 		}
 		req.RemoveHeader(senderHeader) // the public side need not see it
 		hops, err := s.cfg.Proxy.Resolver.Resolve(ctx, req.Recipient)
-		if err != nil || len(hops) == 0 {
-			s.log.Info("cannot resolve public domain", "ruri", req.Recipient.String(), "err", err)
-			return nil, 404, "Not Found (domain does not resolve)"
+		if err != nil {
+			s.log.Warn("DNS lookup of a public domain failed", "ruri", req.Recipient.String(), "err", err)
+			return nil, 503, "Service Unavailable (DNS lookup failed)"
+		}
+		if len(hops) == 0 {
+			return nil, 404, "Not Found (domain has no SIP server)"
 		}
 		return []target{{ruri: req.Recipient, dest: hops[0].Addr, transport: hops[0].Transport}}, 0, ""
 	}
@@ -142,6 +145,19 @@ func (s *Service) publicTargets(ctx context.Context, req *sip.Request) ([]target
 // registrar; the registrar's 401/407 challenge goes back unchanged, so
 // the credentials never leave the user agent.
 func (s *Service) relayRegister(req *sip.Request, tx sip.ServerTransaction) {
+	// The checks and Route processing of any proxied request (§16.3–16.4).
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		s.respond(tx, req, 483, "Too Many Hops")
+		return
+	}
+	if s.looped(req) {
+		s.respond(tx, req, 482, "Loop Detected")
+		return
+	}
+	if s.stripSelfRoute(req); req.Route() != nil {
+		s.respond(tx, req, 403, "Forbidden (no relaying along foreign routes)")
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	targets, code, reason := s.publicTargets(ctx, req)
 	cancel()

@@ -159,6 +159,7 @@ func (s *Service) applyBindings(ctx context.Context, aor string, req *sip.Reques
 			return nil, err
 		}
 	}
+	var last *overlay.Registration
 	// Other peers reach this one over TCP: INVITEs with SDP outgrow UDP.
 	self := s.selfURI("tcp")
 	path := "<" + self.String() + ">"
@@ -174,7 +175,7 @@ func (s *Service) applyBindings(ctx context.Context, aor string, req *sip.Reques
 			continue
 		}
 		exp := time.Now().Add(u.expires)
-		_, err := s.cfg.Locator.Register(ctx, overlay.RegisterRequest{AOR: aor, Signer: s.cfg.Owner,
+		reg, err := s.cfg.Locator.Register(ctx, overlay.RegisterRequest{AOR: aor, Signer: s.cfg.Owner,
 			Binding: overlay.Binding{Instance: u.instance, RegID: u.regID, Contact: u.uri, Path: []string{path},
 				Expires: exp.Unix(), Q: u.q}})
 		if err != nil {
@@ -182,6 +183,10 @@ func (s *Service) applyBindings(ctx context.Context, aor string, req *sip.Reques
 		}
 		s.flows.put(&flow{aor: aor, instance: u.instance, contact: u.uri, source: req.Source(),
 			transport: req.Transport(), expires: exp})
+		last = reg
+	}
+	if last != nil {
+		return last, nil // the record just written: no second lookup
 	}
 	reg, err := s.cfg.Locator.Lookup(ctx, aor)
 	if errors.Is(err, overlay.ErrNotFound) {

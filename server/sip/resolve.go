@@ -187,10 +187,7 @@ func (r *Resolver) addrs(ctx context.Context, host string) ([]string, error) {
 			out = append(out, a.A.String())
 		}
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: %s has no address", ErrResolve, host)
-	}
-	return out, nil
+	return out, nil // none: NXDOMAIN or no A record
 }
 
 func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {

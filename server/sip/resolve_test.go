@@ -5,6 +5,7 @@ import (
 	"net"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/miekg/dns"
@@ -77,7 +78,10 @@ func TestResolveRFC3263(t *testing.T) {
 	}
 	var u sip.Uri
 	_ = sip.ParseUri("sip:bob@nowhere.example", &u)
-	if _, err := r.Resolve(context.Background(), u); err == nil {
-		t.Error("unknown domain resolved")
+	if hops, err := r.Resolve(context.Background(), u); err != nil || len(hops) != 0 {
+		t.Errorf("unknown domain: %v %v, want no hops", hops, err)
+	}
+	if _, err := (&Resolver{Server: "127.0.0.1:1", Timeout: 200 * time.Millisecond}).Resolve(context.Background(), u); err == nil {
+		t.Error("a dead DNS server gave no error")
 	}
 }

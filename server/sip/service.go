@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/emiago/sipgo"
@@ -31,6 +32,7 @@ type Service struct {
 	mu      sync.Mutex
 	ports   map[string]int // guarded by mu; lower-case transport → listen port
 	closers []func() error // guarded by mu; run by Close
+	udpAddr string         // guarded by mu; the UDP socket's local address
 }
 
 // New builds the service; serve it with ServeUDP, ServeTCP and ServeTLS.
@@ -39,6 +41,9 @@ func New(cfg Config) (*Service, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	// sipgo's transaction and transport layers log through its default
+	// logger; give them ours so --log-level applies to them too.
+	sip.SetDefaultLogger(cfg.Logger.With("component", "sipgo"))
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("p2psip"), sipgo.WithUserAgentHostname(cfg.Host))
 	if err != nil {
 		return nil, fmt.Errorf("creating SIP user agent: %w", err)
@@ -71,6 +76,9 @@ func New(cfg Config) (*Service, error) {
 // ServeUDP serves SIP on a UDP socket until it is closed.
 func (s *Service) ServeUDP(pc net.PacketConn) error {
 	s.setPort("udp", pc.LocalAddr())
+	s.mu.Lock()
+	s.udpAddr = pc.LocalAddr().String()
+	s.mu.Unlock()
 	return s.srv.ServeUDP(pc)
 }
 
@@ -164,4 +172,25 @@ func (s *Service) respond(tx sip.ServerTransaction, req *sip.Request, code int, 
 		s.log.Debug("sending response failed", "code", code, "err", err)
 	}
 	s.m.responses.WithLabelValues(string(req.Method), strconv.Itoa(code/100)+"xx").Inc()
+}
+
+// setLocalAddr makes a request leave from this peer's SIP socket (UDP) or
+// address (TCP, TLS): a fresh socket on a wildcard address would send
+// from whatever source the kernel picks, and the next hop would answer
+// there (RFC 3261 §18.2.2 answers to the Via port at the source IP).
+func (s *Service) setLocalAddr(out *sip.Request, transport string) {
+	s.mu.Lock()
+	udp := s.udpAddr
+	s.mu.Unlock()
+	if strings.EqualFold(transport, "UDP") && udp != "" {
+		if host, port, err := sip.ParseAddr(udp); err == nil {
+			out.Laddr = sip.Addr{IP: net.ParseIP(host), Port: port}
+		}
+		return
+	}
+	if host, _, err := sip.ParseAddr(udp); err == nil {
+		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+			out.Laddr = sip.Addr{IP: ip}
+		}
+	}
 }
