@@ -6,7 +6,8 @@
 # (nothing installed by hand survives a change of machine), so every tool a test
 # needs must be listed here.
 #
-# To add a tool for a later issue, append "command:debian-package" to DEPS.
+# To add a tool for a later issue, append "command:debian-package" to DEPS; for a
+# package that ships no command of its own (plugin modules), "-:debian-package".
 set -euo pipefail
 
 # command:package pairs. The command is what the tests look for on PATH; the package
@@ -19,9 +20,17 @@ DEPS=(
 	pkill:procps
 	curl:curl
 	update-ca-certificates:ca-certificates
+	# SIP: sipp drives the SIP e2e tests; Kamailio is the public SIP domain
+	# (registrar + proxy, WebSocket and TLS modules); dnsmasq serves the overlay
+	# FQDN inside test namespaces; nc sends raw messages inside namespaces.
+	sipp:sip-tester
+	kamailio:kamailio
+	-:kamailio-websocket-modules
+	-:kamailio-tls-modules
+	-:kamailio-extra-modules
+	dnsmasq:dnsmasq
+	nc:netcat-openbsd
 	# Later issues:
-	# sipp:sip-tester
-	# kamailio:kamailio
 	# baresip:baresip-core
 	# turnserver:coturn
 	# chromium:chromium
@@ -42,14 +51,22 @@ have() {
 	return 1
 }
 
+# installed reports whether a Debian package is installed.
+installed() {
+	[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
+}
+
 missing=()
 for pair in "${DEPS[@]}"; do
 	cmd=${pair%%:*}
 	pkg=${pair#*:}
-	if ! have "$cmd"; then
-		# De-duplicate: several commands may come from one package.
-		case " ${missing[*]-} " in *" $pkg "*) ;; *) missing+=("$pkg") ;; esac
+	if [ "$cmd" = - ]; then
+		installed "$pkg" && continue
+	elif have "$cmd"; then
+		continue
 	fi
+	# De-duplicate: several commands may come from one package.
+	case " ${missing[*]-} " in *" $pkg "*) ;; *) missing+=("$pkg") ;; esac
 done
 
 if [ ${#missing[@]} -gt 0 ]; then
