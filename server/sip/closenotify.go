@@ -11,6 +11,7 @@ import (
 type closeNotifyListener struct {
 	net.Listener
 	onClose func(remote string)
+	s       *Service
 }
 
 func (l *closeNotifyListener) Accept() (net.Conn, error) {
@@ -18,7 +19,7 @@ func (l *closeNotifyListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &closeNotifyConn{Conn: c, onClose: l.onClose}, nil
+	return newGuardStreamConn(&closeNotifyConn{Conn: c, onClose: l.onClose}, l.s), nil
 }
 
 type closeNotifyConn struct {

@@ -19,6 +19,10 @@ func prebuilt(*sipgo.Client, *sip.Request) error { return nil }
 func (s *Service) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	if req.Recipient.User == "" && req.Route() == nil && (s.isSelf(req.Recipient) || req.Recipient.Host == s.cfg.Domain) {
 		s.m.requests.WithLabelValues("OPTIONS").Inc()
+		if code, reason, hdrs := s.checkRequest(req, true); code != 0 {
+			s.respond(tx, req, code, reason, hdrs...)
+			return
+		}
 		s.respond(tx, req, 200, "OK",
 			sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, REFER, NOTIFY, SUBSCRIBE, UPDATE, PRACK"),
 			sip.NewHeader("Accept", "application/sdp"))
@@ -31,6 +35,10 @@ func (s *Service) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 // targets, forward statefully.
 func (s *Service) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 	s.m.requests.WithLabelValues(string(req.Method)).Inc()
+	if code, reason, hdrs := s.checkRequest(req, false); code != 0 {
+		s.respond(tx, req, code, reason, hdrs...)
+		return
+	}
 	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
 		s.respond(tx, req, 483, "Too Many Hops") // §16.3 step 3
 		return
@@ -57,6 +65,9 @@ func (s *Service) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 // statelessly along its route; sipgo absorbs the ACKs of non-2xx.
 func (s *Service) onAck(req *sip.Request, _ sip.ServerTransaction) {
 	s.m.requests.WithLabelValues("ACK").Inc()
+	if code, _, _ := s.checkRequest(req, false); code != 0 {
+		return // an ACK gets no response (§17.2.3)
+	}
 	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
 		return
 	}

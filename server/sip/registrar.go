@@ -15,6 +15,10 @@ import (
 // onRegister is the registrar (RFC 3261 §10.3) for AORs of the overlay.
 func (s *Service) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	s.m.requests.WithLabelValues("REGISTER").Inc()
+	if code, reason, hdrs := s.checkRequest(req, true); code != 0 {
+		s.respond(tx, req, code, reason, hdrs...)
+		return
+	}
 	to := req.To()
 	if to == nil {
 		s.respond(tx, req, 400, "Missing To")

@@ -51,8 +51,8 @@ func (s *Service) looped(req *sip.Request) bool {
 	want := branchMagic + loopHash(req)
 	for _, h := range req.GetHeaders("Via") {
 		v, ok := h.(*sip.ViaHeader)
-		if !ok || v.Host != s.cfg.Host {
-			continue
+		if !ok || v.Host != s.cfg.Host || v.Port != s.port(sip.NetworkToLower(v.Transport)) {
+			continue // another element's Via (peers may share a host)
 		}
 		if strings.HasPrefix(v.Params.GetOr("branch", ""), want) {
 			return true

@@ -41,6 +41,10 @@ func New(cfg Config) (*Service, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	// sipgo refuses to send a UDP message near the MTU, which loses large
+	// responses (RFC 4475 longreq) that must go back over UDP (§18.2.2);
+	// the kernel fragments them instead.
+	sip.UDPMTUSize = 65535
 	// sipgo's transaction and transport layers log through its default
 	// logger; give them ours so --log-level applies to them too.
 	sip.SetDefaultLogger(cfg.Logger.With("component", "sipgo"))
@@ -79,20 +83,20 @@ func (s *Service) ServeUDP(pc net.PacketConn) error {
 	s.mu.Lock()
 	s.udpAddr = pc.LocalAddr().String()
 	s.mu.Unlock()
-	return s.srv.ServeUDP(pc)
+	return s.srv.ServeUDP(&guardConn{PacketConn: pc, s: s})
 }
 
 // ServeTCP serves SIP on a TCP listener; bindings registered over a
 // connection go when it closes.
 func (s *Service) ServeTCP(ln net.Listener) error {
 	s.setPort("tcp", ln.Addr())
-	return s.srv.ServeTCP(&closeNotifyListener{Listener: ln, onClose: s.connClosed("TCP")})
+	return s.srv.ServeTCP(&closeNotifyListener{Listener: ln, onClose: s.connClosed("TCP"), s: s})
 }
 
 // ServeTLS serves SIP over TLS (ln must be a TLS listener).
 func (s *Service) ServeTLS(ln net.Listener) error {
 	s.setPort("tls", ln.Addr())
-	return s.srv.ServeTLS(&closeNotifyListener{Listener: ln, onClose: s.connClosed("TLS")})
+	return s.srv.ServeTLS(&closeNotifyListener{Listener: ln, onClose: s.connClosed("TLS"), s: s})
 }
 
 // Close stops the service's transports.
@@ -165,6 +169,7 @@ func (s *Service) connClosed(transport string) func(remote string) {
 // respond answers a server transaction, logging a failure to send.
 func (s *Service) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, hdrs ...sip.Header) {
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	res.SipVersion = "SIP/2.0" // never echo a version we do not speak
 	for _, h := range hdrs {
 		res.AppendHeader(h)
 	}

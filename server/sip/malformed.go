@@ -1,0 +1,79 @@
+package sip
+
+import (
+	"bytes"
+	"net"
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// guardConn answers malformed requests that sipgo's parser would drop in
+// silence: RFC 4475 §3.1.2 wants a 400 for them, so that the sender learns
+// what is wrong instead of retransmitting into the void.
+type guardConn struct {
+	net.PacketConn
+	s *Service
+}
+
+func (g *guardConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := g.PacketConn.ReadFrom(b)
+		if err != nil || n == 0 || isKeepAlive(b[:n]) {
+			return n, addr, err
+		}
+		if _, perr := sip.ParseMessage(b[:n]); perr == nil {
+			return n, addr, nil
+		}
+		g.s.m.requests.WithLabelValues("MALFORMED").Inc()
+		if res := malformedResponse(b[:n]); res != nil {
+			_, _ = g.PacketConn.WriteTo(res, addr)
+		}
+	}
+}
+
+// isKeepAlive matches RFC 5626 CRLF keep-alives, which are not messages.
+func isKeepAlive(b []byte) bool { return len(bytes.TrimSpace(b)) == 0 }
+
+// malformedResponse builds the error response to an unparseable request
+// from its raw lines: 416 for an unknown Request-URI scheme (§3.3.14
+// novelsc), else 400. Responses and messages without a Via get nothing.
+func malformedResponse(msg []byte) []byte {
+	head, _, _ := bytes.Cut(msg, []byte("\r\n\r\n"))
+	lines := strings.Split(string(head), "\r\n")
+	start := strings.Fields(lines[0])
+	if len(start) < 3 || strings.HasPrefix(start[0], "SIP/") || !strings.HasPrefix(start[len(start)-1], "SIP/") {
+		return nil
+	}
+	status := "400 Bad Request"
+	// Only a well-formed Request-URI of another scheme is a 416; "<sip:…>"
+	// or one broken by spaces (RFC 4475 ltgtruri, lwsruri) is a 400.
+	if scheme, _, ok := strings.Cut(start[1], ":"); ok && len(start) == 3 && !strings.ContainsAny(scheme, "<>\"") {
+		switch strings.ToLower(scheme) {
+		case "sip", "sips":
+		default:
+			status = "416 Unsupported URI Scheme"
+		}
+	}
+	var b strings.Builder
+	b.WriteString("SIP/2.0 " + status + "\r\n")
+	hasVia := false
+	for _, l := range lines[1:] {
+		name, _, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		switch strings.ToLower(strings.TrimSpace(name)) {
+		case "via", "v":
+			hasVia = true
+			b.WriteString(l + "\r\n")
+		case "from", "f", "to", "t", "call-id", "i", "cseq":
+			b.WriteString(l + "\r\n")
+		}
+	}
+	if !hasVia {
+		return nil
+	}
+	b.WriteString("Content-Length: 0\r\n\r\n")
+	return []byte(b.String())
+}
