@@ -19,7 +19,9 @@ type guardConn struct {
 func (g *guardConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
 		n, addr, err := g.PacketConn.ReadFrom(b)
-		if err != nil || n == 0 || isKeepAlive(b[:n]) {
+		// Responses are not checked twice: a malformed one is dropped by
+		// sipgo, which is what §18.1.2 asks for anyway.
+		if err != nil || n == 0 || isKeepAlive(b[:n]) || bytes.HasPrefix(b[:n], []byte("SIP/")) {
 			return n, addr, err
 		}
 		if _, perr := sip.ParseMessage(b[:n]); perr == nil {
