@@ -106,7 +106,7 @@ func startSIP(cfg Config, node *overlay.Node, owner overlay.Signer, l *sipListen
 		}
 	}
 	scfg := sipsvc.Config{Domain: cfg.Overlay, Locator: node, Owner: owner, Users: users,
-		Host: sipHost(cfg), Logger: log, Registerer: reg, FindProxy: proxyFinder(node)}
+		Host: sipHost(cfg), Aliases: sipAliases(cfg), Logger: log, Registerer: reg, FindProxy: proxyFinder(node)}
 	if cfg.hasRole("proxy") {
 		scfg.Proxy = &sipsvc.ProxyConfig{FQDN: cfg.FQDN, Resolver: &sipsvc.Resolver{Server: cfg.DNS}}
 	}
@@ -171,4 +171,21 @@ func announceProxy(ctx context.Context, cfg Config, node *overlay.Node, l *sipLi
 	return node.Announce(ctx, overlay.ServiceEntry{Service: overlay.ServiceProxy,
 		URIs: []string{"sip:" + net.JoinHostPort(host, port) + ";transport=tcp", "sip:" + net.JoinHostPort(host, port) + ";transport=udp"},
 		Data: map[string]string{"fqdn": fqdn}})
+}
+
+// sipAliases lists this machine's addresses when SIP listens on all of
+// them: a phone may address the peer by any.
+func sipAliases(cfg Config) []string {
+	host, _, err := net.SplitHostPort(cfg.SIP)
+	if err != nil || (host != "" && !net.ParseIP(host).IsUnspecified()) {
+		return nil
+	}
+	out := []string{"localhost"}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			out = append(out, ipn.IP.String())
+		}
+	}
+	return out
 }

@@ -50,6 +50,10 @@ type Config struct {
 	// Host is the address other peers and devices reach this peer at,
 	// used in Path, Record-Route and Via. Required.
 	Host string
+	// Aliases are other hosts that name this peer (its other addresses
+	// when it listens on all interfaces), so that a request addressed to
+	// any of them is recognised as its own. Default: none.
+	Aliases []string
 	// MinExpires and MaxExpires bound registration lifetimes (RFC 3261
 	// §10.3 step 7). Defaults 60s and 3600s.
 	MinExpires, MaxExpires time.Duration

@@ -37,6 +37,12 @@ func TestRequestErrors(t *testing.T) {
 	if res := last(t, ts.handle(opts)); res.StatusCode != 200 || res.GetHeader("Allow") == nil {
 		t.Fatalf("OPTIONS: %s", res)
 	}
+	// Another address of this machine is this peer too.
+	ts.cfg.Aliases = []string{"192.0.2.77"}
+	opts.Recipient.Host = "192.0.2.77"
+	if res := last(t, ts.handle(opts)); res.StatusCode != 200 {
+		t.Fatalf("OPTIONS to an alias: %s", res)
+	}
 }
 
 // TestForwardToOtherPeer: a binding hosted by another peer is reached

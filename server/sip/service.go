@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -138,7 +139,7 @@ func (s *Service) selfURI(transport string) sip.Uri {
 
 // isSelf reports whether u names this peer.
 func (s *Service) isSelf(u sip.Uri) bool {
-	if u.Host != s.cfg.Host {
+	if u.Host != s.cfg.Host && !slices.Contains(s.cfg.Aliases, u.Host) {
 		return false
 	}
 	s.mu.Lock()
