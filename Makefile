@@ -62,6 +62,8 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 200x ./overlay/
 	@echo "==> go run ./bench/overlay -peers 20,100"
 	$(GO) run ./bench/overlay -peers 20,100
+	@echo "==> bench/sip/run.sh (p2psip vs Kamailio, ~7 min)"
+	bash bench/sip/run.sh
 
 clean:
 	rm -f $(BINARY)
