@@ -188,7 +188,7 @@ func TestSIPCallAcrossPeers(t *testing.T) {
 		args: []string{"-recv_timeout", "10000"}}))
 }
 
-// TestSIPTakeover: alice registered through A (first come, password pw1); a
+// TestSIPTakeover: alice registered through A (no --users entry: first come); a
 // REGISTER for alice through B, whatever the credentials, gets 403: the AOR
 // belongs to A's owner key. The overlay record is unchanged.
 func TestSIPTakeover(t *testing.T) {

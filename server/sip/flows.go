@@ -1,6 +1,8 @@
 package sip
 
 import (
+	"net"
+	"strconv"
 	"sync"
 	"time"
 
@@ -14,23 +16,38 @@ type flow struct {
 	aor       string
 	instance  string
 	contact   string
+	hostPort  string // the contact's host:port, for dialog remote targets
 	source    string // host:port the REGISTER came from
 	transport string // UDP, TCP, TLS, WS, WSS
 	expires   time.Time
 }
 
-// flows is the peer's local location service.
+// flows is the peer's local location service. Every lookup on the
+// request path is a map access: the indexes are kept on put and remove.
 type flows struct {
 	mu        sync.Mutex
 	byAOR     map[string]map[string]*flow // guarded by mu; aor → instance → flow
 	byContact map[string]*flow            // guarded by mu; contact URI → flow
+	byHP      map[string]*flow            // guarded by mu; contact host:port → flow
+	bySrc     map[string]*flow            // guarded by mu; source host:port → flow
 }
 
 func newFlows() *flows {
-	return &flows{byAOR: map[string]map[string]*flow{}, byContact: map[string]*flow{}}
+	return &flows{byAOR: map[string]map[string]*flow{}, byContact: map[string]*flow{},
+		byHP: map[string]*flow{}, bySrc: map[string]*flow{}}
+}
+
+// contactHostPort is the host:port a contact URI names (port 0 if none).
+func contactHostPort(contact string) string {
+	var u sip.Uri
+	if err := sip.ParseUri(contact, &u); err != nil {
+		return ""
+	}
+	return net.JoinHostPort(u.Host, strconv.Itoa(u.Port))
 }
 
 func (f *flows) put(fl *flow) {
+	fl.hostPort = contactHostPort(fl.contact)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	m := f.byAOR[fl.aor]
@@ -39,17 +56,31 @@ func (f *flows) put(fl *flow) {
 		f.byAOR[fl.aor] = m
 	}
 	if old := m[fl.instance]; old != nil {
-		delete(f.byContact, old.contact)
+		f.unindex(old)
 	}
 	m[fl.instance] = fl
 	f.byContact[fl.contact] = fl
+	f.byHP[fl.hostPort] = fl
+	f.bySrc[fl.source] = fl
+}
+
+// unindex removes fl from the secondary indexes (mu held).
+func (f *flows) unindex(fl *flow) {
+	for _, idx := range []struct {
+		m   map[string]*flow
+		key string
+	}{{f.byContact, fl.contact}, {f.byHP, fl.hostPort}, {f.bySrc, fl.source}} {
+		if idx.m[idx.key] == fl {
+			delete(idx.m, idx.key)
+		}
+	}
 }
 
 func (f *flows) remove(aor, instance string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if fl := f.byAOR[aor][instance]; fl != nil {
-		delete(f.byContact, fl.contact)
+		f.unindex(fl)
 		delete(f.byAOR[aor], instance)
 		if len(f.byAOR[aor]) == 0 {
 			delete(f.byAOR, aor)
@@ -81,15 +112,35 @@ func (f *flows) instances(aor string) []string {
 	return out
 }
 
-// byContactURI finds a live flow by its contact URI.
-func (f *flows) byContactURI(contact string) *flow {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	fl := f.byContact[contact]
+// live returns fl if it has not expired.
+func live(fl *flow) *flow {
 	if fl == nil || time.Now().After(fl.expires) {
 		return nil
 	}
 	return fl
+}
+
+// byContactURI finds a live flow by its contact URI.
+func (f *flows) byContactURI(contact string) *flow {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return live(f.byContact[contact])
+}
+
+// byHostPort finds a live flow whose contact has this host and port (a
+// dialog's remote target is often the registered contact without its
+// user part).
+func (f *flows) byHostPort(host string, port int) *flow {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return live(f.byHP[net.JoinHostPort(host, strconv.Itoa(port))])
+}
+
+// bySource finds a live flow by the address its device sends from.
+func (f *flows) bySource(source string) *flow {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return live(f.bySrc[source])
 }
 
 // dropSource removes every flow that used a closed connection.
@@ -101,7 +152,7 @@ func (f *flows) dropSource(transport, source string) []*flow {
 		for inst, fl := range m {
 			if fl.source == source && fl.transport == transport {
 				gone = append(gone, fl)
-				delete(f.byContact, fl.contact)
+				f.unindex(fl)
 				delete(m, inst)
 			}
 		}
@@ -110,36 +161,4 @@ func (f *flows) dropSource(transport, source string) []*flow {
 		}
 	}
 	return gone
-}
-
-// byHostPort finds a live flow whose contact has this host and port (a
-// dialog's remote target is often the registered contact without its
-// user part).
-func (f *flows) byHostPort(host string, port int) *flow {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, fl := range f.byContact {
-		var u sip.Uri
-		if err := sip.ParseUri(fl.contact, &u); err != nil || time.Now().After(fl.expires) {
-			continue
-		}
-		if u.Host == host && u.Port == port {
-			return fl
-		}
-	}
-	return nil
-}
-
-// bySource finds a live flow by the address its device sends from.
-func (f *flows) bySource(source string) *flow {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, m := range f.byAOR {
-		for _, fl := range m {
-			if fl.source == source && time.Now().Before(fl.expires) {
-				return fl
-			}
-		}
-	}
-	return nil
 }
