@@ -47,6 +47,9 @@ func (f *fakeLocator) Register(_ context.Context, req overlay.RegisterRequest) (
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	key := string(req.Signer.PublicKey())
+	if req.Device != nil {
+		key = string(req.Device.Owner) // a browser owns the AOR
+	}
 	if o, ok := f.owner[aor]; ok && o != key {
 		return nil, fmt.Errorf("%w: %s", overlay.ErrAORHeld, aor)
 	}

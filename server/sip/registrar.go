@@ -42,6 +42,11 @@ func (s *Service) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	if !s.authorized(req, tx, to.Address.User) {
 		return
 	}
+	device, err := s.ownerSigner(req, aor)
+	if err != nil {
+		s.respond(tx, req, 403, "Forbidden (bad owner proof: "+firstLine(err)+")")
+		return
+	}
 	contacts, code, reason := s.parseContacts(req)
 	if code != 0 {
 		if code == 423 {
@@ -54,7 +59,7 @@ func (s *Service) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
-	reg, err := s.applyBindings(ctx, aor, req, contacts)
+	reg, err := s.applyBindings(ctx, aor, req, contacts, device)
 	if err != nil {
 		s.registerError(tx, req, aor, err)
 		return
@@ -153,8 +158,10 @@ func (s *Service) parseContacts(req *sip.Request) ([]contactUpdate, int, string)
 }
 
 // applyBindings writes the REGISTER's changes to the overlay and the
-// local flows, and returns the AOR's record.
-func (s *Service) applyBindings(ctx context.Context, aor string, req *sip.Request, updates []contactUpdate) (*overlay.Registration, error) {
+// local flows, and returns the AOR's record. device is the browser's
+// certificate for this peer's key when the browser owns the AOR, nil when
+// the peer owns it for a phone it hosts.
+func (s *Service) applyBindings(ctx context.Context, aor string, req *sip.Request, updates []contactUpdate, device *overlay.DeviceCert) (*overlay.Registration, error) {
 	if len(updates) == 1 && updates[0].wildcard {
 		for _, inst := range s.flows.instances(aor) {
 			s.flows.remove(aor, inst)
@@ -179,7 +186,7 @@ func (s *Service) applyBindings(ctx context.Context, aor string, req *sip.Reques
 			continue
 		}
 		exp := time.Now().Add(u.expires)
-		reg, err := s.cfg.Locator.Register(ctx, overlay.RegisterRequest{AOR: aor, Signer: s.cfg.Owner,
+		reg, err := s.cfg.Locator.Register(ctx, overlay.RegisterRequest{AOR: aor, Signer: s.cfg.Owner, Device: device,
 			Binding: overlay.Binding{Instance: u.instance, RegID: u.regID, Contact: u.uri, Path: []string{path},
 				Expires: exp.Unix(), Q: u.q}})
 		if err != nil {
@@ -202,7 +209,9 @@ func (s *Service) applyBindings(ctx context.Context, aor string, req *sip.Reques
 func (s *Service) registerError(tx sip.ServerTransaction, req *sip.Request, aor string, err error) {
 	switch {
 	case errors.Is(err, overlay.ErrAORHeld), errors.Is(err, overlay.ErrNotOwner):
-		s.respond(tx, req, 403, "Forbidden ("+aor+" is registered through another peer)")
+		// The softphone shows "name taken" for this reason phrase
+		// (docs/softphone.md).
+		s.respond(tx, req, 403, "Forbidden (name taken: "+aor+" is held by another owner)")
 	case errors.Is(err, overlay.ErrBadRecord):
 		s.respond(tx, req, 400, "Bad Request ("+firstLine(err)+")")
 	default:

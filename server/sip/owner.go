@@ -1,0 +1,66 @@
+package sip
+
+import (
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/p2psip/p2psip/overlay"
+)
+
+// OwnerHeader carries a browser's proof that it owns the AOR it registers
+// (docs/softphone.md): a certificate, signed by the browser's
+// non-extractable WebCrypto P-256 key, that lets this peer's key sign the
+// AOR's records. The peer can then refresh and remove the binding (also
+// when the tab is gone) while the AOR stays owned by the browser's key:
+// no other browser, and no other peer, can take it over.
+const OwnerHeader = "P-P2PSIP-Owner"
+
+// ownerSigner returns who signs the AOR's record for this REGISTER: the
+// peer's own key for phones it hosts, or the peer's key certified by the
+// browser's key when the request carries OwnerHeader. A non-nil error is
+// a bad proof, answered with 403.
+func (s *Service) ownerSigner(req *sip.Request, aor string) (*overlay.DeviceCert, error) {
+	h := req.GetHeader(OwnerHeader)
+	if h == nil {
+		return nil, nil
+	}
+	cert, err := parseOwnerHeader(h.Value())
+	if err != nil {
+		return nil, err
+	}
+	cert.Key = s.cfg.Owner.PublicKey()
+	if err := overlay.VerifyDeviceCert(aor, cert, cert.Key, time.Now()); err != nil {
+		return nil, err
+	}
+	return &cert, nil
+}
+
+// parseOwnerHeader reads `key=<b64url>;exp=<unix>;sig=<b64url>`.
+func parseOwnerHeader(v string) (overlay.DeviceCert, error) {
+	var c overlay.DeviceCert
+	var haveExp bool
+	for _, part := range strings.Split(v, ";") {
+		name, val, _ := strings.Cut(strings.TrimSpace(part), "=")
+		var err error
+		switch strings.ToLower(name) {
+		case "key":
+			c.Owner, err = base64.RawURLEncoding.DecodeString(val)
+		case "sig":
+			c.Sig, err = base64.RawURLEncoding.DecodeString(val)
+		case "exp":
+			c.Expires, err = strconv.ParseInt(val, 10, 64)
+			haveExp = err == nil
+		}
+		if err != nil {
+			return c, fmt.Errorf("%w: %s %s: %v", ErrBadRequest, OwnerHeader, name, err)
+		}
+	}
+	if len(c.Owner) != 65 || len(c.Sig) != 64 || !haveExp {
+		return c, fmt.Errorf("%w: %s needs key (65 bytes), exp and sig (64 bytes)", ErrBadRequest, OwnerHeader)
+	}
+	return c, nil
+}
