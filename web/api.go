@@ -13,7 +13,8 @@ import (
 )
 
 type api struct {
-	cfg Config
+	cfg    Config
+	assets *assets
 }
 
 // OverlayStatus is the body of GET /api/overlay.

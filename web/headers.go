@@ -1,21 +1,39 @@
 package web
 
 import (
+	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 )
 
 // securityHeaders sets the headers every response carries. The CSP
-// allows only this origin; frame-ancestors 'self' until the widget adds an
-// embedding allowlist.
-func securityHeaders(next http.Handler) http.Handler {
+// allows only this origin and framing by this origin; /embed widens
+// frame-ancestors to the embedding allowlist.
+func (a *api) securityHeaders(next http.Handler) http.Handler {
+	csp := a.csp([]string{"'self'"})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' wss:; frame-ancestors 'self'; base-uri 'none'")
+		h.Set("Content-Security-Policy", csp)
+		h.Set("Permissions-Policy", "microphone=(self), camera=()")
+		if a.cfg.HSTS {
+			h.Set("Strict-Transport-Security", "max-age=31536000")
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// checkOrigin accepts scheme://host[:port] with nothing after it, the
+// form browsers send in Origin.
+func checkOrigin(o string) error {
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil || u.Fragment != "" {
+		return fmt.Errorf("%w: embed origin %q must look like https://portal.example[:port]", ErrBadConfig, o)
+	}
+	return nil
 }
 
 // loopbackOnly admits requests from this machine only: the admin API

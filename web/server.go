@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -47,6 +48,22 @@ type Config struct {
 	Logger *slog.Logger
 	// RequestTimeout bounds API handlers that query the overlay. Default 10s.
 	RequestTimeout time.Duration
+	// EmbedOrigins may frame /embed (the widget), as scheme://host[:port].
+	// Default none: only this peer's own pages.
+	EmbedOrigins []string
+	// ICEServers lists the TURN/STUN servers the softphone should use
+	// (the overlay's relays). Default nil: none, host candidates only.
+	ICEServers func(ctx context.Context) []ICEServer
+	// ICEGather caps how long the softphone waits for ICE candidates
+	// after the first one. Default 500ms.
+	ICEGather time.Duration
+	// PublicProxy reports whether a proxy peer toward public SIP domains
+	// is in the overlay. Default nil: false.
+	PublicProxy func(ctx context.Context) bool
+	// HSTS adds Strict-Transport-Security, for certificates browsers
+	// trust (ACME or --tls-cert); never with the self-signed one, which
+	// would lock users out. Default false.
+	HSTS bool
 }
 
 func (c *Config) validate() error {
@@ -62,6 +79,15 @@ func (c *Config) validate() error {
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 10 * time.Second
 	}
+	if c.ICEGather == 0 {
+		c.ICEGather = 500 * time.Millisecond
+	}
+	for i, o := range c.EmbedOrigins {
+		if err := checkOrigin(o); err != nil {
+			return err
+		}
+		c.EmbedOrigins[i] = strings.ToLower(strings.TrimSuffix(o, "/"))
+	}
 	return nil
 }
 
@@ -70,9 +96,13 @@ func New(cfg Config) (http.Handler, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	a := &api{cfg: cfg}
+	files, err := loadAssets(cfg.Site)
+	if err != nil {
+		return nil, err
+	}
+	a := &api{cfg: cfg, assets: files}
 	r := chi.NewRouter()
-	r.Use(middleware.Recoverer, securityHeaders, a.p2pUpgrade)
+	r.Use(middleware.Recoverer, a.securityHeaders, a.p2pUpgrade)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -81,6 +111,7 @@ func New(cfg Config) (http.Handler, error) {
 	r.Route("/api", func(r chi.Router) {
 		r.Use(middleware.Timeout(cfg.RequestTimeout))
 		r.Get("/overlay", a.overlayStatus)
+		r.Get("/config", a.clientConfig)
 		r.Get("/registrations/{aor}", a.lookup)
 		r.With(loopbackOnly).Post("/registrations", a.register)
 		r.With(loopbackOnly).Delete("/registrations/{aor}", a.unregister)
@@ -89,7 +120,8 @@ func New(cfg Config) (http.Handler, error) {
 		r.Handle("/sip", cfg.SIP)
 	}
 	r.Handle("/metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{ErrorLog: slogErrorLog{cfg.Logger}}))
-	r.Handle("/*", http.FileServerFS(cfg.Site))
+	r.Get("/embed", a.embedPage)
+	r.Handle("/*", files)
 	return r, nil
 }
 

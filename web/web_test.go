@@ -18,6 +18,10 @@ import (
 )
 
 func newTestHandler(t *testing.T) (http.Handler, *overlay.Node) {
+	return newTestHandlerWith(t, func(*Config) {})
+}
+
+func newTestHandlerWith(t *testing.T, edit func(*Config)) (http.Handler, *overlay.Node) {
 	t.Helper()
 	id, err := overlay.LoadOrCreateIdentity(t.TempDir() + "/node.key")
 	if err != nil {
@@ -32,8 +36,12 @@ func newTestHandler(t *testing.T) (http.Handler, *overlay.Node) {
 	}
 	t.Cleanup(func() { _ = node.Close(context.Background()) })
 	owner, _ := overlay.NewP256Key()
-	h, err := New(Config{Overlay: node, Owner: owner, Gatherer: reg,
-		Site: fstest.MapFS{"index.html": {Data: []byte("<h1>hi</h1>")}}})
+	cfg := Config{Overlay: node, Owner: owner, Gatherer: reg,
+		Site: fstest.MapFS{"index.html": {Data: []byte("<h1>hi</h1>")},
+			"embed.html": {Data: []byte("<p>embedded phone</p>")},
+			"app.js":     {Data: []byte(strings.Repeat("console.log('softphone');\n", 200))}}}
+	edit(&cfg)
+	h, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

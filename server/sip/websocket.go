@@ -134,3 +134,16 @@ func (l *handoffListener) Close() error {
 }
 
 func (l *handoffListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+
+// AllowOrigins allows the softphone served by this peer (SameOrigin) and
+// pages of the listed origins (scheme://host[:port]), the portals allowed
+// to embed the phone (--embed-origins).
+func AllowOrigins(origins []string) func(origin, host string) bool {
+	allowed := make(map[string]bool, len(origins))
+	for _, o := range origins {
+		allowed[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
+	}
+	return func(origin, host string) bool {
+		return SameOrigin(origin, host) || allowed[strings.ToLower(origin)]
+	}
+}
