@@ -43,7 +43,16 @@ type Config struct {
 	LogFormat string
 	Refresh   time.Duration
 	Hold      time.Duration
+	// Web
+	HTTP          string
+	EmbedOrigins  []string
+	ACME          bool
+	ACMEEmail     string
+	ACMEDirectory string
 }
+
+// letsEncrypt is the default ACME directory.
+const letsEncrypt = "https://acme-v02.api.letsencrypt.org/directory"
 
 // listFlag is a repeatable flag; from the environment it takes a
 // comma-separated list.
@@ -99,6 +108,11 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.BoolVar(&c.MDNS, "mdns", true, "find overlay peers on the LAN with multicast DNS")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate chain (default: a self-signed one kept in the data dir)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&c.HTTP, "http", "", "plain HTTP listen address that only redirects to HTTPS (and answers ACME challenges), e.g. :80; empty: none")
+	fs.Var(listFlag{&c.EmbedOrigins}, "embed-origins", "origins (https://portal.example) whose pages may embed the phone widget (repeatable or comma-separated)")
+	fs.BoolVar(&c.ACME, "acme", false, "get the HTTPS certificate for --fqdn from an ACME CA (Let's Encrypt); needs --fqdn and port 443 or --http :80 reachable")
+	fs.StringVar(&c.ACMEEmail, "acme-email", "", "contact e-mail for the ACME account (optional)")
+	fs.StringVar(&c.ACMEDirectory, "acme-directory", letsEncrypt, "ACME directory URL (another CA, or a test CA)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.DurationVar(&c.Refresh, "refresh", 5*time.Minute, "how often hosted records are republished")
@@ -167,6 +181,20 @@ func (c *Config) validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP); c.HTTP != "" && err != nil {
+		return fmt.Errorf("--http %q: want host:port or :port: %w", c.HTTP, err)
+	}
+	if c.ACME && (c.FQDN == "" || c.TLSCert != "") {
+		return errors.New("--acme needs --fqdn (the name to get a certificate for) and no --tls-cert")
+	}
+	if c.ACME && !strings.HasPrefix(c.ACMEDirectory, "https://") {
+		return fmt.Errorf("--acme-directory %q: want an https:// URL", c.ACMEDirectory)
+	}
+	for _, o := range c.EmbedOrigins {
+		if !strings.HasPrefix(o, "https://") && !strings.HasPrefix(o, "http://") {
+			return fmt.Errorf("--embed-origins %q: want an origin like https://portal.example", o)
+		}
 	}
 	switch c.LogFormat {
 	case "text", "json":

@@ -57,6 +57,13 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 		return fmt.Errorf("listening on --https %s (is another peer running? choose another port): %w", cfg.HTTPS, err)
 	}
 	defer func() { _ = ln.Close() }()
+	var httpLn net.Listener
+	if cfg.HTTP != "" {
+		if httpLn, err = net.Listen("tcp", cfg.HTTP); err != nil {
+			return fmt.Errorf("listening on --http %s (port 80 needs root or CAP_NET_BIND_SERVICE; choose another): %w", cfg.HTTP, err)
+		}
+		defer func() { _ = httpLn.Close() }()
+	}
 
 	sipLn, err := listenSIP(cfg, cert)
 	if err != nil {
@@ -84,23 +91,31 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 			log.Warn("announcing the proxy role failed; the refresh loop retries", "err", err)
 		}
 	}
+	wtls := newWebTLS(cfg, cert)
+	httpsPort := ln.Addr().(*net.TCPAddr).Port
 	handler, err := web.New(web.Config{Overlay: node, Owner: owner, P2PBackend: node.WSBackend(),
-		SIP:  sipSvc.WebSocketHandler(ln.Addr().(*net.TCPAddr).Port, sipsvc.SameOrigin),
-		Site: static.FS(), Gatherer: reg, Logger: log})
+		SIP:  sipSvc.WebSocketHandler(httpsPort, sipsvc.AllowOrigins(cfg.EmbedOrigins)),
+		Site: static.FS(), Gatherer: reg, Logger: log,
+		EmbedOrigins: cfg.EmbedOrigins, HSTS: wtls.trusted,
+		PublicProxy: publicProxyKnown(cfg, proxyFinder(node))})
 	if err != nil {
 		_ = node.Close(context.Background())
 		return err
 	}
+	if httpLn != nil {
+		redirect := redirectServer(httpLn, httpsPort, wtls, log)
+		defer func() { _ = redirect.Close() }()
+	}
 	srv := &http.Server{
 		Handler:           handler,
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		TLSConfig:         wtls.config,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeTLS(ln, "", "") }()
-	printReady(stdout, cfg, node, ln.Addr().(*net.TCPAddr), cert, sipLn.Addrs)
+	printReady(stdout, cfg, node, ln.Addr().(*net.TCPAddr), httpLn, cert, sipLn.Addrs)
 	log.Info("peer started", "overlay", cfg.Overlay, "node", node.ID(), "https", ln.Addr().String())
 
 	select {
@@ -180,13 +195,19 @@ func startOverlay(cfg Config, identity crypto.PrivKey, httpsAddr *net.TCPAddr, r
 }
 
 // printReady prints the block an operator (and the tests) read at start.
-func printReady(w io.Writer, cfg Config, node *overlay.Node, https *net.TCPAddr, cert tls.Certificate, sip []string) {
+func printReady(w io.Writer, cfg Config, node *overlay.Node, https *net.TCPAddr, httpLn net.Listener, cert tls.Certificate, sip []string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "p2psip peer ready\n")
 	fmt.Fprintf(&b, "  overlay:    %s\n", cfg.Overlay)
 	fmt.Fprintf(&b, "  node id:    %s\n", node.ID())
 	fmt.Fprintf(&b, "  softphone:  %s\n", softphoneURL(https))
 	fmt.Fprintf(&b, "  https:      %s\n", https)
+	if httpLn != nil {
+		fmt.Fprintf(&b, "  http:       %s (redirects to HTTPS)\n", httpLn.Addr())
+	}
+	for _, o := range cfg.EmbedOrigins {
+		fmt.Fprintf(&b, "  embed from: %s\n", o)
+	}
 	for _, a := range node.Addrs() {
 		fmt.Fprintf(&b, "  p2p:        %s\n", a)
 	}
