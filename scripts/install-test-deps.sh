@@ -37,6 +37,7 @@ DEPS=(
 )
 
 STATICCHECK_VERSION=v0.8.2
+PEBBLE_VERSION=v2.10.1
 
 log() { echo "install-test-deps: $*"; }
 
@@ -93,4 +94,14 @@ else
 	# Outside the module so the project's go.mod is not touched; GOFLAGS cleared so
 	# a -mod setting in the environment does not break the install.
 	(cd / && GOFLAGS= go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION")
+fi
+
+# pebble: Let's Encrypt's small ACME test CA, for the --acme end-to-end test.
+# The test also reads pebble's test certificates from the module cache, which
+# this install fills.
+if [ -x "$gobin/pebble" ] && [ -d "$(go env GOMODCACHE)/github.com/letsencrypt/pebble/v2@$PEBBLE_VERSION/test/certs" ]; then
+	log "pebble present"
+else
+	log "installing pebble@$PEBBLE_VERSION into $gobin"
+	(cd / && GOFLAGS= go install "github.com/letsencrypt/pebble/v2/cmd/pebble@$PEBBLE_VERSION")
 fi

@@ -91,7 +91,7 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 			log.Warn("announcing the proxy role failed; the refresh loop retries", "err", err)
 		}
 	}
-	wtls := newWebTLS(cfg, cert)
+	wtls := newWebTLS(cfg, cert, log)
 	httpsPort := ln.Addr().(*net.TCPAddr).Port
 	handler, err := web.New(web.Config{Overlay: node, Owner: owner, P2PBackend: node.WSBackend(),
 		SIP:  sipSvc.WebSocketHandler(httpsPort, sipsvc.AllowOrigins(cfg.EmbedOrigins)),

@@ -26,7 +26,7 @@ type webTLS struct {
 	trusted bool
 }
 
-func newWebTLS(cfg Config, cert tls.Certificate) *webTLS {
+func newWebTLS(cfg Config, cert tls.Certificate, log *slog.Logger) *webTLS {
 	w := &webTLS{trusted: cfg.TLSCert != ""}
 	w.config = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	if !cfg.ACME {
@@ -45,7 +45,13 @@ func newWebTLS(cfg Config, cert tls.Certificate) *webTLS {
 		if hello.ServerName != cfg.FQDN {
 			return &cert, nil
 		}
-		return w.acme.GetCertificate(hello)
+		c, err := w.acme.GetCertificate(hello)
+		if err != nil {
+			// The client sees only "internal error": say here what failed.
+			log.Error("ACME: no certificate for --fqdn (check DNS for it, and that the CA reaches port 443 or --http :80)",
+				"fqdn", cfg.FQDN, "err", err)
+		}
+		return c, err
 	}
 	w.config.Certificates = nil
 	return w
