@@ -30,10 +30,11 @@ DEPS=(
 	-:kamailio-extra-modules
 	dnsmasq:dnsmasq
 	nc:netcat-openbsd
+	# The web softphone's browser tests (e2e/browser_test.go) drive Chromium.
+	chromium:chromium
 	# Later issues:
 	# baresip:baresip-core
 	# turnserver:coturn
-	# chromium:chromium
 )
 
 STATICCHECK_VERSION=v0.8.2
