@@ -13,7 +13,7 @@ STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(GOBIN_DIR)/s
 BINARY    ?= p2psip
 E2E_TIMEOUT ?= 20m
 
-.PHONY: all test deps fmt-check vet lint staticcheck unit e2e build bench clean
+.PHONY: all test deps fmt-check vet lint staticcheck unit e2e build bench clean web web-test
 
 all: build
 
@@ -44,7 +44,7 @@ staticcheck:
 
 lint: fmt-check vet staticcheck
 
-unit:
+unit: web-test
 	@echo "==> go test -race ./..."
 	$(GO) test -race -count=1 ./...
 
@@ -55,6 +55,16 @@ e2e:
 build:
 	@echo "==> building static $(BINARY)"
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BINARY) ./server
+
+# The softphone: web-src/ built into static/site/ (committed, so go build
+# needs no npm). web-test runs the page's pure logic with node's test runner.
+web:
+	@echo "==> building the softphone into static/site"
+	cd web-src && npm ci && npm run build
+
+web-test:
+	@echo "==> node --test web-src/test"
+	cd web-src && node --test test/
 
 # Benchmarks: Go benchmarks, then the overlay measurement (prints a table).
 bench:
