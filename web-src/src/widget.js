@@ -37,7 +37,7 @@
   st.colorScheme = "normal";
   st.maxWidth = "100%";
   st.width = w || (mode === "phone" ? "380px" : "280px");
-  st.height = h || (mode === "phone" ? "640px" : "132px");
+  st.height = h || (mode === "phone" ? "640px" : "150px");
   script.parentNode.insertBefore(frame, script.nextSibling);
   window.addEventListener("message", function (ev) {
     if (ev.origin !== peer || ev.source !== frame.contentWindow) return;

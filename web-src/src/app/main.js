@@ -625,7 +625,7 @@ function onIncoming(session, request, acct) {
   const c = newCall(session, acct, "in", uri, disp || overlayName);
   const h = sessionHandlers(c);
   for (const [ev, fn] of Object.entries(h)) session.on(ev, fn);
-  setCallState("incoming", `Incoming call from ${c.peerName}`);
+  setCallState("incoming", "Incoming call");
   c.stopTone = startRingtone();
   document.title = `Call from ${c.peerName} – p2psip`;
   notifyIncoming(c);
@@ -1107,6 +1107,13 @@ async function init2Retry() {
 async function start() {
   const cfg = app.cfg;
   $("overlay-name").textContent = cfg.overlay;
+  if (app.embed?.call && app.mode === "phone") {
+    const target = normalizeTarget(app.embed.call, cfg.overlay);
+    if (target) {
+      const short = displayName(target, cfg.overlay);
+      $("dial").value = short.includes("@") ? target.replace(/^sip:/, "") : short;
+    }
+  }
   $("name-suffix").textContent = "@" + cfg.overlay;
   if (!cfg.publicProxy) {
     $("public-off").hidden = false;
