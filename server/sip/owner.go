@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"strconv"
@@ -63,4 +64,53 @@ func parseOwnerHeader(v string) (overlay.DeviceCert, error) {
 		return c, fmt.Errorf("%w: %s needs key (65 bytes), exp and sig (64 bytes)", ErrBadRequest, OwnerHeader)
 	}
 	return c, nil
+}
+
+// registerContactAOR handles the overlay side of a browser's public
+// account. The page registers sip:alice@atlanta.example with a Contact
+// that is an overlay AOR it owns (sip:<alias>@<overlay>) and proves that
+// ownership with OwnerHeader. Before the REGISTER is relayed to the public
+// registrar, the alias is registered in the overlay with this WebSocket as
+// its flow, so calls the public domain sends to the Contact come back
+// through the overlay to this page, and its outgoing calls are vouched for
+// by this peer. A phone does the same in two REGISTERs (its overlay AOR,
+// then the public one); a browser's JsSIP UA can send only one. It
+// reports whether the relay should go ahead; requests without the header
+// are relayed as before.
+func (s *Service) registerContactAOR(req *sip.Request, tx sip.ServerTransaction) bool {
+	if req.GetHeader(OwnerHeader) == nil {
+		return true
+	}
+	contacts := req.GetHeaders("Contact")
+	var c *sip.ContactHeader
+	if len(contacts) == 1 {
+		c, _ = contacts[0].(*sip.ContactHeader)
+	}
+	if c == nil || c.Address.Wildcard || !s.isOverlayHost(c.Address.Host) {
+		s.respond(tx, req, 400, "Bad Request (the owner proof needs one Contact that is an overlay AOR)")
+		return false
+	}
+	aor, err := overlay.CanonicalAOR("sip:"+c.Address.User+"@"+s.cfg.Domain, s.cfg.Domain)
+	if err != nil {
+		s.respond(tx, req, 400, "Bad Request (Contact is not a valid overlay AOR)")
+		return false
+	}
+	device, err := s.ownerSigner(req, aor)
+	if err != nil {
+		s.respond(tx, req, 403, "Forbidden (bad owner proof: "+firstLine(err)+")")
+		return false
+	}
+	updates, code, reason := s.parseContacts(req)
+	if code != 0 {
+		s.respond(tx, req, code, reason)
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	defer cancel()
+	if _, err := s.applyBindings(ctx, aor, req, updates, device); err != nil {
+		s.registerError(tx, req, aor, err)
+		return false
+	}
+	req.RemoveHeader(OwnerHeader) // the public registrar need not see it
+	return true
 }

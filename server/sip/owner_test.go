@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"strings"
@@ -82,4 +83,71 @@ func FuzzOwnerHeader(f *testing.F) {
 		}
 		_ = overlay.VerifyDeviceCert("sip:bob@"+testDomain, c, c.Owner, time.Now())
 	})
+}
+
+// TestBrowserPublicAccount: the page registers its public account with an
+// overlay alias it owns as Contact; the peer registers the alias with the
+// page's flow, then relays the REGISTER through the overlay's proxy, and
+// calls for the alias come back to the page.
+func TestBrowserPublicAccount(t *testing.T) {
+	ts := newTestService(t, nil)
+	ts.cfg.FindProxy = func(context.Context) ([]string, error) { return []string{"sip:127.0.0.8:5060"}, nil }
+	browser, _ := overlay.NewP256Key()
+	alias := "sip:quiet-otter-pub@" + testDomain
+	soon := time.Now().Add(24 * time.Hour)
+	publicRegister := func(contact, owner string) []string {
+		return []string{
+			"REGISTER sip:atlanta.example SIP/2.0",
+			"Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-pub" + fmt.Sprint(len(owner)),
+			"Max-Forwards: 70",
+			"From: <sip:alice@atlanta.example>;tag=1",
+			"To: <sip:alice@atlanta.example>",
+			"Call-ID: pub-1",
+			"CSeq: 1 REGISTER",
+			"Contact: " + contact,
+			"Expires: 600",
+			owner,
+			"Content-Length: 0",
+		}
+	}
+	contact := `<sip:quiet-otter-pub@` + testDomain + `>;+sip.instance="<urn:uuid:00000000-0000-4000-8000-000000000001>"`
+
+	// A bad proof, or a proof without an overlay Contact, relays nothing.
+	other, _ := overlay.NewP256Key()
+	if c := codes(ts.handle(parse(t, publicRegister(contact, ownerHeader(t, browser, alias, other.PublicKey(), soon))...))); c[len(c)-1] != 403 {
+		t.Fatalf("bad proof: %v", c)
+	}
+	if c := codes(ts.handle(parse(t, publicRegister("<sip:x@abc.invalid;transport=ws>", ownerHeader(t, browser, alias, ts.cfg.Owner.PublicKey(), soon))...))); c[len(c)-1] != 400 {
+		t.Fatalf("no overlay contact: %v", c)
+	}
+	if n := len(ts.forwarded.Requests()); n != 0 {
+		t.Fatalf("%d requests relayed without a valid proof", n)
+	}
+
+	res := ts.handle(parse(t, publicRegister(contact, ownerHeader(t, browser, alias, ts.cfg.Owner.PublicKey(), soon))...))
+	if c := codes(res); c[len(c)-1] != 200 {
+		t.Fatalf("public REGISTER: %v", c)
+	}
+	if ts.loc.owner[alias] != string(browser.PublicKey()) {
+		t.Fatal("the alias is not owned by the browser's key")
+	}
+	fw := ts.forwarded.Requests()
+	if len(fw) != 1 || fw[0].GetHeader(senderHeader) == nil || fw[0].GetHeader(OwnerHeader) != nil ||
+		fw[0].Route() == nil || fw[0].Route().Address.Host != "127.0.0.8" {
+		t.Fatalf("relayed REGISTER: %v", fw)
+	}
+	if got := fw[0].Contact().Address.String(); got != "sip:quiet-otter-pub@"+testDomain {
+		t.Fatalf("the public registrar would get Contact %s", got)
+	}
+
+	// A call the public side sends to the Contact reaches the page's flow.
+	in := parse(t, invite("sip:quiet-otter-pub@"+testDomain, "Max-Forwards: 70")...)
+	in.SetSource("127.0.0.8:5060")
+	if c := codes(ts.handle(in)); c[len(c)-1] != 200 {
+		t.Fatalf("inbound call: %v", c)
+	}
+	fw = ts.forwarded.Requests()
+	if got := fw[len(fw)-1]; got.Destination() != "127.0.0.1:5099" {
+		t.Fatalf("inbound call went to %s, not the page's flow", got.Destination())
+	}
 }

@@ -33,7 +33,9 @@ func (s *Service) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	case errors.Is(err, overlay.ErrWrongOverlay):
 		// §10.3 step 3: not a domain this registrar serves; a public AOR
 		// goes to its own registrar through the overlay's proxy.
-		s.relayRegister(req, tx)
+		if s.registerContactAOR(req, tx) {
+			s.relayRegister(req, tx)
+		}
 		return
 	case err != nil:
 		s.respond(tx, req, 400, "Bad To address")
