@@ -407,16 +407,33 @@ function onPublicSubmit(ev) {
   startPublic(uri, authUser, password);
 }
 
+// The public registrar sends calls to an overlay alias this browser owns,
+// "<name>-pub": the peer registers it in the overlay with this account's
+// WebSocket before relaying the REGISTER (the page's key proves ownership
+// of the alias, as of the name itself). Calls for the public account then
+// reach this account's UA, and its in-dialog requests find it by Contact.
+function publicAlias() {
+  return canonicalAOR(app.name + "-pub", app.cfg.overlay);
+}
+
 function startPublic(uri, authUser, password) {
   if (app.pub) app.pub.stop();
+  if (!app.name) {
+    $("pub-error").textContent = "Choose your overlay name first: the public account reaches you through it.";
+    $("pub-error").hidden = false;
+    return;
+  }
   app.pubPassword = password;
+  const alias = publicAlias();
   const acct = new Account({
     wsURL: wsURL(),
     uri,
     password,
     authUser: authUser || undefined,
+    contactURI: alias,
     instanceId: instanceId(),
     userAgent: USER_AGENT,
+    sign: async () => (await signOwnerHeader(crypto.subtle, app.key.privateKey, app.key.publicRaw, alias, app.deviceKey, Date.now() / 1000)).header,
     on: {
       state: (state, info) => {
         if (acct !== app.pub) return;

@@ -16,6 +16,8 @@ const RETRY_REGISTER_MS = 15 * 1000;
  * opts: {
  *   wsURL, uri, instanceId, userAgent,
  *   password?, authUser?,            public accounts
+ *   contactURI?,                     public accounts: the overlay alias the
+ *                                    public registrar sends calls to
  *   sign?: async () => headerLine,   overlay accounts: a fresh P-P2PSIP-Owner line
  *   on: {state(state, info), retry(atMs), incoming(session), error(err)}
  * }
@@ -45,6 +47,7 @@ export class Account {
       no_answer_timeout: 90,
     };
     if (opts.password) cfg.password = opts.password;
+    if (opts.contactURI) cfg.contact_uri = opts.contactURI;
     if (opts.authUser) cfg.authorization_user = opts.authUser;
     if (opts.displayName) cfg.display_name = opts.displayName;
     this.ua = new JsSIP.UA(cfg);
