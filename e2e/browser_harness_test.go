@@ -360,25 +360,25 @@ func abbrev(s string, n int) string {
 // phoneState is what the page shows through the test surface of
 // docs/softphone.md.
 type phoneState struct {
-	Ready       string   `json:"ready"`
-	URL         string   `json:"url"`
-	Reg         string   `json:"reg"`
-	Call        string   `json:"call"`
-	AOR         string   `json:"aor"`
-	Name        string   `json:"name"`
-	ErrCode     string   `json:"errCode"`
-	ErrText     string   `json:"errText"`
-	ErrVisible  bool     `json:"errVisible"`
-	PeerName    string   `json:"peerName"`
-	DTMF        string   `json:"dtmf"`
-	Packets     string   `json:"packets"`
-	Level       string   `json:"level"`
-	RTT         string   `json:"rtt"`
-	Loss        string   `json:"loss"`
-	Jitter      string   `json:"jitter"`
-	Hold        string   `json:"hold"`
-	History     int      `json:"history"`
-	Missing     []string `json:"missing"`
+	Ready      string   `json:"ready"`
+	URL        string   `json:"url"`
+	Reg        string   `json:"reg"`
+	Call       string   `json:"call"`
+	AOR        string   `json:"aor"`
+	Name       string   `json:"name"`
+	ErrCode    string   `json:"errCode"`
+	ErrText    string   `json:"errText"`
+	ErrVisible bool     `json:"errVisible"`
+	PeerName   string   `json:"peerName"`
+	DTMF       string   `json:"dtmf"`
+	Packets    string   `json:"packets"`
+	Level      string   `json:"level"`
+	RTT        string   `json:"rtt"`
+	Loss       string   `json:"loss"`
+	Jitter     string   `json:"jitter"`
+	Hold       string   `json:"hold"`
+	History    int      `json:"history"`
+	Missing    []string `json:"missing"`
 	// Transitions are the last 30 changes of #reg-state and #call-state
 	// (id=state@ms since the page loaded); Changes counts all of them.
 	Transitions []string `json:"transitions"`
