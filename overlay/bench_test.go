@@ -38,3 +38,40 @@ func BenchmarkRegister(b *testing.B) {
 		register(b, tn.nodes[i%testNodes], fmt.Sprintf("sip:r%d@test.overlay", i), key, binding("d", "sip:x@127.0.0.1", time.Hour))
 	}
 }
+
+// BenchmarkRegisterLonePeer measures Register on a peer alone in its
+// overlay, the set-up of bench/sip/run.sh: look up the current record,
+// sign the next one, validate and store it. Each op registers a new AOR.
+func BenchmarkRegisterLonePeer(b *testing.B) {
+	n, err := New(testConfig(b, nil))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { closeQuietly(n) })
+	key := mustKey(b)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		register(b, n, fmt.Sprintf("sip:l%d@test.overlay", i), key, binding("d", "sip:x@127.0.0.1", time.Hour))
+	}
+}
+
+// BenchmarkLookupLonePeer measures Lookup of one AOR on a lone peer, as
+// the proxy does for every INVITE to it.
+func BenchmarkLookupLonePeer(b *testing.B) {
+	for _, ttl := range []time.Duration{-1, time.Second} {
+		b.Run(fmt.Sprintf("cache=%v", ttl > 0), func(b *testing.B) {
+			n, err := New(testConfig(b, func(c *Config) { c.LookupCacheTTL = ttl }))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { closeQuietly(n) })
+			register(b, n, "sip:bob@test.overlay", mustKey(b), binding("d", "sip:x@127.0.0.1", time.Hour))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := n.Lookup(ctxT(b), "sip:bob@test.overlay"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -62,6 +62,11 @@ type Config struct {
 	// closest peers a lookup asks first, and a stale answer loses to a
 	// newer one in Select (bench/README.md has both measured). Default 4.
 	LookupQuorum int
+	// LookupCacheTTL is how long Lookup answers from the record it found
+	// last instead of asking the DHT again. Writes that pass through this
+	// node (its own, and values other peers store here) take effect at
+	// once; others within this time. Negative: no cache. Default 1s.
+	LookupCacheTTL time.Duration
 	// ConnectTimeout bounds one dial attempt. Default 10s.
 	ConnectTimeout time.Duration
 	// Logger receives the node's logs. Default slog.Default().
@@ -95,6 +100,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.LookupQuorum < 0 {
 		c.LookupQuorum = 0 // go-libp2p-kad-dht: 0 means the whole query
+	}
+	if c.LookupCacheTTL == 0 {
+		c.LookupCacheTTL = time.Second
 	}
 	if c.ConnectTimeout == 0 {
 		c.ConnectTimeout = 10 * time.Second

@@ -41,6 +41,7 @@ type Node struct {
 	store   ds.Batching
 	valid   *Validator
 	metrics *metrics
+	lookups *lookupCache
 
 	ctx    context.Context // cancelled by Close; bounds background work
 	cancel context.CancelFunc
@@ -79,7 +80,8 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("starting libp2p host: %w", err)
 	}
 	n.host = h
-	n.store = dssync.MutexWrap(ds.NewMapDatastore())
+	n.lookups = newLookupCache(cfg.LookupCacheTTL)
+	n.store = &notifyStore{Batching: dssync.MutexWrap(ds.NewMapDatastore()), changed: n.lookups.dropKey}
 	n.valid = &Validator{Overlay: cfg.Name, Hold: cfg.Hold, MaxTTL: cfg.MaxTTL, Local: n.localValue}
 	n.dht, err = dht.New(h,
 		dht.Mode(dht.ModeServer),

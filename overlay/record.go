@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -90,6 +91,19 @@ type Registration struct {
 	Expires  int64        `json:"expires"`
 	Devices  []DeviceCert `json:"devices,omitempty"`
 	Bindings []Binding    `json:"bindings"`
+}
+
+// clone copies the record deep enough that changing the copy's fields,
+// bindings or devices leaves r alone.
+func (r *Registration) clone() *Registration {
+	c := *r
+	c.Owner = slices.Clone(r.Owner)
+	c.Devices = slices.Clone(r.Devices)
+	c.Bindings = slices.Clone(r.Bindings)
+	for i := range c.Bindings {
+		c.Bindings[i].Path = slices.Clone(c.Bindings[i].Path)
+	}
+	return &c
 }
 
 // ExpiresAt returns the record's expiry time.

@@ -90,21 +90,27 @@ func (n *Node) Register(ctx context.Context, req RegisterRequest) (reg *Registra
 	return next, nil
 }
 
-// current returns the AOR's record as the overlay has it, or nil.
+// current returns the AOR's record as the overlay has it, or nil. The
+// record is the shared decoding of the value (see parsedReg): read it,
+// never modify it.
 func (n *Node) current(ctx context.Context, aor string) (*Registration, error) {
+	p, err := n.currentParsed(ctx, aor)
+	if p == nil || err != nil {
+		return nil, err
+	}
+	return p.reg, nil
+}
+
+func (n *Node) currentParsed(ctx context.Context, aor string) (*parsedReg, error) {
 	value, err := n.dht.GetValue(ctx, RegistrationKey(aor), dht.Quorum(n.cfg.LookupQuorum))
 	if errors.Is(err, routing.ErrNotFound) || (err != nil && n.dht.RoutingTable().Size() == 0) {
-		if local := n.localValue(RegistrationKey(aor)); local != nil {
-			reg, _, perr := ParseRegistration(local)
-			return reg, perr
+		if value = n.localValue(RegistrationKey(aor)); value == nil {
+			return nil, nil
 		}
-		return nil, nil
-	}
-	if err != nil {
+	} else if err != nil {
 		return nil, fmt.Errorf("looking up %s: %w", aor, err)
 	}
-	reg, _, err := ParseRegistration(value)
-	return reg, err
+	return parsedRegs.parse(value)
 }
 
 // nextRecord builds the record that follows cur with edit applied to its
@@ -146,6 +152,7 @@ func (n *Node) publish(ctx context.Context, aor string, reg *Registration, s Sig
 	if err != nil {
 		return nil, err
 	}
+	trustSigned(value, s)
 	if err := n.put(ctx, RegistrationKey(aor), value); err != nil {
 		return nil, err
 	}
@@ -156,6 +163,9 @@ func (n *Node) publish(ctx context.Context, aor string, reg *Registration, s Sig
 // its overlay keeps the value locally; the refresh loop spreads it once
 // peers arrive.
 func (n *Node) put(ctx context.Context, key string, value []byte) error {
+	if aor, ok := strings.CutPrefix(key, regKeyPrefix); ok {
+		defer n.lookups.drop(aor) // also when the put fails half-way
+	}
 	err := n.dht.PutValue(ctx, key, value)
 	if errors.Is(err, kb.ErrLookupFailure) && n.localValue(key) != nil {
 		n.unspread.Store(true)
@@ -210,14 +220,20 @@ func (n *Node) Lookup(ctx context.Context, aor string) (reg *Registration, err e
 	if err != nil {
 		return nil, err
 	}
-	reg, err = n.current(ctx, canon)
+	now := time.Now()
+	if p := n.lookups.get(canon, now); p != nil {
+		return p.reg.clone(), nil
+	}
+	gen := n.lookups.gen(canon)
+	p, err := n.currentParsed(ctx, canon)
 	if err != nil {
 		return nil, err
 	}
-	if reg == nil {
+	if p == nil {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, canon)
 	}
-	return reg, nil
+	n.lookups.put(canon, p, now, gen)
+	return p.reg.clone(), nil
 }
 
 // Unregister removes this node's binding instance of the AOR (all of

@@ -41,7 +41,7 @@ func (v *Validator) now() time.Time {
 func (v *Validator) Validate(key string, value []byte) error {
 	switch {
 	case strings.HasPrefix(key, regKeyPrefix):
-		_, err := v.ValidateRegistration(key, value)
+		_, err := v.validRegistration(key, value)
 		return err
 	case strings.HasPrefix(key, svcKeyPrefix):
 		_, err := v.ValidateService(key, value)
@@ -54,39 +54,50 @@ func (v *Validator) Validate(key string, value []byte) error {
 // ValidateRegistration checks a registration value stored under key and
 // returns its body.
 func (v *Validator) ValidateRegistration(key string, value []byte) (*Registration, error) {
-	reg, env, err := ParseRegistration(value)
+	p, err := v.validRegistration(key, value)
 	if err != nil {
 		return nil, err
 	}
-	if err := v.checkRegistrationBody(key, reg); err != nil {
-		return nil, err
-	}
-	if err := v.checkRegistrationSigner(reg, env); err != nil {
-		return nil, err
-	}
-	if err := v.checkOwnerLock(key, reg); err != nil {
-		return nil, err
-	}
-	return reg, nil
+	return p.reg.clone(), nil // the decoding is shared: hand out a copy
 }
 
-func (v *Validator) checkRegistrationBody(key string, reg *Registration) error {
+// validRegistration is ValidateRegistration on the shared decoding.
+func (v *Validator) validRegistration(key string, value []byte) (*parsedReg, error) {
+	p, err := parsedRegs.parse(value)
+	if err != nil {
+		return nil, err
+	}
+	if f := p.bodyFor.Load(); f == nil || *f != v.Overlay {
+		if err := v.checkRegistrationShape(p.reg); err != nil {
+			return nil, err
+		}
+		overlay := v.Overlay
+		p.bodyFor.Store(&overlay)
+	}
+	if !strings.HasPrefix(key, regKeyPrefix) || key[len(regKeyPrefix):] != p.reg.AOR {
+		return nil, fmt.Errorf("%w: key %q does not match AOR %q", ErrBadRecord, key, p.reg.AOR)
+	}
+	if err := v.checkRegistrationTimes(p.reg); err != nil {
+		return nil, err
+	}
+	if err := v.checkRegistrationSigner(p); err != nil {
+		return nil, err
+	}
+	if err := v.checkOwnerLock(key, p.reg); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// checkRegistrationShape runs the checks that depend on the record and
+// the overlay name alone, not on the time.
+func (v *Validator) checkRegistrationShape(reg *Registration) error {
 	aor, err := CanonicalAOR(reg.AOR, v.Overlay)
 	if err != nil {
 		return err
 	}
-	if aor != reg.AOR || key != RegistrationKey(aor) {
-		return fmt.Errorf("%w: key %q does not match AOR %q", ErrBadRecord, key, reg.AOR)
-	}
-	now := v.now()
-	if now.After(reg.ExpiresAt().Add(v.Hold)) {
-		return fmt.Errorf("%w: %s expired at %s", ErrExpired, reg.AOR, reg.ExpiresAt().UTC().Format(time.RFC3339))
-	}
-	if reg.ExpiresAt().After(now.Add(v.MaxTTL + maxClockSkew)) {
-		return fmt.Errorf("%w: expiry more than %s ahead", ErrBadRecord, v.MaxTTL)
-	}
-	if time.Unix(reg.Created, 0).After(now.Add(maxClockSkew)) || reg.Created > reg.Expires {
-		return fmt.Errorf("%w: creation time in the future", ErrBadRecord)
+	if aor != reg.AOR {
+		return fmt.Errorf("%w: AOR %q is not canonical", ErrBadRecord, reg.AOR)
 	}
 	if len(reg.Bindings) > maxBindings || len(reg.Devices) > maxDevices {
 		return fmt.Errorf("%w: more than %d bindings or devices", ErrBadRecord, maxBindings)
@@ -110,12 +121,31 @@ func (v *Validator) checkRegistrationBody(key string, reg *Registration) error {
 			return fmt.Errorf("%w: binding node %q: %v", ErrBadRecord, b.Node, err)
 		}
 	}
+	if reg.Created > reg.Expires {
+		return fmt.Errorf("%w: creation time in the future", ErrBadRecord)
+	}
+	return nil
+}
+
+// checkRegistrationTimes checks the record's times against the clock.
+func (v *Validator) checkRegistrationTimes(reg *Registration) error {
+	now := v.now()
+	if now.After(reg.ExpiresAt().Add(v.Hold)) {
+		return fmt.Errorf("%w: %s expired at %s", ErrExpired, reg.AOR, reg.ExpiresAt().UTC().Format(time.RFC3339))
+	}
+	if reg.ExpiresAt().After(now.Add(v.MaxTTL + maxClockSkew)) {
+		return fmt.Errorf("%w: expiry more than %s ahead", ErrBadRecord, v.MaxTTL)
+	}
+	if time.Unix(reg.Created, 0).After(now.Add(maxClockSkew)) {
+		return fmt.Errorf("%w: creation time in the future", ErrBadRecord)
+	}
 	return nil
 }
 
 // checkRegistrationSigner accepts the owner's signature, or one by a
 // device key that the owner certified for this AOR and that has not expired.
-func (v *Validator) checkRegistrationSigner(reg *Registration, env *Envelope) error {
+func (v *Validator) checkRegistrationSigner(p *parsedReg) error {
+	reg, env := p.reg, p.env
 	if env.Alg != AlgP256 {
 		return fmt.Errorf("%w: registration signed with %q, want %q", ErrBadSignature, env.Alg, AlgP256)
 	}
@@ -130,9 +160,13 @@ func (v *Validator) checkRegistrationSigner(reg *Registration, env *Envelope) er
 			return fmt.Errorf("device certificate: %w", err)
 		}
 	}
+	if p.sigOK.Load() {
+		return nil
+	}
 	if err := verifyP256Cached(env.Signer, append([]byte(recordDomain), env.Body...), env.Sig); err != nil {
 		return fmt.Errorf("record of %s: %w", reg.AOR, err)
 	}
+	p.sigOK.Store(true)
 	return nil
 }
 
@@ -155,8 +189,12 @@ func (v *Validator) checkOwnerLock(key string, reg *Registration) error {
 	if stored == nil {
 		return nil
 	}
-	cur, _, err := ParseRegistration(stored)
-	if err != nil || bytes.Equal(cur.Owner, reg.Owner) {
+	p, err := parsedRegs.parse(stored)
+	if err != nil {
+		return nil
+	}
+	cur := p.reg
+	if bytes.Equal(cur.Owner, reg.Owner) {
 		return nil
 	}
 	if v.now().After(cur.ExpiresAt().Add(v.Hold)) {
@@ -242,10 +280,11 @@ func (v *Validator) rankOf(key string, val []byte) (rank, bool) {
 		}
 		return rank{seq: e.Seq, expires: e.Expires}, true
 	}
-	reg, _, err := ParseRegistration(val)
+	p, err := parsedRegs.parse(val)
 	if err != nil {
 		return rank{}, false
 	}
+	reg := p.reg
 	return rank{owner: reg.Owner, seq: reg.Seq, created: reg.Created, expires: reg.Expires}, true
 }
 

@@ -180,3 +180,72 @@ func TestValidateOverlayName(t *testing.T) {
 		}
 	}
 }
+
+// TestValidationCache checks that the cached decoding changes no verdict:
+// a bad signature stays bad however often it is seen, only values signed
+// by a local key skip the verification, and the shape checks are redone
+// for another overlay name.
+func TestValidationCache(t *testing.T) {
+	v := testValidator()
+	owner := mustKey(t)
+	key := RegistrationKey("sip:alice@test.overlay")
+	good := sign(t, sampleReg(t, owner), owner)
+	for range 3 {
+		if _, err := v.ValidateRegistration(key, good); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tampered := sign(t, sampleReg(t, owner), owner)
+	env, err := decodeEnvelope(tampered)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Sig[0] ^= 1
+	tampered, err = encodeEnvelope(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := v.ValidateRegistration(key, tampered); !errors.Is(err, ErrBadSignature) {
+			t.Fatalf("tampered signature: got %v, want ErrBadSignature", err)
+		}
+	}
+	// A foreign Signer's value is not trusted on signing.
+	fs := &flippingSigner{k: owner}
+	forged, err := SignRegistration(sampleReg(t, owner), fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trustSigned(forged, fs)
+	if _, err := v.ValidateRegistration(key, forged); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("value of a foreign signer: got %v, want ErrBadSignature", err)
+	}
+	// The shape checks hold per overlay name.
+	other := &Validator{Overlay: "other.overlay", Hold: time.Hour, MaxTTL: 24 * time.Hour}
+	if _, err := other.ValidateRegistration(key, good); !errors.Is(err, ErrWrongOverlay) {
+		t.Fatalf("other overlay: got %v, want ErrWrongOverlay", err)
+	}
+	// The returned record is a copy.
+	reg, err := v.ValidateRegistration(key, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.Bindings[0].Contact = "sip:mallory@192.0.2.9"
+	again, err := v.ValidateRegistration(key, good)
+	if err != nil || again.Bindings[0].Contact != "sip:alice@192.0.2.1" {
+		t.Fatalf("cached record changed through a returned copy: %v %+v", err, again)
+	}
+}
+
+// flippingSigner signs with a P-256 key but corrupts the signature, as a
+// broken remote signer might.
+type flippingSigner struct{ k *P256Key }
+
+func (s *flippingSigner) PublicKey() []byte { return s.k.PublicKey() }
+func (s *flippingSigner) Sign(msg []byte) ([]byte, error) {
+	sig, err := s.k.Sign(msg)
+	if err == nil {
+		sig[5] ^= 0x40
+	}
+	return sig, err
+}

@@ -1,0 +1,170 @@
+package overlay
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	"github.com/multiformats/go-base32"
+)
+
+// lookupCache keeps the records Lookup found for a short while, so that a
+// burst of calls to one AOR costs one DHT query, not one each. Any write
+// of the AOR's record through this node (its own registrations, and every
+// value another peer stores here) drops the entry at once; a write that
+// reaches only other peers shows after at most the TTL, the same
+// staleness a Kademlia lookup settling at a quorum already allows.
+// Register and Unregister never read through it: they build on the
+// overlay's newest record.
+type lookupCache struct {
+	ttl time.Duration
+	mu  sync.Mutex
+	m   map[string]lookupEntry // guarded by mu; by canonical AOR
+	// gens counts the drops per stripe of AORs (guarded by mu): a lookup
+	// that raced with a write must not put what it read before the write.
+	gens [64]uint64
+}
+
+type lookupEntry struct {
+	p  *parsedReg
+	at time.Time
+}
+
+const lookupCacheMax = 16384
+
+func newLookupCache(ttl time.Duration) *lookupCache {
+	return &lookupCache{ttl: ttl, m: map[string]lookupEntry{}}
+}
+
+func (c *lookupCache) get(aor string, now time.Time) *parsedReg {
+	if c.ttl <= 0 {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[aor]
+	if !ok {
+		return nil
+	}
+	if now.Sub(e.at) >= c.ttl || now.Before(e.at) {
+		delete(c.m, aor)
+		return nil
+	}
+	return e.p
+}
+
+func stripe(aor string) int {
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(aor); i++ {
+		h = (h ^ uint32(aor[i])) * 16777619
+	}
+	return int(h % 64)
+}
+
+// gen returns the write generation of aor; take it before reading the
+// record that put will store.
+func (c *lookupCache) gen(aor string) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gens[stripe(aor)]
+}
+
+// put stores p, read at time at, unless aor was written since gen.
+func (c *lookupCache) put(aor string, p *parsedReg, at time.Time, gen uint64) {
+	if c.ttl <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gens[stripe(aor)] != gen {
+		return
+	}
+	if len(c.m) >= lookupCacheMax {
+		for k, e := range c.m { // drop what has lapsed; if nothing has, start over
+			if at.Sub(e.at) >= c.ttl {
+				delete(c.m, k)
+			}
+		}
+		if len(c.m) >= lookupCacheMax {
+			clear(c.m)
+		}
+	}
+	c.m[aor] = lookupEntry{p: p, at: at}
+}
+
+func (c *lookupCache) drop(aor string) {
+	c.mu.Lock()
+	delete(c.m, aor)
+	c.gens[stripe(aor)]++
+	c.mu.Unlock()
+}
+
+// dropKey drops the entry of a datastore key of go-libp2p-kad-dht's value
+// layout (/<namespace>/<base32 DHT key>, see Node.localValue).
+func (c *lookupCache) dropKey(k ds.Key) {
+	enc, ok := strings.CutPrefix(k.String(), "/"+keyNamespace+"/")
+	if !ok {
+		return
+	}
+	key, err := base32.RawStdEncoding.DecodeString(enc)
+	if err != nil {
+		return
+	}
+	if aor, ok := strings.CutPrefix(string(key), regKeyPrefix); ok {
+		c.drop(aor)
+	}
+}
+
+// notifyStore is the DHT's datastore; it tells the lookup cache about
+// every value written or removed, whoever wrote it.
+type notifyStore struct {
+	ds.Batching
+	changed func(ds.Key)
+}
+
+func (s *notifyStore) Put(ctx context.Context, k ds.Key, value []byte) error {
+	err := s.Batching.Put(ctx, k, value)
+	s.changed(k)
+	return err
+}
+
+func (s *notifyStore) Delete(ctx context.Context, k ds.Key) error {
+	err := s.Batching.Delete(ctx, k)
+	s.changed(k)
+	return err
+}
+
+func (s *notifyStore) Batch(ctx context.Context) (ds.Batch, error) {
+	b, err := s.Batching.Batch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &notifyBatch{Batch: b, changed: s.changed}, nil
+}
+
+type notifyBatch struct {
+	ds.Batch
+	changed func(ds.Key)
+	keys    []ds.Key
+}
+
+func (b *notifyBatch) Put(ctx context.Context, k ds.Key, value []byte) error {
+	b.keys = append(b.keys, k)
+	return b.Batch.Put(ctx, k, value)
+}
+
+func (b *notifyBatch) Delete(ctx context.Context, k ds.Key) error {
+	b.keys = append(b.keys, k)
+	return b.Batch.Delete(ctx, k)
+}
+
+func (b *notifyBatch) Commit(ctx context.Context) error {
+	err := b.Batch.Commit(ctx)
+	for _, k := range b.keys {
+		b.changed(k)
+	}
+	b.keys = nil
+	return err
+}
