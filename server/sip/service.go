@@ -78,8 +78,27 @@ func New(cfg Config) (*Service, error) {
 	return s, nil
 }
 
+// udpSocketBuffer is the receive and send buffer the UDP socket asks for
+// (the kernel caps it at net.core.rmem_max / wmem_max). One goroutine
+// reads the socket, and under load the Go scheduler may not run it for
+// up to 10 ms (sysmon's netpoll); at thousands of messages a second the
+// kernel's default 208 KiB overflows within that and drops requests and
+// responses, which then cost retransmissions or fail calls.
+const udpSocketBuffer = 4 << 20
+
 // ServeUDP serves SIP on a UDP socket until it is closed.
 func (s *Service) ServeUDP(pc net.PacketConn) error {
+	if c, ok := pc.(interface {
+		SetReadBuffer(int) error
+		SetWriteBuffer(int) error
+	}); ok {
+		if err := c.SetReadBuffer(udpSocketBuffer); err != nil {
+			s.log.Debug("enlarging the UDP receive buffer failed", "err", err)
+		}
+		if err := c.SetWriteBuffer(udpSocketBuffer); err != nil {
+			s.log.Debug("enlarging the UDP send buffer failed", "err", err)
+		}
+	}
 	s.setPort("udp", pc.LocalAddr())
 	s.mu.Lock()
 	s.udpAddr = pc.LocalAddr().String()
