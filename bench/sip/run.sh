@@ -24,6 +24,9 @@
 #   PERF=1                         perf record -g the p2psip peer during one step per test
 #   NICE=-10                       nice level of servers and sipp (default -10 as root, else 0),
 #                                  so other jobs on the machine disturb the run less
+#   SIPP_BUFF=4194304              sipp's socket buffers (-buff_size; sipp's default is 64 KiB,
+#                                  which the UAS overflowed at 2000 calls/s, failing calls
+#                                  whatever the server); the kernel caps it at rmem_max
 set -euo pipefail
 
 die() { echo "run.sh: $*" >&2; exit 1; }
@@ -45,6 +48,7 @@ CLK_TCK=$(getconf CLK_TCK)
 if [ "$(id -u)" = 0 ]; then NICE=${NICE:--10}; else NICE=${NICE:-0}; fi
 PIN_SERVER=(nice -n "$NICE" taskset -c 0)
 PIN_SIPP=(nice -n "$NICE" taskset -c 1)
+SIPP_BUFF=${SIPP_BUFF:-4194304}
 
 # Addresses: all loopback, away from the usual 127.0.0.1:5060.
 P2P_ADDR=127.0.0.21   # p2psip peer, SIP on :5060
@@ -192,7 +196,7 @@ run_sipp() {
 	mkdir -p "$d"
 	# -recv_timeout: a lost answer fails its call after 5 s instead of 32 s;
 	# -timeout: sipp stops for good 15 s after the step's nominal end.
-	(cd "$d" && "${PIN_SIPP[@]}" sipp "$@" -r "$rate" -rp 1000 -m "$count" -nostdin \
+	(cd "$d" && "${PIN_SIPP[@]}" sipp "$@" -r "$rate" -rp 1000 -m "$count" -nostdin -buff_size "$SIPP_BUFF" \
 		-recv_timeout 5000 -timeout $((STEP_SECONDS + 15)) \
 		-trace_stat -fd 1 -stf stat.csv -trace_rtt -trace_err -error_file errors.log \
 		>sipp.out 2>&1) || true
@@ -271,7 +275,7 @@ register_uas() { # name: register bob from the UAS port, then start the UAS ther
 		-i "$UAS_ADDR" -p 5070 -m 1 -nostdin -timeout 10 -trace_msg -message_file register.log "$addr:5060" \
 		>register.out 2>&1) || die "registering the UAS at $name failed: see $OUT/$name-uas/register.log"
 	local line
-	line=$(cd "$OUT/$name-uas" && "${PIN_SIPP[@]}" sipp -sf "$HERE/uas_rr.xml" -i "$UAS_ADDR" -p 5070 -bg -nostdin \
+	line=$(cd "$OUT/$name-uas" && "${PIN_SIPP[@]}" sipp -sf "$HERE/uas_rr.xml" -i "$UAS_ADDR" -p 5070 -bg -nostdin -buff_size "$SIPP_BUFF" \
 		-trace_err -error_file uas-errors.log 2>&1 | grep -o 'PID=\[[0-9]*\]' || true)
 	UAS_PID=$(echo "$line" | tr -dc 0-9)
 	[ -n "$UAS_PID" ] || die "sipp UAS did not start"
