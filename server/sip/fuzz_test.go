@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
@@ -23,12 +24,22 @@ func FuzzHandleRequest(f *testing.F) {
 	}
 	f.Add([]byte("INVITE sip:bob@test.overlay SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK-1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:bob@test.overlay>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nMax-Forwards: 1\r\nContent-Length: 0\r\n\r\n"))
 	f.Add([]byte("REGISTER sip:test.overlay SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK-2\r\nFrom: <sip:a@test.overlay>;tag=1\r\nTo: <sip:a@test.overlay>\r\nCall-ID: y\r\nCSeq: 1 REGISTER\r\nContact: <sip:a@127.0.0.1>;expires=3600\r\nContent-Length: 0\r\n\r\n"))
+	// What the guards normalise or key: white space around separators
+	// (RFC 4475 wsinv), an RFC 2543 request (inv2543), its CANCEL.
+	f.Add([]byte("INVITE sip:bob@test.overlay SIP/2.0\r\nVia : SIP / 2.0 / UDP 127.0.0.1 ;\r\n branch = z9hG4bK-3\r\nFrom: A <sip:a@b> ; tag = 1\r\nTo:\r\n sip:bob@test.overlay ;x = y\r\nCall-ID: z\r\nCSeq: 1 INVITE\r\nm: <sip:a@127.0.0.1> ; q = 0.5 , <sip:a@127.0.0.2>\r\nContent-Length: 0\r\n\r\n"))
+	f.Add([]byte("INVITE sip:bob@test.overlay SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1\r\nFrom: <sip:a@b>\r\nTo: sip:bob@test.overlay\r\nCall-ID: w\r\nCSeq: 5 INVITE\r\n\r\n"))
+	f.Add([]byte("CANCEL sip:bob@test.overlay SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1\r\nFrom: <sip:a@b>\r\nTo: sip:bob@test.overlay\r\nCall-ID: w\r\nCSeq: 5 CANCEL\r\n\r\n"))
 	ts := newTestService(f, nil)
 	ts.loc.addRemote("sip:bob@"+testDomain, "sip:bob@127.0.0.9:5090", "<sip:127.0.0.8:5060;transport=tcp;lr>")
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// As in service: the guards screen what sipgo parses.
+		data, ok := screen(data, true)
+		if !ok {
+			return // the guards answer 400, or drop a response
+		}
 		msg, err := sip.ParseMessage(data)
 		if err != nil {
-			return
+			t.Fatalf("screened, but sipgo cannot parse it: %v", err)
 		}
 		req, ok := msg.(*sip.Request)
 		if !ok || req.Via() == nil || req.CSeq() == nil || req.CallID() == nil {
@@ -43,6 +54,42 @@ func FuzzHandleRequest(f *testing.F) {
 			if res.StatusCode < 100 || res.StatusCode > 699 {
 				t.Fatalf("status %d", res.StatusCode)
 			}
+		}
+	})
+}
+
+// FuzzNormalize: the normaliser never panics, never grows a message,
+// changes nothing but white space (never the bytes of the body), and a
+// second pass changes nothing more.
+func FuzzNormalize(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join(torture, "*.dat"))
+	for _, name := range files {
+		if data, err := os.ReadFile(name); err == nil {
+			f.Add(data)
+		}
+	}
+	f.Add([]byte("OPTIONS sip:x SIP/2.0\r\nTo : \"a\\\"\" < sip:x > ; tag = 1 , x\r\nv: SIP / 2.0 / UDP h : 1 ; branch = 2 ,\r\n SIP/2.0/TCP h\r\nm: a , b ; c = \"d ;\" , <e> ;f\r\n\r\nbody ; = x"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		out := normalizeMessage(data)
+		if len(out) > len(data) {
+			t.Fatalf("grew: %q", out)
+		}
+		ws := func(b []byte) []byte {
+			return bytes.Map(func(r rune) rune {
+				if r == ' ' || r == '\t' || r == '\r' || r == '\n' {
+					return -1
+				}
+				return r
+			}, b)
+		}
+		if !bytes.Equal(ws(out), ws(data)) {
+			t.Fatalf("more than white space changed:\n%q\n%q", data, out)
+		}
+		if i := bytes.Index(data, []byte("\r\n\r\n")); i >= 0 && !bytes.HasSuffix(out, data[i:]) {
+			t.Fatalf("the body changed: %q", out)
+		}
+		if again := normalizeMessage(out); !bytes.Equal(again, out) {
+			t.Fatalf("not idempotent:\n%q\n%q", out, again)
 		}
 	})
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
 )
 
 func TestMalformedResponse(t *testing.T) {
@@ -121,3 +123,66 @@ type discardConn struct{ net.Conn }
 func (discardConn) Write(b []byte) (int, error) { return len(b), nil }
 func (discardConn) Close() error                { return nil }
 func (discardConn) RemoteAddr() net.Addr        { return &net.TCPAddr{} }
+
+// fakePacketConn hands out queued datagrams and records what is sent.
+type fakePacketConn struct {
+	net.PacketConn
+	in   [][]byte
+	sent [][]byte
+}
+
+func (f *fakePacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	if len(f.in) == 0 {
+		return 0, nil, net.ErrClosed
+	}
+	n := copy(b, f.in[0])
+	f.in = f.in[1:]
+	return n, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5060}, nil
+}
+
+func (f *fakePacketConn) WriteTo(b []byte, _ net.Addr) (int, error) {
+	f.sent = append(f.sent, append([]byte(nil), b...))
+	return len(b), nil
+}
+
+// TestGuardConnTorture: over UDP, wsinv reaches sipgo normalised, inv2543
+// with a branch that leaves its responses again, and baddn — as the RFC
+// shows it, with its blank line — is answered 400.
+func TestGuardConnTorture(t *testing.T) {
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(torture, name+".dat"))
+		if err != nil {
+			t.Skip(err)
+		}
+		return b
+	}
+	wsinv, inv2543 := read("wsinv"), read("inv2543")
+	baddn := append(read("baddn"), "\r\n"...)
+	ts := newTestService(t, nil)
+	pc := &fakePacketConn{in: [][]byte{baddn, wsinv, inv2543}}
+	g := &guardConn{PacketConn: pc, s: ts.Service}
+	buf := make([]byte, 65535)
+	n, _, err := g.ReadFrom(buf)
+	if err != nil || !bytes.Equal(buf[:n], normalizeMessage(wsinv)) {
+		t.Fatalf("sipgo would read %q, %v", buf[:n], err)
+	}
+	if len(pc.sent) != 1 || !bytes.HasPrefix(pc.sent[0], []byte("SIP/2.0 400 ")) || !bytes.Contains(pc.sent[0], []byte("Call-ID: baddn.31415")) {
+		t.Fatalf("baddn answered %q", pc.sent)
+	}
+	n, _, _ = g.ReadFrom(buf)
+	m, err := sip.ParseMessage(buf[:n])
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := m.(*sip.Request)
+	if _, err := sip.ServerTxKeyMake(req); err != nil {
+		t.Fatal(err)
+	}
+	res := sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil)
+	if _, err := g.WriteTo([]byte(res.String()), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(pc.sent[1]); !strings.Contains(got, "\r\nVia: SIP/2.0/UDP iftgw.example.com\r\n") {
+		t.Errorf("response to inv2543:\n%s", got)
+	}
+}

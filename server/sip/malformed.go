@@ -19,12 +19,16 @@ type guardConn struct {
 func (g *guardConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
 		n, addr, err := g.PacketConn.ReadFrom(b)
-		// Responses are not checked twice: a malformed one is dropped by
-		// sipgo, which is what §18.1.2 asks for anyway.
-		if err != nil || n == 0 || isKeepAlive(b[:n]) || bytes.HasPrefix(b[:n], []byte("SIP/")) {
+		if err != nil || n == 0 || isKeepAlive(b[:n]) {
 			return n, addr, err
 		}
-		if _, perr := sip.ParseMessage(b[:n]); perr == nil {
+		// Responses are not parsed twice: a malformed one is dropped by
+		// sipgo, which is what §18.1.2 asks for anyway.
+		out, ok := screen(b[:n], false)
+		if ok {
+			if len(out) <= len(b) { // else sipgo answers the original
+				n = copy(b, out)
+			}
 			return n, addr, nil
 		}
 		g.s.m.requests.WithLabelValues("MALFORMED").Inc()
@@ -32,6 +36,47 @@ func (g *guardConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			_, _ = g.PacketConn.WriteTo(res, addr)
 		}
 	}
+}
+
+// WriteTo sends what sipgo writes, less the RFC 2543 branches the guard
+// added to requests.
+func (g *guardConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if _, err := g.PacketConn.WriteTo(stripRFC2543Branch(b), addr); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// screen readies one message, framed, for sipgo: it rejects a request
+// that sipgo cannot parse or that has an invalid display name, and hands
+// on the rest in the form sipgo reads (normalizeMessage, and an RFC 2543
+// request with a branch: addRFC2543Branch). ok false: drop it, answering
+// malformedResponse. Responses are only normalised unless
+// parseResponses, in which case a malformed one is dropped (ok false;
+// malformedResponse answers no response).
+func screen(msg []byte, parseResponses bool) ([]byte, bool) {
+	response := bytes.HasPrefix(msg, []byte("SIP/"))
+	if !response && badDisplayName(msg) != "" {
+		return nil, false
+	}
+	out := normalizeMessage(msg)
+	if response && !parseResponses {
+		return out, true
+	}
+	parsed, err := sip.ParseMessage(out)
+	if err != nil {
+		return nil, false
+	}
+	if req, ok := parsed.(*sip.Request); ok {
+		if keyed := addRFC2543Branch(out, req); len(keyed) != len(out) {
+			// sipgo reads some odd Vias only as they came: then it
+			// answers 400 for want of a From tag, as before.
+			if _, err := sip.ParseMessage(keyed); err == nil {
+				out = keyed
+			}
+		}
+	}
+	return out, true
 }
 
 // isKeepAlive matches RFC 5626 CRLF keep-alives, which are not messages.

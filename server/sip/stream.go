@@ -8,8 +8,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-
-	"github.com/emiago/sipgo/sip"
 )
 
 // Limits of one message on a stream transport.
@@ -69,12 +67,22 @@ func (g *guardStreamConn) next() error {
 	if _, err := io.ReadFull(g.br, msg[len(head):]); err != nil {
 		return err
 	}
-	if _, err := sip.ParseMessage(msg); err != nil {
+	out, ok := screen(msg, true)
+	if !ok {
 		g.reject(head)
 		return nil // skip it; the next message follows
 	}
-	g.pending = msg
+	g.pending = out
 	return nil
+}
+
+// Write sends what sipgo writes (one whole message a call), less the
+// RFC 2543 branches the guard added.
+func (g *guardStreamConn) Write(b []byte) (int, error) {
+	if _, err := g.closeNotifyConn.Write(stripRFC2543Branch(b)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
 
 func (g *guardStreamConn) reject(head []byte) {

@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"bytes"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -61,4 +62,111 @@ func (s *Service) checkRequest(req *sip.Request, terminating bool) (int, string,
 		return 420, "Bad Extension", []sip.Header{sip.NewHeader("Unsupported", strings.Join(unsupported, ", "))}
 	}
 	return 0, "", nil
+}
+
+// badDisplayName names the first From, To, Contact, Route or Record-Route
+// header field of msg whose display name is neither a quoted string nor
+// tokens separated by white space (RFC 3261 §25.1 display-name), "" if
+// there is none. sipgo reads such a name ("Bell, Alexander <sip:…>")
+// as if it were quoted; RFC 4475 §3.1.2.15 baddn: "reasonable always to
+// reject with 400". Octets above 0x7F pass: unquoted UTF-8 names are
+// common in the field, and unambiguous.
+func badDisplayName(msg []byte) string {
+	head, _, _ := bytes.Cut(msg, []byte("\r\n\r\n"))
+	i := bytes.IndexByte(head, '\n') + 1 // past the start line
+	for i > 0 && i < len(head) {
+		// One header field: a line and its continuation lines.
+		end := i
+		for {
+			nl := bytes.IndexByte(head[end:], '\n')
+			if nl < 0 {
+				end = len(head)
+				break
+			}
+			end += nl + 1
+			if end >= len(head) || !isWSP(head[end]) {
+				break
+			}
+		}
+		field := head[i:end]
+		i = end
+		colon := bytes.IndexByte(field, ':')
+		if colon < 0 {
+			continue
+		}
+		name := string(bytes.TrimSpace(field[:colon]))
+		list := false
+		switch strings.ToLower(name) {
+		case "from", "f", "to", "t":
+		case "contact", "m", "route", "record-route":
+			list = true
+		default:
+			continue
+		}
+		for _, elem := range splitAddrs(unfold.Replace(string(field[colon+1:])), list) {
+			if !displayNameOK(elem) {
+				return name
+			}
+		}
+	}
+	return ""
+}
+
+// splitAddrs splits a header value at the commas outside quoted strings
+// and <…>; a single-valued field (list false) is one element.
+func splitAddrs(v string, list bool) []string {
+	if !list {
+		return []string{v}
+	}
+	var out []string
+	start, angle := 0, false
+	for i := 0; i < len(v); i++ {
+		switch v[i] {
+		case '"':
+			j := quotedEnd(v, i)
+			if j < 0 {
+				return append(out, v[start:])
+			}
+			i = j - 1
+		case '<':
+			angle = true
+		case '>':
+			angle = false
+		case ',':
+			if !angle {
+				out = append(out, v[start:i])
+				start = i + 1
+			}
+		}
+	}
+	return append(out, v[start:])
+}
+
+// displayNameOK says whether the text before the '<' of one name-addr is
+// a valid display name; an addr-spec (no '<') or a quoted name passes.
+func displayNameOK(elem string) bool {
+	elem = strings.TrimLeft(elem, " \t")
+	if strings.HasPrefix(elem, "\"") {
+		return true // quoted-string; sipgo judges the rest
+	}
+	lt := strings.IndexByte(elem, '<')
+	if lt < 0 {
+		return true
+	}
+	for i := 0; i < lt; i++ {
+		if c := elem[i]; !isWSP(c) && !isTokenChar(c) && c < 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// isTokenChar: RFC 3261 §25.1 token = 1*(alphanum / "-" / "." / "!" /
+// "%" / "*" / "_" / "+" / "`" / "'" / "~").
+func isTokenChar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("-.!%*_+`'~", c) >= 0
 }
