@@ -45,6 +45,7 @@ func TestStreamFraming(t *testing.T) {
 	client, server := net.Pipe()
 	defer func() { _ = client.Close() }()
 	g := newGuardStreamConn(&closeNotifyConn{Conn: server, onClose: func(string) {}}, ts.Service)
+	g.linger = 50 * time.Millisecond // nobody answers good here
 	go func() { _, _ = client.Write([]byte("\r\n\r\n" + bad + good + broken)) }()
 	replies := make(chan string, 4)
 	go func() {
@@ -88,10 +89,14 @@ func FuzzStreamFraming(f *testing.F) {
 		}
 	}
 	f.Add([]byte("\r\n\r\nOPTIONS sip:x SIP/2.0\r\nl: 3\r\n\r\nabc"))
+	// A stalled malformed header (baddn's shape), then its end and more;
+	// a request, then bytes that are no message (dblreq's shape).
+	f.Add([]byte("OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nFrom: A, B <sip:a@b>;tag=1\r\nCall-ID: c\r\nl: 0\r\n\r\nOPTIONS sip:x SIP/2.0\r\nl: 0\r\n\r\n"))
+	f.Add([]byte("REGISTER sip:x SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nl: 0\r\n\r\n\r\nC\r\n\r\n"))
 	ts := newTestService(f, nil)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		g := &guardStreamConn{closeNotifyConn: &closeNotifyConn{Conn: discardConn{}, onClose: func(string) {}},
-			br: bufio.NewReader(bytes.NewReader(data)), s: ts.Service}
+			br: bufio.NewReader(bytes.NewReader(data)), s: ts.Service, linger: time.Nanosecond}
 		for i := 0; i < 64; i++ {
 			if err := g.next(); err != nil {
 				return
@@ -184,5 +189,129 @@ func TestGuardConnTorture(t *testing.T) {
 	}
 	if got := string(pc.sent[1]); !strings.Contains(got, "\r\nVia: SIP/2.0/UDP iftgw.example.com\r\n") {
 		t.Errorf("response to inv2543:\n%s", got)
+	}
+}
+
+// TestStreamStalledHeader: a malformed request whose header stops short
+// of its blank line (RFC 4475 baddn, as its corpus file has it) is
+// answered while the peer waits for the rest; when the rest comes the
+// message is skipped and the next one arrives.
+func TestStreamStalledHeader(t *testing.T) {
+	baddn, err := os.ReadFile(filepath.Join(torture, "baddn.dat"))
+	if err != nil {
+		t.Skip(err)
+	}
+	ts := newTestService(t, nil)
+	good := "OPTIONS sip:x@y SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK2\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:x@y>\r\nCall-ID: g\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+	client, server := net.Pipe()
+	defer func() { _ = client.Close() }()
+	g := newGuardStreamConn(&closeNotifyConn{Conn: server, onClose: func(string) {}}, ts.Service)
+	got := make(chan string, 1)
+	go func() {
+		b, err := io.ReadAll(io.LimitReader(g, int64(len(good))))
+		got <- string(b) + errString(err)
+	}()
+	if _, err := client.Write(baddn); err != nil {
+		t.Fatal(err)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(2 * time.Second))
+	res, err := readHead(bufio.NewReader(client))
+	if err != nil || !strings.HasPrefix(string(res), "SIP/2.0 400 ") || !strings.Contains(string(res), "CSeq:    3923239 OPTIONS") {
+		t.Fatalf("stalled baddn answered %q, %v", res, err)
+	}
+	if _, err := client.Write([]byte("\r\n" + good)); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-got; r != good {
+		t.Fatalf("sipgo would read %q", r)
+	}
+	// A well-formed header that stalls is not answered early.
+	g.checked, g.answered = 0, false
+	g.checkPartial([]byte(good[:strings.Index(good, "Call-ID")+3]))
+	if g.answered {
+		t.Error("a well-formed partial header was answered")
+	}
+}
+
+func errString(err error) string {
+	if err != nil {
+		return " (" + err.Error() + ")"
+	}
+	return ""
+}
+
+// TestStreamFramingLinger: after a framing error the connection stays
+// open until the requests before it have their final responses (RFC
+// 4475 §3.1.1.8 dblreq over TCP), and no longer than the linger.
+func TestStreamFramingLinger(t *testing.T) {
+	dblreq, err := os.ReadFile(filepath.Join(torture, "dblreq.dat"))
+	if err != nil {
+		t.Skip(err)
+	}
+	ts := newTestService(t, nil)
+	client, server := net.Pipe()
+	defer func() { _ = client.Close() }()
+	g := newGuardStreamConn(&closeNotifyConn{Conn: server, onClose: func(string) {}}, ts.Service)
+	go func() { _, _ = client.Write(dblreq) }()
+	go func() { _, _ = io.Copy(io.Discard, client) }()
+	var msgs []string
+	readErr := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := g.Read(buf)
+			if err != nil {
+				readErr <- err
+				return
+			}
+			msgs = append(msgs, string(buf[:n]))
+		}
+	}()
+	select {
+	case err := <-readErr:
+		t.Fatalf("closed before the REGISTER and INVITE were answered: %v (%d read)", err, len(msgs))
+	case <-time.After(200 * time.Millisecond):
+	}
+	for _, res := range []string{"SIP/2.0 100 Trying\r\n\r\n", "SIP/2.0 403 Forbidden\r\n\r\n"} {
+		if _, err := g.Write([]byte(res)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-readErr:
+		t.Fatalf("closed with the INVITE unanswered: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if _, err := g.Write([]byte("SIP/2.0 503 Service Unavailable\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-readErr:
+		if err != errFraming {
+			t.Fatalf("stream ended with %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("not closed once answered")
+	}
+	if len(msgs) != 3 || !strings.HasPrefix(msgs[0], "REGISTER ") || msgs[1] != "\r\n" || !strings.HasPrefix(msgs[2], "INVITE ") {
+		t.Fatalf("sipgo would read %q", msgs)
+	}
+
+	// Unanswered, it closes after the linger.
+	client2, server2 := net.Pipe()
+	defer func() { _ = client2.Close() }()
+	g2 := newGuardStreamConn(&closeNotifyConn{Conn: server2, onClose: func(string) {}}, ts.Service)
+	g2.linger = 100 * time.Millisecond
+	go func() { _, _ = client2.Write(dblreq) }()
+	go func() { _, _ = io.Copy(io.Discard, client2) }()
+	start := time.Now()
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := g2.Read(buf); err != nil {
+			break
+		}
+	}
+	if d := time.Since(start); d < 100*time.Millisecond || d > 2*time.Second {
+		t.Errorf("closed after %s, want the 100 ms linger", d)
 	}
 }

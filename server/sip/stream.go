@@ -8,6 +8,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 )
 
 // Limits of one message on a stream transport.
@@ -22,17 +24,38 @@ var errFraming = errors.New("sip: stream framing error")
 // (RFC 3261 §18.3: by Content-Length) before sipgo reads them, so that a
 // malformed request gets a 400 (RFC 4475 §3.1.2) instead of a silently
 // closed connection, and the messages after it still arrive. A framing
-// error (a missing, negative or repeated Content-Length) leaves no way to
-// find the next message: the peer answers 400 and closes, as §18.3 says.
+// error (a missing, negative or repeated Content-Length, or bytes that
+// are no message) leaves no way to find the next message: the peer
+// answers 400 and closes, as §18.3 says — once the requests it already
+// took from the connection are answered (RFC 4475 §3.1.1.8 dblreq), or
+// after maxLinger.
 type guardStreamConn struct {
 	*closeNotifyConn
 	br      *bufio.Reader
 	pending []byte
 	s       *Service
+
+	// answered: the message being framed was found malformed, and
+	// answered, while its header was still arriving (checkPartial);
+	// checked is how much of that header was judged.
+	answered bool
+	checked  int
+
+	linger    time.Duration // 0: maxLinger
+	mu        sync.Mutex
+	inflight  int           // guarded by mu; requests handed on, not yet answered
+	progress  chan struct{} // a final response went out
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
 }
 
+// maxLinger bounds how long a connection with a framing error stays
+// open for the answers to earlier requests: Timer B/F, 64*T1.
+const maxLinger = 32 * time.Second
+
 func newGuardStreamConn(c *closeNotifyConn, s *Service) *guardStreamConn {
-	return &guardStreamConn{closeNotifyConn: c, br: bufio.NewReaderSize(c, 16<<10), s: s}
+	return &guardStreamConn{closeNotifyConn: c, br: bufio.NewReaderSize(c, 16<<10), s: s,
+		progress: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 func (g *guardStreamConn) Read(b []byte) (int, error) {
@@ -46,10 +69,43 @@ func (g *guardStreamConn) Read(b []byte) (int, error) {
 	return n, nil
 }
 
+// Write sends what sipgo writes (one whole message a call), less the
+// RFC 2543 branches the guard added, and counts final responses.
+func (g *guardStreamConn) Write(b []byte) (int, error) {
+	if _, err := g.closeNotifyConn.Write(stripRFC2543Branch(b)); err != nil {
+		return 0, err
+	}
+	if len(b) > 12 && bytes.HasPrefix(b, []byte("SIP/2.0 ")) && b[8] >= '2' && b[8] <= '6' {
+		g.mu.Lock()
+		if g.inflight > 0 {
+			g.inflight--
+		}
+		g.mu.Unlock()
+		select {
+		case g.progress <- struct{}{}:
+		default:
+		}
+	}
+	return len(b), nil
+}
+
+func (g *guardStreamConn) Close() error {
+	g.closeOnce.Do(func() {
+		if g.done != nil {
+			close(g.done)
+		}
+	})
+	return g.closeNotifyConn.Close()
+}
+
 // next frames one message into pending, answering malformed ones.
 func (g *guardStreamConn) next() error {
-	head, err := readHead(g.br)
+	g.answered, g.checked = false, 0
+	head, err := readHeadStall(g.br, g.checkPartial)
 	if err != nil {
+		if errors.Is(err, errFraming) {
+			g.fail()
+		}
 		return err
 	}
 	if len(bytes.TrimSpace(head)) == 0 {
@@ -58,8 +114,10 @@ func (g *guardStreamConn) next() error {
 	}
 	cl, ok := contentLength(head)
 	if !ok {
-		g.reject(head)
-		_ = g.Close()
+		if !g.answered {
+			g.reject(head)
+		}
+		g.fail()
 		return errFraming
 	}
 	msg := make([]byte, len(head)+cl)
@@ -67,22 +125,49 @@ func (g *guardStreamConn) next() error {
 	if _, err := io.ReadFull(g.br, msg[len(head):]); err != nil {
 		return err
 	}
+	if g.answered {
+		return nil // skip it; the next message follows
+	}
 	out, ok := screen(msg, true)
 	if !ok {
 		g.reject(head)
-		return nil // skip it; the next message follows
+		return nil
+	}
+	if !bytes.HasPrefix(out, []byte("SIP/")) && !bytes.HasPrefix(out, []byte("ACK ")) {
+		g.mu.Lock()
+		g.inflight++
+		g.mu.Unlock()
 	}
 	g.pending = out
 	return nil
 }
 
-// Write sends what sipgo writes (one whole message a call), less the
-// RFC 2543 branches the guard added.
-func (g *guardStreamConn) Write(b []byte) (int, error) {
-	if _, err := g.closeNotifyConn.Write(stripRFC2543Branch(b)); err != nil {
-		return 0, err
+// checkPartial judges a request whose header has stalled before its end:
+// if the header fields already complete make it malformed, it is
+// answered now, not when (if ever) the rest arrives. RFC 4475 baddn,
+// sent as its corpus file has it, has no blank line after its header.
+func (g *guardStreamConn) checkPartial(head []byte) {
+	if g.answered || len(head) <= g.checked || bytes.HasPrefix(head, []byte("SIP/")) {
+		return
 	}
-	return len(b), nil
+	g.checked = len(head)
+	// The last line, ended or not, may go on; the fields before it are
+	// complete.
+	last := bytes.LastIndexByte(bytes.TrimSuffix(head, []byte("\n")), '\n')
+	if last < 0 {
+		return
+	}
+	fields := head[:last+1]
+	msg := make([]byte, 0, len(fields)+2)
+	msg = append(append(msg, fields...), "\r\n"...)
+	if _, ok := screen(msg, true); ok {
+		return
+	}
+	if res := malformedResponse(msg); res != nil {
+		g.s.m.requests.WithLabelValues("MALFORMED").Inc()
+		_, _ = g.closeNotifyConn.Write(res)
+		g.answered = true
+	}
 }
 
 func (g *guardStreamConn) reject(head []byte) {
@@ -92,11 +177,45 @@ func (g *guardStreamConn) reject(head []byte) {
 	}
 }
 
+// fail closes the connection after a framing error, once the requests
+// handed on have their final responses, or after the linger.
+func (g *guardStreamConn) fail() {
+	linger := g.linger
+	if linger == 0 {
+		linger = maxLinger
+	}
+	timer := time.NewTimer(linger)
+	defer timer.Stop()
+	for {
+		g.mu.Lock()
+		n := g.inflight
+		g.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		select {
+		case <-g.progress:
+			continue
+		case <-g.done:
+		case <-timer.C:
+		}
+		break
+	}
+	_ = g.Close()
+}
+
 // readHead reads up to and including the blank line after the headers;
 // CRLFs before a message (keep-alives) come back on their own.
-func readHead(br *bufio.Reader) ([]byte, error) {
+func readHead(br *bufio.Reader) ([]byte, error) { return readHeadStall(br, nil) }
+
+// readHeadStall is readHead calling stall, if set, with the header read
+// so far whenever it must wait for more of it.
+func readHeadStall(br *bufio.Reader, stall func(head []byte)) ([]byte, error) {
 	var head []byte
 	for {
+		if stall != nil && len(head) > 0 && br.Buffered() == 0 {
+			stall(head)
+		}
 		line, err := br.ReadSlice('\n')
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return nil, err
