@@ -31,7 +31,8 @@ import (
 // allowed and on a refused origin; timing over 20 calls; a peer restart; and
 // a closed tab releasing its name. It runs inside a network namespace (see
 // runBrowserSuiteInNetns). P2PSIP_SCREENSHOTS=1 writes docs/screenshots/*.png;
-// P2PSIP_BENCH_OUT=file writes the timing line there.
+// P2PSIP_BENCH_OUT=file (relative to the repository root) writes the timing
+// line there.
 func TestBrowser(t *testing.T) {
 	if os.Getenv(browserInNetnsEnv) != "1" {
 		runBrowserSuiteInNetns(t, "TestBrowser")
@@ -422,13 +423,17 @@ func (s *softphoneEnv) testWidget(t *testing.T) {
 	b.click(t, "#answer")
 	b.waitCall(t, "connected")
 	waitEvents(t, h, "connected")
+	// Audio both ways between the widget and B.
+	for _, tb := range []*tab{b, frame} {
+		tb.waitFor(t, "inbound audio packets in the widget call", func(st phoneState) bool { return num(st.Packets) > 0 })
+	}
 	// The widget hangs up (a hang-up by the callee is testCalleeHangsUp).
 	frame.click(t, "#hangup")
 	frame.waitCall(t, "ended", "idle")
 	b.waitCall(t, "ended", "idle")
 	evs := waitEvents(t, h, "ended")
 	t.Logf("host page events: %q", evs)
-	for _, want := range []string{"calling", "connected", "ended"} {
+	for _, want := range []string{"registered", "calling", "ringing", "connected", "ended"} {
 		if !slices.Contains(evs, want) {
 			t.Errorf("host page events %q: no %q", evs, want)
 		}
@@ -596,6 +601,9 @@ func (s *softphoneEnv) testTiming(t *testing.T) {
 	t.Log(line)
 	t.Logf("click→media samples: %v", media)
 	if out := os.Getenv("P2PSIP_BENCH_OUT"); out != "" {
+		if !filepath.IsAbs(out) {
+			out = filepath.Join(moduleRoot, out) // relative to the repository, not e2e/
+		}
 		content := line + "\nclick→ringing samples: " + fmt.Sprint(ringing) + "\nclick→media samples: " + fmt.Sprint(media) + "\n"
 		if err := os.WriteFile(out, []byte(content), 0o644); err != nil {
 			t.Errorf("P2PSIP_BENCH_OUT: %v", err)
@@ -650,7 +658,9 @@ func (s *softphoneEnv) testRestart(t *testing.T) {
 	if code, _, timedOut := old.stop(t); code != 0 || timedOut {
 		t.Errorf("peer 2: SIGTERM gave exit %d (timed out %v)", code, timedOut)
 	}
-	s.b.waitFor(t, "B notices its peer is gone (#reg-state not registered)", func(st phoneState) bool { return st.Reg != "registered" })
+	s.b.waitFor(t, `B shows its peer unreachable (#reg-state not registered, #error[data-code=unreachable] visible)`, func(st phoneState) bool {
+		return st.Reg != "registered" && st.ErrCode == "unreachable" && st.ErrVisible
+	})
 	// The new peer lives as long as this subtest: the steps that need it
 	// are its subtests.
 	s.p2 = startPeerOpts(t, peerOpts{name: "peer2-restarted", dataDir: old.DataDir, args: args})
@@ -660,7 +670,7 @@ func (s *softphoneEnv) testRestart(t *testing.T) {
 	waitJoined(t, s.p1, s.p2)
 
 	t.Run("reregister", func(t *testing.T) {
-		st := s.b.waitFor(t, "B registered again without a click", func(st phoneState) bool { return st.Reg == "registered" })
+		st := s.b.waitFor(t, "B registered again without a click, #error hidden", func(st phoneState) bool { return st.Reg == "registered" && !st.ErrVisible })
 		since := st.Changes - before
 		t.Logf("B: state changes since the restart: %q", st.Transitions[max(len(st.Transitions)-since, 0):])
 		eventually(t, browserWait, 300*time.Millisecond, "peer 1 finds B's live binding again", func() (bool, string) {
