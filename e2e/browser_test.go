@@ -217,11 +217,30 @@ func (s *softphoneEnv) testRegister(t *testing.T) {
 		}
 		return false, fmt.Sprintf("%d %s", code, body)
 	})
+	// The owner is the browser's key, not the peer's device key.
+	for _, p := range []*peer{s.p1, s.p2} {
+		if k := deviceKey(t, p); k == s.bOwner {
+			t.Errorf("B's record is owned by %s's device key %s: want the browser's own key", p.Name, k)
+		}
+	}
 	if code, reg, body := record(t, s.p2, s.aor(s.aName)); code != http.StatusOK || len(reg.Bindings) == 0 {
 		t.Errorf("peer 2: A's record: %d %s; want 200 with a live binding", code, body)
 	} else if reg.Owner == s.bOwner {
 		t.Errorf("A's and B's records have the same owner %s: each browser should own its name with its own key", reg.Owner)
 	}
+}
+
+// deviceKey is the deviceKey of p's /api/config.
+func deviceKey(t *testing.T, p *peer) string {
+	t.Helper()
+	code, body := get(t, p.URL+"/api/config")
+	var cfg struct {
+		DeviceKey string `json:"deviceKey"`
+	}
+	if code != http.StatusOK || json.Unmarshal(body, &cfg) != nil {
+		t.Fatalf("%s: GET /api/config = %d %s", p.Name, code, body)
+	}
+	return cfg.DeviceKey
 }
 
 // testCall: A calls B by bare name; B answers; audio flows both ways; DTMF
@@ -694,16 +713,35 @@ func (s *softphoneEnv) testRestart(t *testing.T) {
 		b.waitCall(t, "idle")
 	})
 	t.Run("close-tab", func(t *testing.T) {
-		s.b.close()
 		aor := s.aor(s.bName)
-		eventually(t, browserWait, 300*time.Millisecond, "B's binding gone from the overlay after its tab closed", func() (bool, string) {
+		if code, reg, body := record(t, s.p1, aor); code != http.StatusOK || len(reg.Bindings) == 0 {
+			t.Fatalf("before closing B's tab: %d %s; want B's live binding", code, body)
+		}
+		closed := time.Now()
+		s.b.close()
+		eventually(t, browserWait, 100*time.Millisecond, "B's binding gone from the overlay after its tab closed", func() (bool, string) {
 			code, reg, body := record(t, s.p1, aor)
 			return code == http.StatusNotFound || (code == http.StatusOK && len(reg.Bindings) == 0), fmt.Sprintf("%d %s", code, body)
 		})
+		t.Logf("B's binding gone %s after its tab closed", time.Since(closed).Round(time.Millisecond))
 		res := s.p1.cli(t, "lookup", aor, "--peer", s.p1.URL, "--json")
 		var reg registration
 		if res.Code == 0 && json.Unmarshal([]byte(res.Stdout), &reg) == nil && len(reg.Bindings) > 0 {
 			t.Errorf("p2psip lookup %s still lists live bindings after B's tab closed:\n%s", aor, res)
 		}
+	})
+	t.Run("reopen", func(t *testing.T) {
+		// The same browser (the same IndexedDB key) opens the phone again:
+		// it is no first visit, so B's name registers again with no click,
+		// under the same owner.
+		b := s.bb.open(t, "B-again", s.p2.URL+"/")
+		st := b.waitFor(t, "B's name registered again on reopening, with no click", func(st phoneState) bool { return st.Reg == "registered" })
+		if want := s.aor(s.bName); st.AOR != want {
+			t.Errorf("reopened B: #aor = %q, want %q", st.AOR, want)
+		}
+		eventually(t, browserWait, 300*time.Millisecond, "peer 1 finds B's live binding under the same owner", func() (bool, string) {
+			code, reg, body := record(t, s.p1, s.aor(s.bName))
+			return code == http.StatusOK && len(reg.Bindings) > 0 && reg.Owner == s.bOwner, fmt.Sprintf("%d %s (owner before: %s)", code, body, s.bOwner)
+		})
 	})
 }
