@@ -111,7 +111,7 @@ func (s *Service) prepare(req *sip.Request, t target, recordRoute bool) *sip.Req
 	}
 	// Step 4: Record-Route, so in-dialog requests come through this peer.
 	if recordRoute {
-		out.PrependHeader(&sip.RecordRouteHeader{Address: s.recordRouteURI(req)})
+		s.addRecordRoute(out, req, hopTransport(t, transport))
 	}
 	// Step 8: our Via, with RFC 3581 received/rport on the previous hop.
 	if via := out.Via(); via != nil {

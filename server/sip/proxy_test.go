@@ -91,11 +91,51 @@ func TestInDialogNeedsToken(t *testing.T) {
 			"From: <sip:caller@"+testDomain+">;tag=abc", "To: <sip:bob@"+testDomain+">;tag=xyz", "Call-ID: call-1",
 			"CSeq: 2 BYE", "Route: "+route, "Content-Length: 0")
 	}
-	good := ts.recordRouteURI(bye("<sip:127.0.0.1:5060;lr>"))
+	good := ts.recordRouteURI(bye("<sip:127.0.0.1:5060;lr>"), "udp")
 	if c := codes(ts.handle(bye("<" + good.String() + ">"))); c[len(c)-1] != 200 || len(ts.forwarded.Requests()) != 1 {
 		t.Fatalf("with token: %v, %d forwarded", c, len(ts.forwarded.Requests()))
 	}
 	if c := codes(ts.handle(bye("<sip:127.0.0.1:5060;lr;p2pd=0000000000000000>"))); c[0] != 481 {
 		t.Fatalf("forged token: %v", c)
+	}
+}
+
+// TestDoubleRecordRouteForWebSocket: a browser's INVITE (over the HTTPS
+// port's WebSocket) forwarded to another peer over TCP gets two
+// Record-Routes (RFC 5658): the far side's in-dialog requests must reach
+// this peer's SIP port, since peers cannot open a WebSocket to it, while
+// the browser's side keeps the WebSocket entry. Both carry the dialog
+// token, and a BYE along both comes back to the browser's flow.
+func TestDoubleRecordRouteForWebSocket(t *testing.T) {
+	ts := newTestService(t, nil)
+	ts.ports["ws"] = 8443
+	ts.loc.addRemote("sip:bob@"+testDomain, "sip:bob@127.0.0.9:5090", "<sip:127.0.0.8:5060;transport=tcp;lr>")
+	req := parse(t, invite("sip:bob@"+testDomain, "Max-Forwards: 70")...)
+	req.SetTransport("WS")
+	if c := codes(ts.handle(req)); c[len(c)-1] != 200 {
+		t.Fatalf("responses %v", c)
+	}
+	fw := ts.forwarded.Requests()
+	rrs := fw[0].GetHeaders("Record-Route")
+	if len(rrs) != 2 {
+		t.Fatalf("want 2 Record-Routes, got %v", rrs)
+	}
+	top, bottom := rrs[0].(*sip.RecordRouteHeader).Address, rrs[1].(*sip.RecordRouteHeader).Address
+	if tr, _ := top.UriParams.Get("transport"); tr != "tcp" || top.Port != 5060 {
+		t.Fatalf("the entry facing the other peer: %s", top.String())
+	}
+	if tr, _ := bottom.UriParams.Get("transport"); tr != "ws" || bottom.Port != 8443 {
+		t.Fatalf("the entry facing the browser: %s", bottom.String())
+	}
+	// A phone on UDP calling over TCP needs only one: both share the port.
+	req = parse(t, invite("sip:bob@"+testDomain, "Max-Forwards: 70")...)
+	req.Via().Params.Add("branch", "z9hG4bK-inv2")
+	ts.handle(req)
+	fw = ts.forwarded.Requests()
+	if len(fw) != 2 {
+		t.Fatalf("the UDP INVITE was not forwarded: %d requests", len(fw))
+	}
+	if n := len(fw[1].GetHeaders("Record-Route")); n != 1 {
+		t.Fatalf("UDP→TCP: %d Record-Routes", n)
 	}
 }

@@ -93,11 +93,44 @@ func (s *Service) dialogToken(req *sip.Request) string {
 	return hex.EncodeToString(m.Sum(nil))[:16]
 }
 
-// recordRouteURI is this peer's Record-Route entry for req.
-func (s *Service) recordRouteURI(req *sip.Request) sip.Uri {
-	u := s.selfURI(req.Transport())
+// recordRouteURI is this peer's Record-Route entry for req, reached over
+// transport.
+func (s *Service) recordRouteURI(req *sip.Request, transport string) sip.Uri {
+	u := s.selfURI(transport)
 	u.UriParams.Add(dialogTokenParam, s.dialogToken(req))
 	return u
+}
+
+// addRecordRoute record-routes out, the copy of req for the next hop. When
+// one side is a WebSocket or TLS flow and the other is not, one URI cannot
+// serve both sides (a peer cannot open a WebSocket to this peer's HTTPS
+// port the way a browser does), so the peer record-routes twice (RFC 5658
+// §4): the lower entry faces the side req came from, the upper entry the
+// side out goes to. stripSelfRoute removes both when a request returns.
+func (s *Service) addRecordRoute(out, req *sip.Request, outTransport string) {
+	in := sip.NetworkToLower(req.Transport())
+	out.PrependHeader(&sip.RecordRouteHeader{Address: s.recordRouteURI(req, in)})
+	if o := sip.NetworkToLower(outTransport); o != in && (streamSecure(in) || streamSecure(o)) {
+		out.PrependHeader(&sip.RecordRouteHeader{Address: s.recordRouteURI(req, o)})
+	}
+}
+
+// streamSecure reports transports whose URI cannot be reused for the
+// other side of this peer: WebSocket (browsers) and TLS.
+func streamSecure(t string) bool { return t == "ws" || t == "wss" || t == "tls" }
+
+// hopTransport is the transport the next hop of t uses: the target's own,
+// or the first Route's transport parameter, or sipgo's choice.
+func hopTransport(t target, chosen string) string {
+	if t.transport != "" {
+		return t.transport
+	}
+	if len(t.routes) > 0 {
+		if v, ok := t.routes[0].UriParams.Get("transport"); ok && v != "" {
+			return v
+		}
+	}
+	return chosen
 }
 
 // targets decides where a request goes (§16.5). A non-zero code is the
