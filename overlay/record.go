@@ -93,12 +93,14 @@ type Registration struct {
 	Bindings []Binding    `json:"bindings"`
 }
 
-// clone copies the record deep enough that changing the copy's fields,
-// bindings or devices leaves r alone.
+// clone copies the record deeply: changing the copy leaves r alone.
 func (r *Registration) clone() *Registration {
 	c := *r
 	c.Owner = slices.Clone(r.Owner)
 	c.Devices = slices.Clone(r.Devices)
+	for i, d := range c.Devices {
+		c.Devices[i].Owner, c.Devices[i].Key, c.Devices[i].Sig = slices.Clone(d.Owner), slices.Clone(d.Key), slices.Clone(d.Sig)
+	}
 	c.Bindings = slices.Clone(r.Bindings)
 	for i := range c.Bindings {
 		c.Bindings[i].Path = slices.Clone(c.Bindings[i].Path)
@@ -142,15 +144,25 @@ func ServiceKey(service, nodeID string) string {
 
 // SignRegistration encodes and signs a registration body.
 func SignRegistration(reg *Registration, s Signer) ([]byte, error) {
+	value, _, err := signRegistration(reg, s)
+	return value, err
+}
+
+func signRegistration(reg *Registration, s Signer) ([]byte, *Envelope, error) {
 	body, err := json.Marshal(reg)
 	if err != nil {
-		return nil, fmt.Errorf("encoding registration: %w", err)
+		return nil, nil, fmt.Errorf("encoding registration: %w", err)
 	}
 	sig, err := s.Sign(append([]byte(recordDomain), body...))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return encodeEnvelope(&Envelope{Alg: AlgP256, Body: body, Signer: s.PublicKey(), Sig: sig})
+	env := &Envelope{Alg: AlgP256, Body: body, Signer: s.PublicKey(), Sig: sig}
+	value, err := encodeEnvelope(env)
+	if err != nil {
+		return nil, nil, err
+	}
+	return value, env, nil
 }
 
 // CertifyDevice lets the owner key admit a device key to the AOR until

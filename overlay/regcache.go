@@ -2,8 +2,10 @@ package overlay
 
 import (
 	"bytes"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 )
 
 // parsedReg is a registration value decoded once. A value is validated
@@ -47,12 +49,17 @@ func (c *regCache) parse(value []byte) (*parsedReg, error) {
 	if err != nil {
 		return nil, err
 	}
-	p = &parsedReg{reg: reg, env: env}
+	return c.add(value, &parsedReg{reg: reg, env: env}), nil
+}
+
+// add caches p as the decoding of value, unless one is cached already,
+// and returns the cached one.
+func (c *regCache) add(value []byte, p *parsedReg) *parsedReg {
 	key := string(value)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old := c.m[key]; old != nil {
-		return old, nil
+		return old
 	}
 	if len(c.order) >= regCacheSize {
 		delete(c.m, c.order[0])
@@ -61,18 +68,49 @@ func (c *regCache) parse(value []byte) (*parsedReg, error) {
 	}
 	c.m[key] = p
 	c.order = append(c.order, key)
-	return p, nil
+	return p
 }
 
-// trustSigned records that value carries a signature this process just
-// made with a local key (*P256Key), so that validating it again skips the
-// ECDSA verification: the node already knows what it signed. Values signed
-// by any other Signer (a browser's key) are verified as usual.
-func trustSigned(value []byte, s Signer) {
-	if _, ok := s.(*P256Key); !ok {
+// trustSigned records the decoding of a value this process just signed
+// with a local key (*P256Key): reg and env are what signRegistration
+// encoded, so the value's signature is not verified again and its JSON is
+// not decoded again (the node knows what it signed). The decoding is
+// taken from reg only where encoding/json's round trip is exact (every
+// string valid UTF-8: Marshal replaces invalid bytes); otherwise the
+// value is decoded. Values signed by any other Signer (a browser's key)
+// are decoded and verified as usual when validated.
+func trustSigned(value []byte, env *Envelope, reg *Registration, s Signer) {
+	if _, ok := s.(*P256Key); !ok || !bytes.Equal(env.Signer, s.PublicKey()) {
 		return
 	}
-	if p, err := parsedRegs.parse(value); err == nil && bytes.Equal(p.env.Signer, s.PublicKey()) {
-		p.sigOK.Store(true)
+	if !roundTrips(reg) {
+		if p, err := parsedRegs.parse(value); err == nil {
+			p.sigOK.Store(true)
+		}
+		return
 	}
+	e := *env
+	e.Body, e.Signer, e.Sig = slices.Clone(e.Body), slices.Clone(e.Signer), slices.Clone(e.Sig)
+	p := &parsedReg{reg: reg.clone(), env: &e}
+	p.sigOK.Store(true)
+	parsedRegs.add(value, p)
+}
+
+// roundTrips reports whether decoding reg's JSON gives back reg (up to
+// nil versus empty slices, which no reader tells apart).
+func roundTrips(reg *Registration) bool {
+	if !utf8.ValidString(reg.AOR) {
+		return false
+	}
+	for _, b := range reg.Bindings {
+		if !utf8.ValidString(b.Instance) || !utf8.ValidString(b.Node) || !utf8.ValidString(b.Contact) {
+			return false
+		}
+		for _, p := range b.Path {
+			if !utf8.ValidString(p) {
+				return false
+			}
+		}
+	}
+	return true
 }

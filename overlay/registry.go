@@ -102,9 +102,18 @@ func (n *Node) current(ctx context.Context, aor string) (*Registration, error) {
 }
 
 func (n *Node) currentParsed(ctx context.Context, aor string) (*parsedReg, error) {
-	value, err := n.dht.GetValue(ctx, RegistrationKey(aor), dht.Quorum(n.cfg.LookupQuorum))
+	key := RegistrationKey(aor)
+	var value []byte
+	var err error
+	if n.dht.RoutingTable().Size() == 0 {
+		// Alone in the overlay: a DHT query would ask nobody and end in the
+		// fallback below; skip its machinery.
+		err = routing.ErrNotFound
+	} else {
+		value, err = n.dht.GetValue(ctx, key, dht.Quorum(n.cfg.LookupQuorum))
+	}
 	if errors.Is(err, routing.ErrNotFound) || (err != nil && n.dht.RoutingTable().Size() == 0) {
-		if value = n.localValue(RegistrationKey(aor)); value == nil {
+		if value = n.localValue(key); value == nil {
 			return nil, nil
 		}
 	} else if err != nil {
@@ -148,11 +157,11 @@ func (n *Node) nextRecord(aor string, cur *Registration, owner []byte, dev *Devi
 
 // publish signs reg and stores it in the overlay.
 func (n *Node) publish(ctx context.Context, aor string, reg *Registration, s Signer) ([]byte, error) {
-	value, err := SignRegistration(reg, s)
+	value, env, err := signRegistration(reg, s)
 	if err != nil {
 		return nil, err
 	}
-	trustSigned(value, s)
+	trustSigned(value, env, reg, s)
 	if err := n.put(ctx, RegistrationKey(aor), value); err != nil {
 		return nil, err
 	}

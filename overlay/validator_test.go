@@ -212,11 +212,12 @@ func TestValidationCache(t *testing.T) {
 	}
 	// A foreign Signer's value is not trusted on signing.
 	fs := &flippingSigner{k: owner}
-	forged, err := SignRegistration(sampleReg(t, owner), fs)
+	freg := sampleReg(t, owner)
+	forged, fenv, err := signRegistration(freg, fs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	trustSigned(forged, fs)
+	trustSigned(forged, fenv, freg, fs)
 	if _, err := v.ValidateRegistration(key, forged); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("value of a foreign signer: got %v, want ErrBadSignature", err)
 	}
@@ -248,4 +249,60 @@ func (s *flippingSigner) Sign(msg []byte) ([]byte, error) {
 		sig[5] ^= 0x40
 	}
 	return sig, err
+}
+
+// TestTrustedDecodingMatches checks that the decoding trustSigned takes
+// from the record it signed is what decoding the value gives.
+func TestTrustedDecodingMatches(t *testing.T) {
+	owner := mustKey(t)
+	now := time.Now()
+	dev, err := CertifyDevice(owner, "sip:alice@test.overlay", mustKey(t).PublicKey(), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	regs := []*Registration{
+		sampleReg(t, owner),
+		{AOR: "sip:alice@test.overlay", Owner: owner.PublicKey(), Seq: 7, Created: now.Unix(), Expires: now.Unix()},
+		{AOR: "sip:alice@test.overlay", Owner: owner.PublicKey(), Seq: 2, Created: now.Unix(), Expires: now.Add(time.Hour).Unix(),
+			Devices: []DeviceCert{dev}, Bindings: []Binding{{Instance: "<urn:uuid:x>&\u2028é", Node: testNodeID(t), RegID: 3,
+				Contact: "sip:a@[2001:db8::1]:5070;transport=tcp;ob", Path: []string{"<sip:p@192.0.2.1;lr>"},
+				Expires: now.Add(time.Minute).Unix(), Q: 0.123456789}}},
+		{AOR: "sip:alice@test.overlay", Owner: owner.PublicKey(), Seq: 3, Created: now.Unix(), Expires: now.Add(time.Hour).Unix(),
+			Bindings: []Binding{{Instance: "bad\xffutf8", Node: testNodeID(t), Contact: "sip:a@192.0.2.1\xfe",
+				Expires: now.Add(time.Minute).Unix(), Q: 1}}},
+	}
+	for i, reg := range regs {
+		value, env, err := signRegistration(reg, owner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		trustSigned(value, env, reg, owner)
+		p, err := parsedRegs.parse(value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, wantEnv, err := ParseRegistration(value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, w := mustJSON(t, p.reg), mustJSON(t, want); string(got) != string(w) {
+			t.Errorf("record %d: trusted decoding\n%s\nwant\n%s", i, got, w)
+		}
+		if got, w := mustJSON(t, p.env), mustJSON(t, wantEnv); string(got) != string(w) {
+			t.Errorf("record %d: envelope differs", i)
+		}
+		if len(p.reg.Bindings) > 0 && p.reg.Bindings[0].Contact != want.Bindings[0].Contact {
+			t.Errorf("record %d: contact %q, decoding gives %q", i, p.reg.Bindings[0].Contact, want.Bindings[0].Contact)
+		}
+		if !p.sigOK.Load() {
+			t.Errorf("record %d: own signature not trusted", i)
+		}
+		// The caller keeps its record: changing it leaves the cache alone.
+		if len(reg.Bindings) > 0 {
+			reg.Bindings[0].Contact = "sip:changed@192.0.2.9"
+			if p.reg.Bindings[0].Contact == "sip:changed@192.0.2.9" {
+				t.Errorf("record %d: cache shares the caller's bindings", i)
+			}
+		}
+	}
 }
