@@ -30,3 +30,20 @@ func VerifyDeviceCert(aor string, c DeviceCert, deviceKey []byte, now time.Time)
 	}
 	return nil
 }
+
+// withDeviceCert adds c to certs, or renews the certificate of the same
+// device key when c lasts longer: a browser re-certifies the peer's key
+// every time it connects, and the record must carry the newest
+// certificate, or it stops validating when the first one expires while
+// the peer still refreshes the binding.
+func withDeviceCert(certs []DeviceCert, c DeviceCert) []DeviceCert {
+	for i, d := range certs {
+		if bytes.Equal(d.Key, c.Key) {
+			if c.Expires > d.Expires {
+				certs[i] = c
+			}
+			return certs
+		}
+	}
+	return append(certs, c)
+}

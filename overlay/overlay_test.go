@@ -130,6 +130,25 @@ func testTwoDevices(t *testing.T, tn *testNet) {
 	if len(got) != 2 {
 		t.Fatalf("want both devices, got %v", got)
 	}
+	// A browser re-certifies the device key on every connection: the record
+	// keeps one certificate per key, the one that lasts longest.
+	renewed, _ := CertifyDevice(owner, aor, device.PublicKey(), time.Now().Add(2*time.Hour))
+	if _, err := tn.nodes[2].Register(ctxT(t), RegisterRequest{
+		AOR: aor, Signer: device, Device: &renewed, Binding: binding("laptop", "sip:bob@10.0.0.2", time.Hour),
+	}); err != nil {
+		t.Fatalf("renewed certificate: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		reg, err := tn.nodes[16].Lookup(ctxT(t), aor)
+		if err == nil && len(reg.Devices) == 1 && reg.Devices[0].Expires == renewed.Expires {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the record does not carry just the renewed certificate: %+v %v", reg, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	// A device key without a certificate is not the owner.
 	_, err = tn.nodes[2].Register(ctxT(t), RegisterRequest{AOR: aor, Signer: mustKey(t), Binding: binding("rogue", "sip:x@10.6.6.6", time.Hour)})
 	if !errors.Is(err, ErrAORHeld) {

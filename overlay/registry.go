@@ -140,8 +140,8 @@ func (n *Node) nextRecord(aor string, cur *Registration, owner []byte, dev *Devi
 			}
 		}
 	}
-	if dev != nil && !slices.ContainsFunc(next.Devices, func(d DeviceCert) bool { return bytes.Equal(d.Key, dev.Key) }) {
-		next.Devices = append(next.Devices, *dev)
+	if dev != nil {
+		next.Devices = withDeviceCert(next.Devices, *dev)
 	}
 	next.Bindings = edit(next.Bindings)
 	if len(next.Bindings) > maxBindings {
