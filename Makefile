@@ -13,7 +13,7 @@ STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(GOBIN_DIR)/s
 BINARY    ?= p2psip
 E2E_TIMEOUT ?= 20m
 
-.PHONY: all test deps fmt-check vet lint staticcheck unit e2e build bench clean web web-test
+.PHONY: web-check screenshots all test deps fmt-check vet lint staticcheck unit e2e build bench clean web web-test
 
 all: build
 
@@ -42,7 +42,7 @@ staticcheck:
 	@echo "==> staticcheck -tags e2e ./..."
 	$(STATICCHECK) -tags e2e ./...
 
-lint: fmt-check vet staticcheck
+lint: fmt-check vet staticcheck web-check
 
 unit: web-test
 	@echo "==> go test -race ./..."
@@ -66,6 +66,12 @@ web-test:
 	@echo "==> node --test web-src/test"
 	cd web-src && node --test test/
 
+# The committed bundle must be what the sources build to (go build embeds it
+# without npm): rebuild and compare.
+web-check: web
+	@echo "==> static/site matches web-src"
+	@git diff --exit-code --stat -- static/site || { echo "static/site is stale: run make web and commit it"; exit 1; }
+
 # Benchmarks: Go benchmarks, then the overlay measurement (prints a table).
 bench:
 	@echo "==> go test -bench ./overlay/"
@@ -74,6 +80,11 @@ bench:
 	$(GO) run ./bench/overlay -peers 20,100
 	@echo "==> bench/sip/run.sh (p2psip vs Kamailio, ~7 min)"
 	bash bench/sip/run.sh
+
+# Screenshots of the softphone (desktop and phone-sized) into docs/screenshots,
+# taken by the browser suite.
+screenshots:
+	P2PSIP_SCREENSHOTS=1 $(GO) test -count=1 -tags e2e -run 'TestBrowser$$' ./e2e/
 
 clean:
 	rm -f $(BINARY)

@@ -32,6 +32,10 @@ DEPS=(
 	nc:netcat-openbsd
 	# The web softphone's browser tests (e2e/browser_test.go) drive Chromium.
 	chromium:chromium
+	-:fonts-liberation
+	# The page's own unit tests (make web-test) and bundle check run on Node.js.
+	node:nodejs
+	npm:npm
 	# Later issues:
 	# baresip:baresip-core
 	# turnserver:coturn
