@@ -63,6 +63,10 @@ func (f *fork) run() {
 		f.mu.Lock()
 		b.tx = tx
 		f.mu.Unlock()
+		if len(f.branches) == 1 {
+			f.watch(b) // one branch: this goroutine waits anyway
+			continue
+		}
 		wg.Add(1)
 		go func() { defer wg.Done(); f.watch(b) }()
 	}
