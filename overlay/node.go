@@ -42,6 +42,7 @@ type Node struct {
 	valid   *Validator
 	metrics *metrics
 	lookups *lookupCache
+	id      string // host.ID().String(), asked for on every Register
 
 	ctx    context.Context // cancelled by Close; bounds background work
 	cancel context.CancelFunc
@@ -80,6 +81,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("starting libp2p host: %w", err)
 	}
 	n.host = h
+	n.id = h.ID().String()
 	n.lookups = newLookupCache(cfg.LookupCacheTTL)
 	n.store = &notifyStore{Batching: dssync.MutexWrap(ds.NewMapDatastore()), changed: n.lookups.dropKey}
 	n.valid = &Validator{Overlay: cfg.Name, Hold: cfg.Hold, MaxTTL: cfg.MaxTTL, Local: n.localValue}
@@ -161,7 +163,9 @@ func isQUIC(a ma.Multiaddr) bool {
 // DHT's datastore under go-libp2p-kad-dht's layout (/<namespace>/<base32
 // key>); the owner-lock tests fail if that layout ever changes.
 func (n *Node) localValue(key string) []byte {
-	dskey := ds.NewKey("/" + keyNamespace + "/" + base32.RawStdEncoding.EncodeToString([]byte(key)))
+	// RawKey: the key is clean already (base32 has no '/'), NewKey would
+	// clean it again.
+	dskey := ds.RawKey("/" + keyNamespace + "/" + base32.RawStdEncoding.EncodeToString([]byte(key)))
 	buf, err := n.store.Get(context.Background(), dskey)
 	if err != nil {
 		return nil
@@ -174,7 +178,7 @@ func (n *Node) localValue(key string) []byte {
 }
 
 // ID returns the node ID (the libp2p peer ID).
-func (n *Node) ID() string { return n.host.ID().String() }
+func (n *Node) ID() string { return n.id }
 
 // Name returns the overlay name.
 func (n *Node) Name() string { return n.cfg.Name }
