@@ -504,6 +504,13 @@ function newCall(session, acct, dir, peerUri, peerName) {
   };
   app.call = c;
   $("peer-name").textContent = peerName;
+  // Which of this page's accounts the call is on: with a public account
+  // registered, an incoming call may be for either.
+  const pub = acct && acct === app.pub;
+  const ca = $("call-account");
+  ca.dataset.account = pub ? "public" : "overlay";
+  ca.textContent = pub ? (dir === "in" ? "to " : "as ") + acct.opts.uri.replace(/^sips?:/, "") : "";
+  ca.hidden = !pub;
   $("dtmf-received").textContent = "";
   $("call-timer").textContent = "";
   $("mute").setAttribute("aria-pressed", "false");
@@ -633,6 +640,19 @@ function onIncoming(session, request, acct) {
   const uri = session.remote_identity?.uri?.toString() ?? "";
   const disp = session.remote_identity?.display_name;
   const overlayName = displayName(uri, app.cfg?.overlay);
+  // A browser takes only WebRTC media (ICE, DTLS-SRTP). An offer without a
+  // DTLS fingerprint (plain RTP from a public SIP phone: there is no media
+  // bridge yet) can never be answered here, so do not ring for it.
+  const body = typeof request?.body === "string" ? request.body : "";
+  if (body && !/^a=fingerprint:/m.test(body)) {
+    session.terminate({
+      status_code: 488, reason_phrase: "Not Acceptable Here",
+      extraHeaders: ['Warning: 399 p2psip "the browser takes WebRTC media only (ICE, DTLS-SRTP)"'],
+    });
+    history.add({ dir: "in", peer: uri, name: disp || overlayName, start: Date.now(), result: "missed", reason: "the caller's audio is not WebRTC" });
+    renderHistory();
+    return;
+  }
   if (app.call && !app.call.ended) {
     session.terminate({ status_code: 486, reason_phrase: "Busy Here" });
     history.add({ dir: "in", peer: uri, name: disp || overlayName, start: Date.now(), result: "missed", reason: "busy in another call" });

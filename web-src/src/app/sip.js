@@ -52,6 +52,7 @@ export class Account {
     if (opts.displayName) cfg.display_name = opts.displayName;
     this.ua = new JsSIP.UA(cfg);
     this._patchRecovery();
+    if (opts.contactURI) this._keepContact();
 
     const ua = this.ua;
     ua.on("connecting", () => {
@@ -116,6 +117,20 @@ export class Account {
         }
       }, k * 1000);
     };
+  }
+
+  /**
+   * Public accounts: the public registrar may answer with a GRUU of the
+   * public AOR (RFC 5627), which JsSIP would then put in the Contact of
+   * every dialog. Requests to it go to the public domain, whose route set
+   * ends at the home peer, which cannot tell which page it means: only
+   * the overlay alias routes back to this page. Ignore the GRUUs.
+   */
+  _keepContact() {
+    const c = this.ua.contact;
+    for (const k of ["pub_gruu", "temp_gruu"]) {
+      Object.defineProperty(c, k, { get: () => null, set: () => {}, configurable: true });
+    }
   }
 
   _set(state, info) {
