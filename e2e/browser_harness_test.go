@@ -45,12 +45,17 @@ const (
 // runBrowserSuiteInNetns is the outer half of a browser test: it creates the
 // namespace (lo plus a private link) and runs this test binary inside it with
 // -test.run ^name$ (plus the subtest part of the outer -test.run), streaming
-// the inner output into the test log line by line.
-func runBrowserSuiteInNetns(t *testing.T, name string) {
+// the inner output into the test log line by line. prepare, if given, runs
+// with the namespace's name before the inner run starts (e.g. to write
+// /etc/netns/<name>/resolv.conf, which ip netns exec bind-mounts).
+func runBrowserSuiteInNetns(t *testing.T, name string, prepare ...func(nsName string)) {
 	t.Helper()
 	requireRoot(t)
 	requireTool(t, "chromium", "chromium")
 	ns := browserNetns(t)
+	for _, p := range prepare {
+		p(ns[len(ns)-1])
+	}
 
 	pattern := "^" + name + "$"
 	if f := flag.Lookup("test.run"); f != nil {

@@ -162,21 +162,42 @@ func pxSetup(t *testing.T) *pxEnv { return pxSetupOrder(t, false) }
 
 func pxSetupOrder(t *testing.T, proxyFirst bool) *pxEnv {
 	t.Helper()
-	requireRoot(t)
-	requireTool(t, "sipp", "sip-tester")
-	kamailio := requireTool(t, "kamailio", "kamailio")
-	requireTool(t, "kamcmd", "kamailio")
-	dnsmasq := requireTool(t, "dnsmasq", "dnsmasq")
-	requireTool(t, "ss", "iproute2")
-
-	e := &pxEnv{}
-	e.ns = newNetns(t)
-	e.nsName = e.ns[len(e.ns)-1]
-	e.run = t.TempDir()
-
+	pxRequireTools(t)
+	ns := newNetns(t)
 	// The namespace's resolver (bind-mounted by ip netns exec) is our dnsmasq:
 	// Kamailio resolves overlay.example through it.
-	etc := filepath.Join("/etc/netns", e.nsName)
+	pxWriteResolvConf(t, ns[len(ns)-1])
+	return pxSetupIn(t, ns, proxyFirst)
+}
+
+// pxSetupHere builds the same environment in the namespace this test
+// process already runs in (the browser suite's, see runBrowserSuiteInNetns),
+// whose resolv.conf the outer process wrote with pxWriteResolvConf before
+// it ran this one with ip netns exec. H starts first and P joins it.
+func pxSetupHere(t *testing.T) *pxEnv {
+	t.Helper()
+	pxRequireTools(t)
+	return pxSetupIn(t, nil, false)
+}
+
+// pxRequireTools skips (fails in CI) unless the proxy environment's tools
+// are installed.
+func pxRequireTools(t *testing.T) {
+	t.Helper()
+	requireRoot(t)
+	requireTool(t, "sipp", "sip-tester")
+	requireTool(t, "kamailio", "kamailio")
+	requireTool(t, "kamcmd", "kamailio")
+	requireTool(t, "dnsmasq", "dnsmasq")
+	requireTool(t, "ss", "iproute2")
+}
+
+// pxWriteResolvConf points the namespace's resolver at pxDNSIP: ip netns
+// exec bind-mounts /etc/netns/<ns>/resolv.conf on /etc/resolv.conf for
+// what it runs (and their children), so it must exist before they start.
+func pxWriteResolvConf(t *testing.T, nsName string) {
+	t.Helper()
+	etc := filepath.Join("/etc/netns", nsName)
 	if err := os.MkdirAll(etc, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -184,6 +205,20 @@ func pxSetupOrder(t *testing.T, proxyFirst bool) *pxEnv {
 	if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte("nameserver "+pxDNSIP+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// pxSetupIn starts dnsmasq, Kamailio, P and H under the wrapper ns (ip netns
+// exec NAME), or, with ns nil, in this process's own namespace.
+func pxSetupIn(t *testing.T, ns []string, proxyFirst bool) *pxEnv {
+	t.Helper()
+	kamailio := requireTool(t, "kamailio", "kamailio")
+	dnsmasq := requireTool(t, "dnsmasq", "dnsmasq")
+
+	e := &pxEnv{ns: ns}
+	if len(ns) > 0 {
+		e.nsName = ns[len(ns)-1]
+	}
+	e.run = t.TempDir()
 
 	dnsArgs := append(append([]string(nil), e.ns...), dnsmasq,
 		"--no-daemon", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--log-queries",
