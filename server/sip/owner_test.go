@@ -151,3 +151,54 @@ func TestBrowserPublicAccount(t *testing.T) {
 		t.Fatalf("inbound call went to %s, not the page's flow", got.Destination())
 	}
 }
+
+// TestPublicAliasInDialog: two pages on this peer register public accounts
+// (aliases a-pub and b-pub, both at the overlay's host). A request in a
+// dialog of a's public account, whose remote target is a's alias (as JsSIP
+// sends it: with ;ob), must go to a's flow, not to whichever alias
+// registered last.
+func TestPublicAliasInDialog(t *testing.T) {
+	ts := newTestService(t, nil)
+	ts.cfg.FindProxy = func(context.Context) ([]string, error) { return []string{"sip:127.0.0.8:5060"}, nil }
+	soon := time.Now().Add(24 * time.Hour)
+	regPublic := func(name, source, instance string) {
+		browser, _ := overlay.NewP256Key()
+		alias := "sip:" + name + "-pub@" + testDomain
+		req := parse(t,
+			"REGISTER sip:atlanta.example SIP/2.0",
+			"Via: SIP/2.0/WSS abc.invalid;branch=z9hG4bK-pub"+name,
+			"Max-Forwards: 70",
+			"From: <sip:"+name+"@atlanta.example>;tag=1",
+			"To: <sip:"+name+"@atlanta.example>",
+			"Call-ID: pub-"+name,
+			"CSeq: 1 REGISTER",
+			`Contact: <`+alias+`>;+sip.instance="<urn:uuid:`+instance+`>"`,
+			"Expires: 600",
+			ownerHeader(t, browser, alias, ts.cfg.Owner.PublicKey(), soon),
+			"Content-Length: 0")
+		req.SetSource(source)
+		if c := codes(ts.handle(req)); c[len(c)-1] != 200 {
+			t.Fatalf("public REGISTER of %s: %v", name, c)
+		}
+	}
+	regPublic("a", "127.0.0.1:5098", "00000000-0000-4000-8000-00000000000a")
+	regPublic("b", "127.0.0.1:5099", "00000000-0000-4000-8000-00000000000b")
+
+	bye := func(callID string) []int {
+		lines := []string{"BYE sip:a-pub@" + testDomain + ";ob SIP/2.0", "Via: SIP/2.0/UDP 127.0.0.8:5060;branch=z9hG4bK-bye" + callID,
+			"From: <sip:caller@atlanta.example>;tag=abc", "To: <sip:a@atlanta.example>;tag=xyz", "Call-ID: " + callID,
+			"CSeq: 2 BYE", "Max-Forwards: 70", "Content-Length: 0"}
+		req := parse(t, lines...)
+		route := ts.recordRouteURI(req, "udp")
+		req = parse(t, append(lines[:len(lines)-1], "Route: <"+route.String()+">", "Content-Length: 0")...)
+		req.SetSource("127.0.0.8:5060")
+		return codes(ts.handle(req))
+	}
+	if c := bye("dlg-a"); c[len(c)-1] != 200 {
+		t.Fatalf("in-dialog BYE to a's alias: %v", c)
+	}
+	fw := ts.forwarded.Requests()
+	if got := fw[len(fw)-1].Destination(); got != "127.0.0.1:5098" {
+		t.Fatalf("a BYE to a's alias went to %s, not a's flow 127.0.0.1:5098", got)
+	}
+}

@@ -151,6 +151,13 @@ func (s *Service) targets(ctx context.Context, req *sip.Request, inDialog bool) 
 	if inDialog {
 		// The last hop of a dialog this peer record-routed: the remote
 		// target (§12.2.1.1), through the device's flow when it has one.
+		if u.User != "" && s.isOverlayHost(u.Host) {
+			// An overlay AOR as remote target: the alias a page's public
+			// account uses as Contact (owner.go). Every alias has the
+			// overlay's host, so the host:port index cannot tell them
+			// apart: find the alias's own flow.
+			return s.aliasTarget(ctx, u)
+		}
 		if fl := s.flows.byHostPort(u.Host, u.Port); fl != nil {
 			return []target{{ruri: u, dest: fl.source, transport: fl.transport}}, 0, ""
 		}
@@ -169,6 +176,21 @@ func (s *Service) targets(ctx context.Context, req *sip.Request, inDialog bool) 
 		return nil, 481, "Call/Transaction Does Not Exist"
 	}
 	return s.publicTargets(ctx, req)
+}
+
+// aliasTarget is the one target of an in-dialog request whose remote
+// target is the overlay AOR u: its flow here, else where the overlay says.
+func (s *Service) aliasTarget(ctx context.Context, u sip.Uri) ([]target, int, string) {
+	if aor, err := overlay.CanonicalAOR("sip:"+u.User+"@"+s.cfg.Domain, s.cfg.Domain); err == nil {
+		if fls := s.flows.all(aor); len(fls) > 0 {
+			return []target{{ruri: u, dest: fls[0].source, transport: fls[0].transport}}, 0, ""
+		}
+	}
+	ts, code, reason := s.overlayTargets(ctx, u)
+	if len(ts) > 1 {
+		ts = ts[:1] // a dialog has one remote target: no forking
+	}
+	return ts, code, reason
 }
 
 // overlayTargets looks an overlay AOR up: local devices by their flows,
