@@ -89,8 +89,8 @@ func redirectServer(ln net.Listener, httpsPort int, w *webTLS, log *slog.Logger)
 }
 
 // publicProxyKnown reports, for the softphone, whether a proxy toward
-// public SIP domains is in the overlay. Answers are kept for 30 s either
-// way, so page loads do not each search the overlay.
+// public SIP domains is in the overlay. Answers are kept for a while, so
+// page loads do not each search the overlay.
 func publicProxyKnown(cfg Config, find func(context.Context) ([]string, error)) func(context.Context) bool {
 	if cfg.hasRole("proxy") {
 		return func(context.Context) bool { return true }
@@ -101,7 +101,9 @@ func publicProxyKnown(cfg Config, find func(context.Context) ([]string, error)) 
 	return func(ctx context.Context) bool {
 		mu.Lock()
 		defer mu.Unlock()
-		if time.Since(at) < 30*time.Second {
+		// A proxy stays known for 30 s; its absence is asked again after
+		// 10 s, so a proxy that joins shows up soon.
+		if ttl := map[bool]time.Duration{true: 30 * time.Second, false: 10 * time.Second}[known]; time.Since(at) < ttl {
 			return known
 		}
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)

@@ -1141,6 +1141,28 @@ async function init2Retry() {
   await start();
 }
 
+// A proxy peer may join the overlay after the page loaded (or the peer had
+// not found it yet): ask again now and then, and open the public account
+// form when one appears.
+const PUBLIC_PROXY_POLL_MS = 20 * 1000;
+
+function watchPublicProxy() {
+  const timer = setInterval(async () => {
+    try {
+      const r = await fetch("/api/config", { cache: "no-store", headers: { Accept: "application/json" } });
+      if (!r.ok || !(await r.json())?.publicProxy) return;
+    } catch {
+      return; // the peer is away; the next round asks again
+    }
+    clearInterval(timer);
+    app.cfg.publicProxy = true;
+    $("public-off").hidden = true;
+    for (const e of $("pub-form").querySelectorAll("input,button")) e.disabled = false;
+    const prefs = loadPublicPrefs();
+    if (prefs.remember && prefs.password && prefs.uri && !app.pub) startPublic(prefs.uri, prefs.authUser, prefs.password);
+  }, PUBLIC_PROXY_POLL_MS);
+}
+
 async function start() {
   const cfg = app.cfg;
   $("overlay-name").textContent = cfg.overlay;
@@ -1155,6 +1177,7 @@ async function start() {
   if (!cfg.publicProxy) {
     $("public-off").hidden = false;
     for (const e of $("pub-form").querySelectorAll("input,button")) e.disabled = true;
+    watchPublicProxy();
   }
   try {
     app.key = await ownerKey();
