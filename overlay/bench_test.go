@@ -11,7 +11,8 @@ import (
 // overlay on loopback, and reports p50/p99 beside the mean. The full
 // 20/100-node table with the churn check is `go run ./bench/overlay`.
 func BenchmarkLookup(b *testing.B) {
-	tn := newTestNet(b, testNodes, nil)
+	// The DHT, not the lookup cache (BenchmarkLookupLonePeer has both).
+	tn := newTestNet(b, testNodes, func(c *Config) { c.LookupCacheTTL = -1 })
 	const regs = 50
 	for i := range regs {
 		register(b, tn.nodes[i%testNodes], fmt.Sprintf("sip:b%d@test.overlay", i), mustKey(b), binding("d", "sip:x@127.0.0.1", time.Hour))
