@@ -139,3 +139,33 @@ func TestDoubleRecordRouteForWebSocket(t *testing.T) {
 		t.Fatalf("UDP→TCP: %d Record-Routes", n)
 	}
 }
+
+// TestDialogTokenNotAnOpenRelay: a token read from this peer's
+// Record-Route in one's own dialog cannot carry a new call anywhere: a
+// request without a To tag is not in a dialog, and the token binds the
+// dialog's Call-ID and caller tag.
+func TestDialogTokenNotAnOpenRelay(t *testing.T) {
+	ts := newTestService(t, nil)
+	mine := parse(t, invite("sip:mallory@"+testDomain)...)
+	tok, _ := ts.recordRouteURI(mine, "udp").UriParams.Get(dialogTokenParam)
+	route := "Route: <sip:127.0.0.1:5060;lr;" + dialogTokenParam + "=" + tok + ">"
+	for name, req := range map[string][]string{
+		// A new call to a toll number along the recorded route.
+		"no To tag": {"INVITE sip:+19005550100@pstn-gw.example SIP/2.0", "Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-evil1",
+			"Max-Forwards: 70", "From: <sip:caller@" + testDomain + ">;tag=abc", "To: <sip:+19005550100@pstn-gw.example>",
+			"Call-ID: call-1", "CSeq: 1 INVITE", "Contact: <sip:caller@127.0.0.1:5099>", route, "Content-Length: 0"},
+		// The token with tags of another dialog.
+		"other tags": {"BYE sip:x@pstn-gw.example SIP/2.0", "Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-evil2",
+			"Max-Forwards: 70", "From: <sip:caller@" + testDomain + ">;tag=other", "To: <sip:x@pstn-gw.example>;tag=nope",
+			"Call-ID: call-1", "CSeq: 2 BYE", route, "Content-Length: 0"},
+	} {
+		// Without a valid token the request is an ordinary new one: here
+		// no proxy (503) or no dialog (481); nothing leaves the peer.
+		if c := codes(ts.handle(parse(t, req...))); c[len(c)-1] < 400 {
+			t.Errorf("%s: %v, want a refusal", name, c)
+		}
+	}
+	if n := len(ts.forwarded.Requests()); n != 0 {
+		t.Fatalf("%d requests relayed with a borrowed token", n)
+	}
+}

@@ -63,7 +63,7 @@ func (s *Service) looped(req *sip.Request) bool {
 
 // stripSelfRoute removes the top Routes that name this peer (§16.4,
 // loose routing). It reports whether one of them carried this peer's
-// dialog token for the request's Call-ID: then the request belongs to a
+// dialog token for the request's dialog: then the request belongs to a
 // dialog this peer record-routed and may go on to its Request-URI.
 func (s *Service) stripSelfRoute(req *sip.Request) (inDialog bool) {
 	for {
@@ -71,26 +71,69 @@ func (s *Service) stripSelfRoute(req *sip.Request) (inDialog bool) {
 		if r == nil || !s.isSelf(r.Address) {
 			return inDialog
 		}
-		if tok, ok := r.Address.UriParams.Get(dialogTokenParam); ok && tok == s.dialogToken(req) {
+		if tok, ok := r.Address.UriParams.Get(dialogTokenParam); ok && s.validDialogToken(req, tok) {
 			inDialog = true
 		}
 		req.RemoveHeader("Route")
 	}
 }
 
-// dialogTokenParam carries an HMAC of the Call-ID in this peer's
+// dialogTokenParam carries an HMAC of the dialog in this peer's
 // Record-Route. Without it, anyone could put a Route to this peer in front
 // of any Request-URI and use the peer as an open relay.
 const dialogTokenParam = "p2pd"
 
+// dialogToken binds the Call-ID and the caller's tag (the From tag of the
+// dialog-creating request, §12.1). A request inside the dialog carries
+// that tag as its From tag (from the caller) or its To tag (from the
+// callee).
 func (s *Service) dialogToken(req *sip.Request) string {
-	var callID string
-	if c := req.CallID(); c != nil {
-		callID = c.Value()
-	}
+	return s.tokenFor(callIDOf(req), fromTag(req))
+}
+
+func (s *Service) tokenFor(callID, tag string) string {
 	m := hmac.New(sha256.New, s.rrKey)
 	m.Write([]byte(callID))
+	m.Write([]byte{0})
+	m.Write([]byte(tag))
 	return hex.EncodeToString(m.Sum(nil))[:16]
+}
+
+// validDialogToken accepts tok only for a request inside a dialog: it must
+// have both tags (§12.2: a request without a To tag creates a dialog,
+// which a recorded route may not carry anywhere), and tok must match the
+// Call-ID with one of them.
+func (s *Service) validDialogToken(req *sip.Request, tok string) bool {
+	from, to := fromTag(req), toTag(req)
+	if from == "" || to == "" {
+		return false
+	}
+	callID := callIDOf(req)
+	return hmac.Equal([]byte(tok), []byte(s.tokenFor(callID, from))) ||
+		hmac.Equal([]byte(tok), []byte(s.tokenFor(callID, to)))
+}
+
+func callIDOf(req *sip.Request) string {
+	if c := req.CallID(); c != nil {
+		return c.Value()
+	}
+	return ""
+}
+
+func fromTag(req *sip.Request) string {
+	if f := req.From(); f != nil {
+		t, _ := f.Params.Get("tag")
+		return t
+	}
+	return ""
+}
+
+func toTag(req *sip.Request) string {
+	if t := req.To(); t != nil {
+		tag, _ := t.Params.Get("tag")
+		return tag
+	}
+	return ""
 }
 
 // recordRouteURI is this peer's Record-Route entry for req, reached over
