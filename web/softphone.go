@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // ICEServer is one entry of RTCPeerConnection's iceServers.
@@ -23,6 +24,9 @@ type ClientConfig struct {
 	ICEGatherMs  int         `json:"iceGatherMs"`
 	EmbedOrigins []string    `json:"embedOrigins"`
 	PublicProxy  bool        `json:"publicProxy"`
+	// Time is the peer's clock, Unix seconds: the page signs its owner
+	// proof with it, so a device with a wrong clock still registers.
+	Time int64 `json:"time"`
 }
 
 func (a *api) clientConfig(w http.ResponseWriter, r *http.Request) {
@@ -33,6 +37,7 @@ func (a *api) clientConfig(w http.ResponseWriter, r *http.Request) {
 		ICEServers:   []ICEServer{},
 		ICEGatherMs:  int(a.cfg.ICEGather.Milliseconds()),
 		EmbedOrigins: append([]string{}, a.cfg.EmbedOrigins...),
+		Time:         time.Now().Unix(),
 	}
 	if a.cfg.ICEServers != nil {
 		cc.ICEServers = append(cc.ICEServers, a.cfg.ICEServers(r.Context())...)

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestClientConfig(t *testing.T) {
@@ -27,6 +28,9 @@ func TestClientConfig(t *testing.T) {
 	key, err := base64.RawURLEncoding.DecodeString(cc.DeviceKey)
 	if cc.Overlay != "test.overlay" || cc.Node != node.ID() || err != nil || len(key) != 65 {
 		t.Fatalf("config: %+v", cc)
+	}
+	if d := time.Now().Unix() - cc.Time; d < 0 || d > 5 {
+		t.Fatalf("config time %d is not the peer's clock", cc.Time)
 	}
 	if cc.ICEGatherMs != 500 || !cc.PublicProxy || len(cc.ICEServers) != 1 ||
 		len(cc.EmbedOrigins) != 1 || cc.EmbedOrigins[0] != "https://portal.example" {

@@ -61,6 +61,7 @@ func (f *fakeLocator) Register(_ context.Context, req overlay.RegisterRequest) (
 		reg = &overlay.Registration{AOR: aor}
 		f.regs[aor] = reg
 	}
+	reg.Owner = []byte(key)
 	b := req.Binding
 	if b.Node == "" {
 		b.Node = f.id

@@ -21,49 +21,66 @@ import (
 const OwnerHeader = "P-P2PSIP-Owner"
 
 // ownerSigner returns who signs the AOR's record for this REGISTER: the
-// peer's own key for phones it hosts, or the peer's key certified by the
-// browser's key when the request carries OwnerHeader. A non-nil error is
-// a bad proof, answered with 403.
+// peer's own key for phones it hosts (nil), or the peer's key certified by
+// the browser's key when the request carries OwnerHeader. A non-nil error
+// is a bad proof, answered with 403.
 func (s *Service) ownerSigner(req *sip.Request, aor string) (*overlay.DeviceCert, error) {
 	h := req.GetHeader(OwnerHeader)
 	if h == nil {
 		return nil, nil
 	}
-	cert, err := parseOwnerHeader(h.Value())
+	p, err := parseOwnerHeader(h.Value())
 	if err != nil {
 		return nil, err
 	}
-	cert.Key = s.cfg.Owner.PublicKey()
-	if err := overlay.VerifyDeviceCert(aor, cert, cert.Key, time.Now()); err != nil {
+	p.cert.Key = s.cfg.Owner.PublicKey()
+	now := time.Now()
+	if err := overlay.VerifyDeviceCert(aor, p.cert, p.cert.Key, now); err != nil {
 		return nil, err
 	}
-	return &cert, nil
+	if err := overlay.VerifyOwnerProof(aor, p.cert.Owner, p.cert.Key, p.ts, p.rsig, now); err != nil {
+		return nil, err
+	}
+	return &p.cert, nil
 }
 
-// parseOwnerHeader reads `key=<b64url>;exp=<unix>;sig=<b64url>`.
-func parseOwnerHeader(v string) (overlay.DeviceCert, error) {
-	var c overlay.DeviceCert
-	var haveExp bool
+// ownerProof is OwnerHeader parsed: the device certificate (without the
+// device key, which is this peer's) and the fresh proof.
+type ownerProof struct {
+	cert overlay.DeviceCert
+	ts   int64
+	rsig []byte
+}
+
+// parseOwnerHeader reads `key=<b64url>;exp=<unix>;sig=<b64url>;ts=<unix>;rsig=<b64url>`.
+func parseOwnerHeader(v string) (ownerProof, error) {
+	var p ownerProof
+	var haveExp, haveTS bool
 	for _, part := range strings.Split(v, ";") {
 		name, val, _ := strings.Cut(strings.TrimSpace(part), "=")
 		var err error
 		switch strings.ToLower(name) {
 		case "key":
-			c.Owner, err = base64.RawURLEncoding.DecodeString(val)
+			p.cert.Owner, err = base64.RawURLEncoding.DecodeString(val)
 		case "sig":
-			c.Sig, err = base64.RawURLEncoding.DecodeString(val)
+			p.cert.Sig, err = base64.RawURLEncoding.DecodeString(val)
 		case "exp":
-			c.Expires, err = strconv.ParseInt(val, 10, 64)
+			p.cert.Expires, err = strconv.ParseInt(val, 10, 64)
 			haveExp = err == nil
+		case "ts":
+			p.ts, err = strconv.ParseInt(val, 10, 64)
+			haveTS = err == nil
+		case "rsig":
+			p.rsig, err = base64.RawURLEncoding.DecodeString(val)
 		}
 		if err != nil {
-			return c, fmt.Errorf("%w: %s %s: %v", ErrBadRequest, OwnerHeader, name, err)
+			return p, fmt.Errorf("%w: %s %s: %w", ErrBadRequest, OwnerHeader, name, err)
 		}
 	}
-	if len(c.Owner) != 65 || len(c.Sig) != 64 || !haveExp {
-		return c, fmt.Errorf("%w: %s needs key (65 bytes), exp and sig (64 bytes)", ErrBadRequest, OwnerHeader)
+	if len(p.cert.Owner) != 65 || len(p.cert.Sig) != 64 || len(p.rsig) != 64 || !haveExp || !haveTS {
+		return p, fmt.Errorf("%w: %s needs key (65 bytes), exp, sig (64 bytes), ts and rsig (64 bytes)", ErrBadRequest, OwnerHeader)
 	}
-	return c, nil
+	return p, nil
 }
 
 // registerContactAOR handles the overlay side of a browser's public

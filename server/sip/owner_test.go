@@ -12,15 +12,23 @@ import (
 )
 
 // ownerHeader is what the softphone sends: the browser key certifies the
-// peer's key for aor.
+// peer's key for aor, and signs a fresh proof.
 func ownerHeader(t *testing.T, browser *overlay.P256Key, aor string, peerKey []byte, exp time.Time) string {
+	return ownerHeaderAt(t, browser, aor, peerKey, exp, time.Now())
+}
+
+func ownerHeaderAt(t *testing.T, browser *overlay.P256Key, aor string, peerKey []byte, exp, ts time.Time) string {
 	t.Helper()
 	c, err := overlay.CertifyDevice(browser, aor, peerKey, exp)
 	if err != nil {
 		t.Fatal(err)
 	}
+	rsig, err := overlay.SignOwnerProof(browser, aor, peerKey, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
 	b64 := base64.RawURLEncoding.EncodeToString
-	return fmt.Sprintf("%s: key=%s;exp=%d;sig=%s", OwnerHeader, b64(c.Owner), c.Expires, b64(c.Sig))
+	return fmt.Sprintf("%s: key=%s;exp=%d;sig=%s;ts=%d;rsig=%s", OwnerHeader, b64(c.Owner), c.Expires, b64(c.Sig), ts.Unix(), b64(rsig))
 }
 
 func TestBrowserOwnership(t *testing.T) {
@@ -57,6 +65,8 @@ func TestBrowserOwnership(t *testing.T) {
 		"other aor":      ownerHeader(t, a, "sip:carol@"+testDomain, peerKey, soon),
 		"other peer key": ownerHeader(t, a, aor, other.PublicKey(), soon),
 		"garbage":        OwnerHeader + ": key=!!;exp=x;sig=",
+		"stale proof":    ownerHeaderAt(t, a, aor, peerKey, soon, time.Now().Add(-time.Hour)),
+		"proof by other": replaceProof(t, ownerHeader(t, a, aor, peerKey, soon), ownerHeader(t, b, aor, peerKey, soon)),
 		"missing sig":    OwnerHeader + ": key=" + base64.RawURLEncoding.EncodeToString(a.PublicKey()) + ";exp=1",
 	}
 	for name, hdr := range bad {
@@ -67,21 +77,49 @@ func TestBrowserOwnership(t *testing.T) {
 	if code, reason := reg(ownerHeader(t, a, aor, peerKey, soon)); code != 200 {
 		t.Fatalf("browser A refreshes: %d %s", code, reason)
 	}
+	// Removing is the owner's too: "*" without A's proof is refused and
+	// the binding stays; with it, the binding goes.
+	unregister := func(hdr string) int {
+		return last(t, ts.handle(parse(t, register("bob", "*", "Expires: 0", hdr)...))).StatusCode
+	}
+	if code := unregister(""); code != 403 {
+		t.Fatalf("removal without the owner's proof: %d", code)
+	}
+	if r, _ := ts.loc.Lookup(t.Context(), aor); len(r.Bindings) != 1 {
+		t.Fatalf("bindings after a refused removal: %+v", r.Bindings)
+	}
+	if code := unregister(ownerHeader(t, a, aor, peerKey, soon)); code != 200 {
+		t.Fatalf("removal by the owner: %d", code)
+	}
+	if r, _ := ts.loc.Lookup(t.Context(), aor); len(r.Bindings) != 0 {
+		t.Fatalf("bindings after the owner's removal: %+v", r.Bindings)
+	}
+}
+
+// replaceProof keeps hdr's certificate and takes ts and rsig from
+// other: what a copier of the published certificate could send.
+func replaceProof(t *testing.T, hdr, other string) string {
+	t.Helper()
+	cert, _, _ := strings.Cut(hdr, ";ts=")
+	_, proof, _ := strings.Cut(other, ";ts=")
+	return cert + ";ts=" + proof
 }
 
 func FuzzOwnerHeader(f *testing.F) {
 	k, _ := overlay.NewP256Key()
 	c, _ := overlay.CertifyDevice(k, "sip:bob@"+testDomain, k.PublicKey(), time.Now().Add(time.Hour))
 	b64 := base64.RawURLEncoding.EncodeToString
-	f.Add(fmt.Sprintf("key=%s;exp=%d;sig=%s", b64(c.Owner), c.Expires, b64(c.Sig)))
+	rsig, _ := overlay.SignOwnerProof(k, "sip:bob@"+testDomain, k.PublicKey(), time.Now())
+	f.Add(fmt.Sprintf("key=%s;exp=%d;sig=%s;ts=%d;rsig=%s", b64(c.Owner), c.Expires, b64(c.Sig), time.Now().Unix(), b64(rsig)))
 	f.Add("key=;exp=;sig=")
 	f.Add(";;;=;=")
 	f.Fuzz(func(t *testing.T, v string) {
-		c, err := parseOwnerHeader(v)
-		if err == nil && (len(c.Owner) != 65 || len(c.Sig) != 64) {
+		p, err := parseOwnerHeader(v)
+		if err == nil && (len(p.cert.Owner) != 65 || len(p.cert.Sig) != 64 || len(p.rsig) != 64) {
 			t.Fatalf("accepted a malformed header: %q", v)
 		}
-		_ = overlay.VerifyDeviceCert("sip:bob@"+testDomain, c, c.Owner, time.Now())
+		_ = overlay.VerifyDeviceCert("sip:bob@"+testDomain, p.cert, p.cert.Owner, time.Now())
+		_ = overlay.VerifyOwnerProof("sip:bob@"+testDomain, p.cert.Owner, p.cert.Owner, p.ts, p.rsig, time.Now())
 	})
 }
 

@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -164,6 +165,11 @@ func (s *Service) parseContacts(req *sip.Request) ([]contactUpdate, int, string)
 // certificate for this peer's key when the browser owns the AOR, nil when
 // the peer owns it for a phone it hosts.
 func (s *Service) applyBindings(ctx context.Context, aor string, req *sip.Request, updates []contactUpdate, device *overlay.DeviceCert) (*overlay.Registration, error) {
+	if removes(updates) {
+		if err := s.mayRemove(ctx, aor, device); err != nil {
+			return nil, err
+		}
+	}
 	if len(updates) == 1 && updates[0].wildcard {
 		for _, inst := range s.flows.instances(aor) {
 			s.flows.remove(aor, inst)
@@ -206,6 +212,38 @@ func (s *Service) applyBindings(ctx context.Context, aor string, req *sip.Reques
 		return &overlay.Registration{AOR: aor}, nil
 	}
 	return reg, err
+}
+
+// removes reports whether a REGISTER removes bindings (§10.3 step 6–7).
+func removes(updates []contactUpdate) bool {
+	for _, u := range updates {
+		if u.wildcard || u.expires == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// mayRemove lets only the AOR's owner remove its bindings: the peer for
+// the phones it owns names for, the browser (by its proof) for a name it
+// owns. Adding a binding is checked by the overlay's owner lock; removing
+// is signed by this peer's key in either case, so it is checked here.
+func (s *Service) mayRemove(ctx context.Context, aor string, device *overlay.DeviceCert) error {
+	reg, err := s.cfg.Locator.Lookup(ctx, aor)
+	if errors.Is(err, overlay.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	owner := s.cfg.Owner.PublicKey()
+	if device != nil {
+		owner = device.Owner
+	}
+	if len(reg.Owner) > 0 && !bytes.Equal(reg.Owner, owner) {
+		return fmt.Errorf("%w: only the owner of %s may remove its bindings", overlay.ErrNotOwner, aor)
+	}
+	return nil
 }
 
 func (s *Service) registerError(tx sip.ServerTransaction, req *sip.Request, aor string, err error) {

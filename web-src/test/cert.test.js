@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { webcrypto } from "node:crypto";
-import { canonicalAOR, certMessage, signOwnerHeader } from "../src/lib/cert.js";
+import { canonicalAOR, certMessage, proofMessage, signOwnerHeader } from "../src/lib/cert.js";
 import { b64urlDecode, b64urlEncode } from "../src/lib/b64url.js";
 
 const subtle = webcrypto.subtle;
@@ -33,7 +33,7 @@ test("the owner header verifies with the owner's public key", async () => {
   const now = 1_800_000_000;
   const { exp, header } = await signOwnerHeader(subtle, pair.privateKey, pub, aor, deviceKey, now + 0.7);
   assert.equal(exp, now + 24 * 3600);
-  const m = /^P-P2PSIP-Owner: key=([A-Za-z0-9_-]+);exp=(\d+);sig=([A-Za-z0-9_-]+)$/.exec(header);
+  const m = /^P-P2PSIP-Owner: key=([A-Za-z0-9_-]+);exp=(\d+);sig=([A-Za-z0-9_-]+);ts=(\d+);rsig=([A-Za-z0-9_-]+)$/.exec(header);
   assert.ok(m, header);
   assert.equal(m[1], b64urlEncode(pub));
   assert.equal(Number(m[2]), exp);
@@ -41,4 +41,14 @@ test("the owner header verifies with the owner's public key", async () => {
   assert.equal(sig.length, 64, "IEEE P1363 r||s");
   const ok = await subtle.verify({ name: "ECDSA", hash: "SHA-256" }, pair.publicKey, sig, certMessage(aor, deviceKey, exp));
   assert.ok(ok);
+  assert.equal(Number(m[4]), now);
+  const rsig = b64urlDecode(m[5]);
+  const fresh = await subtle.verify({ name: "ECDSA", hash: "SHA-256" }, pair.publicKey, rsig, proofMessage(aor, deviceKey, now));
+  assert.ok(fresh, "the fresh proof verifies");
+});
+
+test("the proof bytes are the register prefix, AOR, raw device key and decimal ts", () => {
+  const m = proofMessage("sip:alice@p2psip.local", deviceKey, 1700000000);
+  const want = Buffer.concat([Buffer.from("p2psip/register/v1\nsip:alice@p2psip.local\n"), Buffer.from(deviceKey), Buffer.from("\n1700000000")]);
+  assert.deepEqual(Buffer.from(m), want);
 });

@@ -178,6 +178,13 @@ async function loadConfig() {
   cfg.iceGatherMs = Number.isFinite(cfg.iceGatherMs) && cfg.iceGatherMs > 0 ? cfg.iceGatherMs : 500;
   app.cfg = cfg;
   app.deviceKey = dk;
+  // The owner proof is checked against the peer's clock: sign with it.
+  app.clockSkewS = Number.isFinite(cfg.time) ? cfg.time - Date.now() / 1000 : 0;
+}
+
+/** Now on the peer's clock, Unix seconds. */
+function peerNow() {
+  return Date.now() / 1000 + (app.clockSkewS ?? 0);
 }
 
 /** {free: true|false|null, mine}: is the name free in the overlay? */
@@ -266,7 +273,7 @@ function register(name, { persist }) {
     uri: aor,
     instanceId: instanceId(),
     userAgent: USER_AGENT,
-    sign: async () => (await signOwnerHeader(crypto.subtle, app.key.privateKey, app.key.publicRaw, aor, app.deviceKey, Date.now() / 1000)).header,
+    sign: async () => (await signOwnerHeader(crypto.subtle, app.key.privateKey, app.key.publicRaw, aor, app.deviceKey, peerNow())).header,
     on: {
       state: (state, info) => onOverlayState(acct, state, info, { name, aor, persist }),
       retry: (at, attempt) => startCountdown(acct, at, attempt),
@@ -433,7 +440,7 @@ function startPublic(uri, authUser, password) {
     contactURI: alias,
     instanceId: instanceId(),
     userAgent: USER_AGENT,
-    sign: async () => (await signOwnerHeader(crypto.subtle, app.key.privateKey, app.key.publicRaw, alias, app.deviceKey, Date.now() / 1000)).header,
+    sign: async () => (await signOwnerHeader(crypto.subtle, app.key.privateKey, app.key.publicRaw, alias, app.deviceKey, peerNow())).header,
     on: {
       state: (state, info) => {
         if (acct !== app.pub) return;

@@ -9,7 +9,10 @@ import { backoffDelay } from "../lib/backoff.js";
 export const REGISTER_EXPIRES = 600;
 export const RECOVERY_MIN = 2;
 export const RECOVERY_MAX = 30;
-const RESIGN_MS = 3600 * 1000;
+// The peer accepts the owner proof for 10 minutes around its timestamp
+// (PROOF_WINDOW_S): sign again well inside it, so JsSIP's refreshes and
+// its un-REGISTER on close always carry a fresh one.
+const RESIGN_MS = 4 * 60 * 1000;
 const RETRY_REGISTER_MS = 15 * 1000;
 
 /**
