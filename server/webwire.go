@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,13 +37,13 @@ func newWebTLS(cfg Config, cert tls.Certificate, log *slog.Logger) *webTLS {
 	w.acme = &autocert.Manager{
 		Prompt:     autocert.AcceptTOS,
 		Cache:      autocert.DirCache(filepath.Join(cfg.DataDir, "acme")),
-		HostPolicy: autocert.HostWhitelist(cfg.FQDN),
+		HostPolicy: autocert.HostWhitelist(strings.ToLower(strings.TrimSuffix(cfg.FQDN, "."))),
 		Email:      cfg.ACMEEmail,
 		Client:     &acme.Client{DirectoryURL: cfg.ACMEDirectory},
 	}
 	w.config.NextProtos = []string{"h2", "http/1.1", acme.ALPNProto}
 	w.config.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-		if hello.ServerName != cfg.FQDN {
+		if !strings.EqualFold(strings.TrimSuffix(hello.ServerName, "."), strings.TrimSuffix(cfg.FQDN, ".")) {
 			return &cert, nil
 		}
 		c, err := w.acme.GetCertificate(hello)

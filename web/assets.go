@@ -54,7 +54,7 @@ func loadAssets(site fs.FS) (*assets, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: reading the static site: %v", ErrBadConfig, err)
+		return nil, fmt.Errorf("%w: reading the static site: %w", ErrBadConfig, err)
 	}
 	if a.files["index.html"] == nil {
 		return nil, fmt.Errorf("%w: the static site has no index.html", ErrBadConfig)

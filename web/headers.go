@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 )
 
 // securityHeaders sets the headers every response carries. The CSP
@@ -47,6 +48,20 @@ func loopbackOnly(next http.Handler) http.Handler {
 			httpError(w, http.StatusForbidden, "this API is only for the peer's operator (requests from loopback)")
 			return
 		}
+		// A web page in the operator's own browser also connects from
+		// loopback: refuse what browsers mark as coming from another site
+		// (a "simple" cross-site POST needs no CORS preflight).
+		if site := r.Header.Get("Sec-Fetch-Site"); (site != "" && site != "same-origin" && site != "none") ||
+			(r.Header.Get("Origin") != "" && !sameHostOrigin(r.Header.Get("Origin"), r.Host)) {
+			httpError(w, http.StatusForbidden, "this API is only for the peer's operator, not for web pages")
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// sameHostOrigin reports whether origin (scheme://host[:port]) names host.
+func sameHostOrigin(origin, host string) bool {
+	u, err := url.Parse(origin)
+	return err == nil && strings.EqualFold(u.Host, host)
 }

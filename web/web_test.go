@@ -84,6 +84,19 @@ func TestRegistrationAPI(t *testing.T) {
 	if rec := do(h, "POST", "/api/registrations", body, remote); rec.Code != 403 {
 		t.Fatalf("register from a remote address: %d, want 403", rec.Code)
 	}
+	// A web page in the operator's browser is on loopback too: what the
+	// browser marks as cross-site is refused.
+	for name, hdr := range map[string][2]string{"cross-site": {"Sec-Fetch-Site", "cross-site"},
+		"foreign origin": {"Origin", "https://evil.example"}} {
+		req := httptest.NewRequest("POST", "/api/registrations", strings.NewReader(body))
+		req.RemoteAddr = local
+		req.Header.Set(hdr[0], hdr[1])
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 403 {
+			t.Fatalf("%s POST from loopback: %d, want 403", name, rec.Code)
+		}
+	}
 	if rec := do(h, "POST", "/api/registrations", body, local); rec.Code != 201 {
 		t.Fatalf("register: %d %s", rec.Code, rec.Body)
 	}
