@@ -226,7 +226,7 @@ func TestStreamStalledHeader(t *testing.T) {
 		t.Fatalf("sipgo would read %q", r)
 	}
 	// A well-formed header that stalls is not answered early.
-	g.checked, g.answered = 0, false
+	g.partial, g.answered = partialCheck{}, false
 	g.checkPartial([]byte(good[:strings.Index(good, "Call-ID")+3]))
 	if g.answered {
 		t.Error("a well-formed partial header was answered")

@@ -36,10 +36,9 @@ type guardStreamConn struct {
 	s       *Service
 
 	// answered: the message being framed was found malformed, and
-	// answered, while its header was still arriving (checkPartial);
-	// checked is how much of that header was judged.
+	// answered, while its header was still arriving (checkPartial).
 	answered bool
-	checked  int
+	partial  partialCheck
 
 	linger    time.Duration // 0: maxLinger
 	mu        sync.Mutex
@@ -100,7 +99,7 @@ func (g *guardStreamConn) Close() error {
 
 // next frames one message into pending, answering malformed ones.
 func (g *guardStreamConn) next() error {
-	g.answered, g.checked = false, 0
+	g.answered, g.partial = false, partialCheck{}
 	head, err := readHeadStall(g.br, g.checkPartial)
 	if err != nil {
 		if errors.Is(err, errFraming) {
@@ -142,27 +141,91 @@ func (g *guardStreamConn) next() error {
 	return nil
 }
 
+// partialCheck is checkPartial's state for the header being read: the
+// lines before scan are split, and the fields before checked judged.
+type partialCheck struct {
+	scan       int  // start of the first line not yet ended
+	seen       int  // how much of the header was searched for line ends
+	startLine  int  // end of the start line; 0 until it has ended
+	fieldStart int  // start of the last field seen (it may go on)
+	checked    int  // end of the fields judged
+	bad        bool // a judged field is malformed; not answered yet
+	work       int  // bytes judged so far, against maxPartialWork
+}
+
+// maxPartialWork bounds the work checkPartial does for one message
+// header (bytes screened, partialCheckCost a check): past it, the header
+// is judged only when it has ended. It is a few times maxHeadBytes, so
+// that a header trickled in in fields is judged as it comes, once.
+const (
+	maxPartialWork   = 4 * maxHeadBytes
+	partialCheckCost = 256
+)
+
 // checkPartial judges a request whose header has stalled before its end:
 // if the header fields already complete make it malformed, it is
 // answered now, not when (if ever) the rest arrives. RFC 4475 baddn,
 // sent as its corpus file has it, has no blank line after its header.
+//
+// Each field is judged once, when the line after it starts without
+// white space (else it may go on, folded: RFC 3261 §7.3.1): the start
+// line and the fields new since the last check are screened, so that a
+// header trickled in a byte at a time costs work linear in its size.
 func (g *guardStreamConn) checkPartial(head []byte) {
-	if g.answered || len(head) <= g.checked || bytes.HasPrefix(head, []byte("SIP/")) {
+	p := &g.partial
+	if g.answered || p.work > maxPartialWork || bytes.HasPrefix(head, []byte("SIP/")) {
 		return
 	}
-	g.checked = len(head)
-	// The last line, ended or not, may go on; the fields before it are
-	// complete.
-	last := bytes.LastIndexByte(bytes.TrimSuffix(head, []byte("\n")), '\n')
-	if last < 0 {
+	// Split the lines that have ended since the last call.
+	for {
+		from := max(p.scan, p.seen)
+		nl := bytes.IndexByte(head[from:], '\n')
+		if nl < 0 {
+			p.seen = len(head)
+			break
+		}
+		start := p.scan
+		p.scan = from + nl + 1
+		switch {
+		case p.startLine == 0:
+			p.startLine, p.checked, p.fieldStart = p.scan, p.scan, p.scan
+		case !isWSP(head[start]):
+			p.fieldStart = start
+		}
+	}
+	if p.startLine == 0 {
 		return
 	}
-	fields := head[:last+1]
-	msg := make([]byte, 0, len(fields)+2)
-	msg = append(append(msg, fields...), "\r\n"...)
-	if _, ok := screen(msg, true); ok {
+	// The fields before the last one are complete; so is the last one
+	// if a line not folded into it has started.
+	done := p.fieldStart
+	if p.scan < len(head) && !isWSP(head[p.scan]) {
+		done = p.scan
+	}
+	if done <= p.checked {
 		return
 	}
+	if !p.bad {
+		// sipgo judges each header field on its own, but for
+		// Content-Length, which says how much body must follow: the
+		// last one, added here, wants none.
+		fields := head[p.checked:done]
+		msg := make([]byte, 0, p.startLine+len(fields)+len("Content-Length: 0\r\n\r\n"))
+		msg = append(append(msg, head[:p.startLine]...), fields...)
+		msg = append(msg, "Content-Length: 0\r\n\r\n"...)
+		p.work += len(msg) + partialCheckCost
+		_, ok := screen(msg, true)
+		p.bad = !ok
+	}
+	p.checked = done
+	if !p.bad {
+		return
+	}
+	// Malformed: answered as soon as the fields the answer copies (Via
+	// above all) are there.
+	msg := make([]byte, 0, done+2)
+	msg = append(append(msg, head[:done]...), "\r\n"...)
+	p.work += len(msg) + partialCheckCost
 	if res := malformedResponse(msg); res != nil {
 		g.s.m.requests.WithLabelValues("MALFORMED").Inc()
 		_, _ = g.closeNotifyConn.Write(res)
