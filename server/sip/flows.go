@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"errors"
 	"net"
 	"strconv"
 	"sync"
@@ -24,17 +25,44 @@ type flow struct {
 
 // flows is the peer's local location service. Every lookup on the
 // request path is a map access: the indexes are kept on put and remove.
+//
+// Expired flows are only hidden by the lookups (live); put drops them,
+// all at once every flowSweepEvery or when the flows have doubled since
+// the last sweep (so a sweep costs O(1) a put, amortised), and those of
+// one source when that source is at its cap. Nothing runs in the
+// background: there is nothing to stop when the Service closes.
 type flows struct {
 	mu        sync.Mutex
 	byAOR     map[string]map[string]*flow // guarded by mu; aor → instance → flow
 	byContact map[string]*flow            // guarded by mu; contact URI → flow
 	byHP      map[string]*flow            // guarded by mu; contact host:port → flow
 	bySrc     map[string]*flow            // guarded by mu; source host:port → flow
+	perSrc    map[string]map[*flow]bool   // guarded by mu; source host:port → its flows
+	n         int                         // guarded by mu; flows in byAOR
+	sweepAt   int                         // guarded by mu; n at which put sweeps
+	swept     time.Time                   // guarded by mu; when put last swept
+	maxPerSrc int                         // flows one source may hold
 }
+
+const (
+	// maxFlowsPerSource caps the flows one source address (host:port)
+	// holds, so that a client registering name after name cannot grow
+	// the indexes without bound. A phone has one flow per AOR it
+	// registers; 64 leaves room for a PBX or gateway with many lines.
+	maxFlowsPerSource = 64
+	// flowSweepEvery is how often put drops every expired flow.
+	flowSweepEvery = time.Minute
+	minFlowSweepAt = 1024
+)
+
+// errTooManyFlows: the source of a REGISTER holds maxFlowsPerSource live
+// flows already.
+var errTooManyFlows = errors.New("sip: too many registrations from this address")
 
 func newFlows() *flows {
 	return &flows{byAOR: map[string]map[string]*flow{}, byContact: map[string]*flow{},
-		byHP: map[string]*flow{}, bySrc: map[string]*flow{}}
+		byHP: map[string]*flow{}, bySrc: map[string]*flow{}, perSrc: map[string]map[*flow]bool{},
+		sweepAt: minFlowSweepAt, swept: time.Now(), maxPerSrc: maxFlowsPerSource}
 }
 
 // contactHostPort is the host:port a contact URI names (port 0 if none).
@@ -46,22 +74,98 @@ func contactHostPort(contact string) string {
 	return net.JoinHostPort(u.Host, strconv.Itoa(u.Port))
 }
 
-func (f *flows) put(fl *flow) {
+// put adds fl, replacing the flow of its AOR and instance; it fails
+// with errTooManyFlows when fl's source is at its cap.
+func (f *flows) put(fl *flow) error {
 	fl.hostPort = contactHostPort(fl.contact)
+	now := time.Now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.n >= f.sweepAt || now.Sub(f.swept) >= flowSweepEvery {
+		f.sweep(now)
+	}
+	old := f.byAOR[fl.aor][fl.instance]
+	if err := f.room(fl.source, old, now); err != nil {
+		return err
+	}
+	if old != nil {
+		f.drop(old)
+	}
 	m := f.byAOR[fl.aor]
 	if m == nil {
 		m = map[string]*flow{}
 		f.byAOR[fl.aor] = m
 	}
-	if old := m[fl.instance]; old != nil {
-		f.unindex(old)
-	}
 	m[fl.instance] = fl
+	f.n++
 	f.byContact[fl.contact] = fl
 	f.byHP[fl.hostPort] = fl
 	f.bySrc[fl.source] = fl
+	src := f.perSrc[fl.source]
+	if src == nil {
+		src = map[*flow]bool{}
+		f.perSrc[fl.source] = src
+	}
+	src[fl] = true
+	return nil
+}
+
+// admit tells whether put would take a flow of aor and instance from
+// source (errTooManyFlows if not), so that the registrar can refuse a
+// REGISTER before it writes the binding to the overlay.
+func (f *flows) admit(aor, instance, source string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.room(source, f.byAOR[aor][instance], time.Now())
+}
+
+// room checks that source may add a flow, old (if set) being the one it
+// replaces; the source's expired flows go first (mu held).
+func (f *flows) room(source string, old *flow, now time.Time) error {
+	n := 0
+	for fl := range f.perSrc[source] {
+		switch {
+		case now.After(fl.expires):
+			f.drop(fl)
+		case fl != old:
+			n++
+		}
+	}
+	if n >= f.maxPerSrc {
+		return errTooManyFlows
+	}
+	return nil
+}
+
+// sweep drops every expired flow (mu held).
+func (f *flows) sweep(now time.Time) {
+	for _, m := range f.byAOR {
+		for _, fl := range m {
+			if now.After(fl.expires) {
+				f.drop(fl)
+			}
+		}
+	}
+	f.sweepAt = max(2*f.n, minFlowSweepAt)
+	f.swept = now
+}
+
+// drop removes fl from every index, if it is still there (mu held).
+func (f *flows) drop(fl *flow) {
+	if m := f.byAOR[fl.aor]; m[fl.instance] == fl {
+		delete(m, fl.instance)
+		if len(m) == 0 {
+			delete(f.byAOR, fl.aor)
+		}
+		f.n--
+	}
+	f.unindex(fl)
+	if src := f.perSrc[fl.source]; src != nil {
+		delete(src, fl)
+		if len(src) == 0 {
+			delete(f.perSrc, fl.source)
+		}
+	}
 }
 
 // unindex removes fl from the secondary indexes (mu held).
@@ -80,11 +184,7 @@ func (f *flows) remove(aor, instance string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if fl := f.byAOR[aor][instance]; fl != nil {
-		f.unindex(fl)
-		delete(f.byAOR[aor], instance)
-		if len(f.byAOR[aor]) == 0 {
-			delete(f.byAOR, aor)
-		}
+		f.drop(fl)
 	}
 }
 
@@ -148,16 +248,10 @@ func (f *flows) dropSource(transport, source string) []*flow {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var gone []*flow
-	for aor, m := range f.byAOR {
-		for inst, fl := range m {
-			if fl.source == source && fl.transport == transport {
-				gone = append(gone, fl)
-				f.unindex(fl)
-				delete(m, inst)
-			}
-		}
-		if len(m) == 0 {
-			delete(f.byAOR, aor)
+	for fl := range f.perSrc[source] {
+		if fl.transport == transport {
+			gone = append(gone, fl)
+			f.drop(fl)
 		}
 	}
 	return gone

@@ -193,6 +193,9 @@ func (s *Service) applyBindings(ctx context.Context, aor string, req *sip.Reques
 			}
 			continue
 		}
+		if err := s.flows.admit(aor, u.instance, req.Source()); err != nil {
+			return nil, err
+		}
 		exp := time.Now().Add(u.expires)
 		reg, err := s.cfg.Locator.Register(ctx, overlay.RegisterRequest{AOR: aor, Signer: s.cfg.Owner, Device: device,
 			Binding: overlay.Binding{Instance: u.instance, RegID: u.regID, Contact: u.uri, Path: []string{path},
@@ -200,8 +203,10 @@ func (s *Service) applyBindings(ctx context.Context, aor string, req *sip.Reques
 		if err != nil {
 			return nil, err
 		}
-		s.flows.put(&flow{aor: aor, instance: u.instance, contact: u.uri, source: req.Source(),
-			transport: req.Transport(), expires: exp})
+		if err := s.flows.put(&flow{aor: aor, instance: u.instance, contact: u.uri, source: req.Source(),
+			transport: req.Transport(), expires: exp}); err != nil {
+			return nil, err
+		}
 		last = reg
 	}
 	if last != nil {
@@ -252,6 +257,8 @@ func (s *Service) registerError(tx sip.ServerTransaction, req *sip.Request, aor 
 		// The softphone shows "name taken" for this reason phrase
 		// (docs/softphone.md).
 		s.respond(tx, req, 403, "Forbidden (name taken: "+aor+" is held by another owner)")
+	case errors.Is(err, errTooManyFlows):
+		s.respond(tx, req, 503, "Service Unavailable (too many registrations from this address)")
 	case errors.Is(err, overlay.ErrBadRecord):
 		s.respond(tx, req, 400, "Bad Request ("+firstLine(err)+")")
 	default:
