@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // parsedReg is a registration value decoded once. A value is validated
@@ -22,53 +23,107 @@ type parsedReg struct {
 	// bodyFor is the overlay name for which the time-independent body
 	// checks passed ("" when not yet checked).
 	bodyFor atomic.Pointer[string]
+	// size is the estimated bytes the entry retains; set by regCache.add
+	// before the entry is shared.
+	size int
 }
 
 // regCache maps registration values (the exact bytes) to their decoding.
-// FIFO eviction; a hit costs one map lookup of the value's bytes.
+// Only values that passed the shape and signature checks are added (see
+// validRegistration), so what a peer can make this node keep is bounded by
+// what it can sign within maxBindings/maxDevices, and the cache is bounded
+// in bytes as well as in entries. FIFO eviction; a hit costs one map
+// lookup of the value's bytes.
 type regCache struct {
 	mu    sync.Mutex
 	m     map[string]*parsedReg // guarded by mu
 	order []string              // guarded by mu
+	bytes int                   // guarded by mu: the sum of size over m
 }
 
-const regCacheSize = 4096
+const (
+	regCacheSize = 4096
+	// regCacheBytes bounds the cache's estimated size. A record with one
+	// binding takes ~1.7 KiB, so for such records the count binds first; a
+	// valid record of maxRecordBytes takes at most ~30 KiB.
+	regCacheBytes = 8 << 20
+)
 
 var parsedRegs = &regCache{m: map[string]*parsedReg{}}
 
-// parse returns the cached decoding of value, decoding it on a miss.
-// Values that do not decode are not cached.
-func (c *regCache) parse(value []byte) (*parsedReg, error) {
+// get returns the cached decoding of value, or nil.
+func (c *regCache) get(value []byte) *parsedReg {
 	c.mu.Lock()
-	p := c.m[string(value)]
-	c.mu.Unlock()
-	if p != nil {
+	defer c.mu.Unlock()
+	return c.m[string(value)]
+}
+
+// decode returns the cached decoding of value, or decodes it without
+// caching it: a value is cached only once it validated.
+func (c *regCache) decode(value []byte) (*parsedReg, error) {
+	if p := c.get(value); p != nil {
 		return p, nil
 	}
 	reg, env, err := ParseRegistration(value)
 	if err != nil {
 		return nil, err
 	}
-	return c.add(value, &parsedReg{reg: reg, env: env}), nil
+	return &parsedReg{reg: reg, env: env}, nil
 }
 
 // add caches p as the decoding of value, unless one is cached already,
-// and returns the cached one.
+// and returns the cached one (p itself when it is not cached). The oldest
+// entries make room; a decoding larger than the whole cache is not kept.
 func (c *regCache) add(value []byte, p *parsedReg) *parsedReg {
 	key := string(value)
+	size := p.estimateSize(len(key))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old := c.m[key]; old != nil {
 		return old
 	}
-	if len(c.order) >= regCacheSize {
+	if size > regCacheBytes {
+		return p
+	}
+	for len(c.order) > 0 && (len(c.order) >= regCacheSize || c.bytes+size > regCacheBytes) {
+		c.bytes -= c.m[c.order[0]].size
 		delete(c.m, c.order[0])
 		c.order[0] = ""
 		c.order = c.order[1:]
 	}
+	p.size = size
 	c.m[key] = p
 	c.order = append(c.order, key)
+	c.bytes += size
 	return p
+}
+
+// estimateSize estimates the bytes a cache entry for p retains: the key
+// (keyLen bytes, shared by the map and the FIFO), the decoding's structs,
+// slices and strings, and the bookkeeping around them.
+func (p *parsedReg) estimateSize(keyLen int) int {
+	const entry = 64 // map slot, FIFO slot, allocation rounding
+	n := keyLen + entry + int(unsafe.Sizeof(parsedReg{})+unsafe.Sizeof(Registration{})+unsafe.Sizeof(Envelope{})+unsafe.Sizeof(""))
+	if e := p.env; e != nil {
+		n += len(e.Alg) + cap(e.Body) + cap(e.Signer) + cap(e.Sig)
+	}
+	r := p.reg
+	if r == nil {
+		return n
+	}
+	n += len(r.AOR) + cap(r.Owner)
+	n += cap(r.Devices) * int(unsafe.Sizeof(DeviceCert{}))
+	for _, d := range r.Devices {
+		n += cap(d.Owner) + cap(d.Key) + cap(d.Sig)
+	}
+	n += cap(r.Bindings) * int(unsafe.Sizeof(Binding{}))
+	for _, b := range r.Bindings {
+		n += len(b.Instance) + len(b.Node) + len(b.Contact) + cap(b.Path)*int(unsafe.Sizeof(""))
+		for _, s := range b.Path {
+			n += len(s)
+		}
+	}
+	return n
 }
 
 // trustSigned records the decoding of a value this process just signed
@@ -84,8 +139,9 @@ func trustSigned(value []byte, env *Envelope, reg *Registration, s Signer) {
 		return
 	}
 	if !roundTrips(reg) {
-		if p, err := parsedRegs.parse(value); err == nil {
+		if p, err := parsedRegs.decode(value); err == nil {
 			p.sigOK.Store(true)
+			parsedRegs.add(value, p)
 		}
 		return
 	}

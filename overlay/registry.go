@@ -119,7 +119,7 @@ func (n *Node) currentParsed(ctx context.Context, aor string) (*parsedReg, error
 	} else if err != nil {
 		return nil, fmt.Errorf("looking up %s: %w", aor, err)
 	}
-	return parsedRegs.parse(value)
+	return parsedRegs.decode(value)
 }
 
 // nextRecord builds the record that follows cur with edit applied to its

@@ -61,11 +61,19 @@ func (v *Validator) ValidateRegistration(key string, value []byte) (*Registratio
 	return p.reg.clone(), nil // the decoding is shared: hand out a copy
 }
 
-// validRegistration is ValidateRegistration on the shared decoding.
+// validRegistration is ValidateRegistration on the shared decoding. A
+// value not cached yet is decoded into a value of its own and cached only
+// once its shape and signature are checked: values that fail are dropped
+// with their decoding, whatever a peer sends.
 func (v *Validator) validRegistration(key string, value []byte) (*parsedReg, error) {
-	p, err := parsedRegs.parse(value)
-	if err != nil {
-		return nil, err
+	p := parsedRegs.get(value)
+	cached := p != nil
+	if !cached {
+		reg, env, err := ParseRegistration(value)
+		if err != nil {
+			return nil, err
+		}
+		p = &parsedReg{reg: reg, env: env}
 	}
 	if f := p.bodyFor.Load(); f == nil || *f != v.Overlay {
 		if err := v.checkRegistrationShape(p.reg); err != nil {
@@ -82,6 +90,9 @@ func (v *Validator) validRegistration(key string, value []byte) (*parsedReg, err
 	}
 	if err := v.checkRegistrationSigner(p); err != nil {
 		return nil, err
+	}
+	if !cached {
+		p = parsedRegs.add(value, p)
 	}
 	if err := v.checkOwnerLock(key, p.reg); err != nil {
 		return nil, err
@@ -189,7 +200,7 @@ func (v *Validator) checkOwnerLock(key string, reg *Registration) error {
 	if stored == nil {
 		return nil
 	}
-	p, err := parsedRegs.parse(stored)
+	p, err := parsedRegs.decode(stored)
 	if err != nil {
 		return nil
 	}
@@ -280,7 +291,7 @@ func (v *Validator) rankOf(key string, val []byte) (rank, bool) {
 		}
 		return rank{seq: e.Seq, expires: e.Expires}, true
 	}
-	p, err := parsedRegs.parse(val)
+	p, err := parsedRegs.decode(val)
 	if err != nil {
 		return rank{}, false
 	}

@@ -277,7 +277,7 @@ func TestTrustedDecodingMatches(t *testing.T) {
 			t.Fatal(err)
 		}
 		trustSigned(value, env, reg, owner)
-		p, err := parsedRegs.parse(value)
+		p, err := parsedRegs.decode(value)
 		if err != nil {
 			t.Fatal(err)
 		}
