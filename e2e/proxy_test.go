@@ -157,17 +157,30 @@ func (e *pxEnv) waitListening(t *testing.T, proto, addr string, alive func() boo
 }
 
 // pxSetup builds the namespace, DNS, Kamailio and the peers P (proxy) and H.
-// proxyFirst starts P first and has H join it; otherwise H starts first.
-func pxSetup(t *testing.T) *pxEnv { return pxSetupOrder(t, false) }
+func pxSetup(t *testing.T) *pxEnv { return pxSetupWith(t, pxOpts{}) }
 
+// pxSetupOrder is pxSetup; proxyFirst starts P first and has H join it.
 func pxSetupOrder(t *testing.T, proxyFirst bool) *pxEnv {
+	return pxSetupWith(t, pxOpts{proxyFirst: proxyFirst})
+}
+
+// pxOpts varies the environment.
+type pxOpts struct {
+	// proxyFirst starts P first and has H join it; otherwise H starts first.
+	proxyFirst bool
+	// noPrivateTargets leaves out P's --proxy-private-targets: P then
+	// refuses to relay to Kamailio, whose 127.0.0.2 is a loopback address.
+	noPrivateTargets bool
+}
+
+func pxSetupWith(t *testing.T, o pxOpts) *pxEnv {
 	t.Helper()
 	pxRequireTools(t)
 	ns := newNetns(t)
 	// The namespace's resolver (bind-mounted by ip netns exec) is our dnsmasq:
 	// Kamailio resolves overlay.example through it.
 	pxWriteResolvConf(t, ns[len(ns)-1])
-	return pxSetupIn(t, ns, proxyFirst)
+	return pxSetupIn(t, ns, o)
 }
 
 // pxSetupHere builds the same environment in the namespace this test
@@ -177,7 +190,7 @@ func pxSetupOrder(t *testing.T, proxyFirst bool) *pxEnv {
 func pxSetupHere(t *testing.T) *pxEnv {
 	t.Helper()
 	pxRequireTools(t)
-	return pxSetupIn(t, nil, false)
+	return pxSetupIn(t, nil, pxOpts{})
 }
 
 // pxRequireTools skips (fails in CI) unless the proxy environment's tools
@@ -209,7 +222,7 @@ func pxWriteResolvConf(t *testing.T, nsName string) {
 
 // pxSetupIn starts dnsmasq, Kamailio, P and H under the wrapper ns (ip netns
 // exec NAME), or, with ns nil, in this process's own namespace.
-func pxSetupIn(t *testing.T, ns []string, proxyFirst bool) *pxEnv {
+func pxSetupIn(t *testing.T, ns []string, o pxOpts) *pxEnv {
 	t.Helper()
 	kamailio := requireTool(t, "kamailio", "kamailio")
 	dnsmasq := requireTool(t, "dnsmasq", "dnsmasq")
@@ -269,8 +282,12 @@ func pxSetupIn(t *testing.T, ns []string, proxyFirst bool) *pxEnv {
 
 	proxyArgs := []string{"--overlay", pxOverlay, "--roles", "proxy", "--public-addr", pxProxyIP,
 		"--sip", pxAddr(pxProxyIP, pxSIPPort), "--dns", pxAddr(pxDNSIP, 53), "--log-level", "debug"}
+	if !o.noPrivateTargets {
+		// Every actor here has a loopback address: the public domain too.
+		proxyArgs = append(proxyArgs, "--proxy-private-targets")
+	}
 	homeArgs := []string{"--overlay", pxOverlay, "--sip", pxAddr(pxHomeIP, pxSIPPort), "--log-level", "debug"}
-	if proxyFirst {
+	if o.proxyFirst {
 		// The brief's topology: the proxy is the overlay's first peer and H
 		// joins it.
 		e.P = startPeerOpts(t, peerOpts{name: "P", wrapper: e.ns, args: proxyArgs})
@@ -831,4 +848,35 @@ func TestProxyDiscoveredWhenStartedFirst(t *testing.T) {
 			time.Since(start).Round(time.Second), r)
 	}
 	t.Logf("H found the proxy after %s", time.Since(start).Round(time.Millisecond))
+}
+
+// TestProxyRefusesPrivateTargets: without --proxy-private-targets, the
+// proxy refuses to relay an overlay user's call to a public domain that
+// resolves (NAPTR → SRV → A) to a loopback address, here Kamailio's
+// 127.0.0.2, and to a literal loopback IP in the Request-URI: 403 back to
+// the caller through H, a log line at P, nothing at Kamailio.
+func TestProxyRefusesPrivateTargets(t *testing.T) {
+	e := pxSetupWith(t, pxOpts{noPrivateTargets: true})
+	e.registerOverlay(t, "alice1", pxUAIP, 5074)
+	// From the port alice1 registered from: H knows its users by their flows.
+	for _, domain := range []string{pxPublic, pxKamIP, pxKamIP + ":5060"} {
+		r := pxRetryNoProxy(t, "INVITE bob@"+domain, pxProxyWait, func(retry bool) pxSippResult {
+			return e.runSipp(t, pxSippOpts{name: "alice1 calls bob@" + domain, scenario: pxScenarioWithCode(t, "invite_expect.xml", 403),
+				ip: pxUAIP, port: 5074, quiet: retry, remote: pxAddr(pxHomeIP, pxSIPPort), service: "bob",
+				keys: map[string]string{"callee_domain": domain}})
+		})
+		if r.Code != 0 {
+			t.Errorf("alice1 → bob@%s through the overlay: want 403 from the proxy:\n%s", domain, r)
+			continue
+		}
+		if res := pxFirstReceived(r.Msgs, "SIP/2.0 403"); !strings.Contains(res, "loopback address") {
+			t.Errorf("the 403 for bob@%s does not say why (a loopback address):\n%s", domain, res)
+		}
+	}
+	if reqs := e.kamRequests("INVITE "); len(reqs) > 0 {
+		t.Errorf("the proxy relayed to Kamailio's loopback address without --proxy-private-targets:\n%s", strings.Join(reqs, "\n\n"))
+	}
+	if logs := e.P.stderr.String(); !strings.Contains(logs, "refused to relay to a private or local address") {
+		t.Errorf("P logged no refusal:\n%s", pxTail(logs, 4000))
+	}
 }

@@ -49,6 +49,10 @@ type Config struct {
 	ACME          bool
 	ACMEEmail     string
 	ACMEDirectory string
+
+	// ProxyPrivateTargets lets the proxy role relay to loopback, private,
+	// link-local and own addresses on the public side. Default false.
+	ProxyPrivateTargets bool
 }
 
 // letsEncrypt is the default ACME directory.
@@ -98,6 +102,7 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.Var(listFlag{&c.Roles}, "roles", "extra roles of a peer with a public address: proxy (repeatable or comma-separated)")
 	fs.StringVar(&c.FQDN, "fqdn", "", "proxy role: the overlay's public DNS name (default: the overlay name)")
 	fs.StringVar(&c.PublicIP, "public-addr", "", "proxy role: this peer's public IP address, announced to the overlay and used in Record-Route")
+	fs.BoolVar(&c.ProxyPrivateTargets, "proxy-private-targets", false, "proxy role: also relay to public-side targets that resolve to loopback, private (RFC 1918, fc00::/7), link-local or this host's addresses (default: refused with 403, against SSRF)")
 	fs.StringVar(&c.DNS, "dns", "", "DNS server (host:port) for RFC 3263 lookups of public SIP domains (default: /etc/resolv.conf)")
 	fs.StringVar(&c.Users, "users", "", "file of user:password lines: digest credentials of phones registering here (others are first-come)")
 	fs.Var(listFlag{&c.Join}, "join", "https:// URL of a peer whose overlay to join (repeatable; #sha256=<fingerprint> pins its certificate)")
@@ -214,6 +219,9 @@ func (c *Config) validate() error {
 	}
 	if c.PublicIP != "" && net.ParseIP(c.PublicIP) == nil {
 		return fmt.Errorf("--public-addr %q: want an IP address", c.PublicIP)
+	}
+	if c.ProxyPrivateTargets && !c.hasRole("proxy") {
+		return errors.New("--proxy-private-targets needs --roles proxy")
 	}
 	if c.hasRole("proxy") && c.SIP == "" {
 		return errors.New("--roles proxy needs SIP (--sip)")

@@ -49,6 +49,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"--tls-cert", "x.pem"}, {"--join", "ftp://x"}, {"--p2p-port", "70000"}, {"--p2p-host", "::1"},
 		{"--refresh", "1ms"}, {"--nope"}, {"stray"}, {"--http", "80"}, {"--acme"},
 		{"--acme", "--fqdn", "p.example", "--acme-directory", "http://ca"}, {"--embed-origins", "portal.example"},
+		{"--proxy-private-targets"}, // without the proxy role
 	} {
 		if _, err := parseConfig(args, env(nil), io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
@@ -76,4 +77,15 @@ func FuzzParseConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestParseConfigProxyPrivateTargets(t *testing.T) {
+	c, err := parseConfig([]string{"--roles", "proxy"}, env(nil), io.Discard)
+	if err != nil || c.ProxyPrivateTargets {
+		t.Fatalf("default: %v %v, want false", c.ProxyPrivateTargets, err)
+	}
+	c, err = parseConfig([]string{"--roles", "proxy"}, env(map[string]string{"P2PSIP_PROXY_PRIVATE_TARGETS": "true"}), io.Discard)
+	if err != nil || !c.ProxyPrivateTargets {
+		t.Fatalf("from P2PSIP_PROXY_PRIVATE_TARGETS: %v %v, want true", c.ProxyPrivateTargets, err)
+	}
 }

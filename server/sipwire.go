@@ -108,7 +108,8 @@ func startSIP(cfg Config, node *overlay.Node, owner overlay.Signer, l *sipListen
 	scfg := sipsvc.Config{Domain: cfg.Overlay, Locator: node, Owner: owner, Users: users,
 		Host: sipHost(cfg), Aliases: sipAliases(cfg), Logger: log, Registerer: reg, FindProxy: proxyFinder(node)}
 	if cfg.hasRole("proxy") {
-		scfg.Proxy = &sipsvc.ProxyConfig{FQDN: cfg.FQDN, Resolver: &sipsvc.Resolver{Server: cfg.DNS}}
+		scfg.Proxy = &sipsvc.ProxyConfig{FQDN: cfg.FQDN, Resolver: &sipsvc.Resolver{Server: cfg.DNS},
+			AllowPrivateTargets: cfg.ProxyPrivateTargets}
 	}
 	svc, err := sipsvc.New(scfg)
 	if err != nil {

@@ -28,6 +28,14 @@ type ProxyConfig struct {
 	FQDN string
 	// Resolver finds public domains' servers (RFC 3263). Required.
 	Resolver *Resolver
+	// AllowPrivateTargets lets the proxy relay to public-side hops whose
+	// resolved address is loopback, private (RFC 1918, RFC 6598,
+	// fc00::/7), link-local or one of this host's own: for a test bed or
+	// a SIP domain on the operator's own network. Default false: such a
+	// request gets 403, so overlay users cannot reach the services only
+	// the proxy's host and networks reach (SSRF). Unspecified, multicast
+	// and broadcast addresses are refused either way.
+	AllowPrivateTargets bool
 }
 
 // Config configures the service; New checks it once.

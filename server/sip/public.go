@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"net"
+	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -106,7 +109,8 @@ func (s *Service) publicTargets(ctx context.Context, req *sip.Request) ([]target
 	sender := s.localSender(req)
 	if s.cfg.Proxy != nil {
 		if sender == "" {
-			if _, err := s.overlaySender(ctx, req); err != nil {
+			var err error
+			if sender, err = s.overlaySender(ctx, req); err != nil {
 				s.log.Info("refused to relay for a non-overlay sender", "ruri", req.Recipient.String(), "err", err)
 				return nil, 403, "Forbidden (only users registered in the overlay may use this proxy)"
 			}
@@ -120,7 +124,13 @@ func (s *Service) publicTargets(ctx context.Context, req *sip.Request) ([]target
 		if len(hops) == 0 {
 			return nil, 404, "Not Found (domain has no SIP server)"
 		}
-		return []target{{ruri: req.Recipient, dest: hops[0].Addr, transport: hops[0].Transport}}, 0, ""
+		hop, code, reason := s.publicHop(req, sender, hops)
+		if code != 0 {
+			return nil, code, reason
+		}
+		// dest is the checked IP itself: nothing resolves the name again
+		// (no DNS rebinding between the check and the send).
+		return []target{{ruri: req.Recipient, dest: hop.Addr, transport: hop.Transport}}, 0, ""
 	}
 	if sender == "" || s.cfg.FindProxy == nil {
 		return nil, 503, "Service Unavailable (no P2P SIP proxy for other domains in the overlay)"
@@ -169,4 +179,80 @@ func (s *Service) relayRegister(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	newFork(s, req, tx, targets).run()
+}
+
+// publicHop picks the first of the resolved hops the proxy may send to
+// (DESIGN.md, Security: relaying to loopback, link-local and private
+// targets is refused unless configured). When every hop is refused, the
+// request gets a 403 naming the first one's kind.
+func (s *Service) publicHop(req *sip.Request, sender string, hops []Hop) (Hop, int, string) {
+	own := s.ownAddrs()
+	var refused []string
+	firstKind := ""
+	for _, h := range hops {
+		kind := hopKind(h.Addr, own)
+		if hopAllowed(kind, s.cfg.Proxy.AllowPrivateTargets) {
+			if len(refused) > 0 {
+				s.log.Info("skipped public-side hops with private or local addresses", "ruri", req.Recipient.String(),
+					"refused", refused, "hop", h.Addr, "sender", sender)
+			}
+			return h, 0, ""
+		}
+		if firstKind == "" {
+			firstKind = kind
+		}
+		refused = append(refused, h.Addr+" ("+kind+")")
+	}
+	s.log.Warn("refused to relay to a private or local address on the public side", "ruri", req.Recipient.String(),
+		"refused", refused, "sender", sender, "source", req.Source())
+	what := "a " + firstKind + " address"
+	switch firstKind {
+	case kindOwn:
+		what = "this proxy's own address"
+	case kindInvalid:
+		what = "no usable address"
+	}
+	return Hop{}, 403, "Forbidden (the target resolves to " + what + ", which this proxy does not relay to)"
+}
+
+// ownAddrs is this host's addresses: the service's Host and Aliases, and
+// every interface's (read again after ownIfacesTTL).
+func (s *Service) ownAddrs() []netip.Addr {
+	var out []netip.Addr
+	for _, h := range append([]string{s.cfg.Host}, s.cfg.Aliases...) {
+		if ip, err := netip.ParseAddr(strings.Trim(h, "[]")); err == nil {
+			out = append(out, ip.Unmap().WithZone(""))
+		}
+	}
+	return append(out, interfaceAddrs()...)
+}
+
+const ownIfacesTTL = 30 * time.Second
+
+var ownIfaces struct {
+	mu    sync.Mutex
+	at    time.Time
+	addrs []netip.Addr
+}
+
+// interfaceAddrs returns the addresses of this host's interfaces, cached
+// for ownIfacesTTL.
+func interfaceAddrs() []netip.Addr {
+	ownIfaces.mu.Lock()
+	defer ownIfaces.mu.Unlock()
+	if !ownIfaces.at.IsZero() && time.Since(ownIfaces.at) < ownIfacesTTL {
+		return ownIfaces.addrs
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ownIfaces.addrs // keep the last list
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, p.Addr().Unmap().WithZone(""))
+		}
+	}
+	ownIfaces.at, ownIfaces.addrs = time.Now(), out
+	return out
 }

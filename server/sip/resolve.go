@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -214,4 +215,66 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.
 		return nil, fmt.Errorf("%w: %s %s: %s", ErrResolve, dns.TypeToString[qtype], name, dns.RcodeToString[in.Rcode])
 	}
 	return in.Answer, nil
+}
+
+// Kinds of address a public-side hop must not have (see hopKind).
+const (
+	kindUnspecified = "unspecified"
+	kindMulticast   = "multicast"
+	kindBroadcast   = "broadcast"
+	kindLoopback    = "loopback"
+	kindLinkLocal   = "link-local"
+	kindPrivate     = "private"
+	kindOwn         = "own"
+	kindInvalid     = "invalid"
+)
+
+// sharedSpace is RFC 6598's carrier-grade NAT space: as private as RFC
+// 1918 to whoever is behind it (and home to some clouds' metadata
+// services).
+var sharedSpace = netip.MustParsePrefix("100.64.0.0/10")
+
+// hopKind says what sort of address a public-side hop (ip:port) has: ""
+// for a public unicast address, else one of the kind* constants. own
+// lists this host's addresses. The proxy must not be a way for overlay
+// users into the services only its host or its networks reach (SSRF), so
+// it checks every hop RFC 3263 resolution gives, not just literal IPs in
+// the Request-URI.
+func hopKind(addr string, own []netip.Addr) string {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return kindInvalid
+	}
+	ip := ap.Addr().Unmap().WithZone("")
+	switch {
+	case ip.IsUnspecified() || (ip.Is4() && ip.As4()[0] == 0): // 0.0.0.0/8: "this network"
+		return kindUnspecified
+	case ip.IsMulticast():
+		return kindMulticast
+	case ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return kindBroadcast
+	case ip.IsLoopback():
+		return kindLoopback
+	case ip.IsLinkLocalUnicast():
+		return kindLinkLocal
+	case ip.IsPrivate() || sharedSpace.Contains(ip): // RFC 1918, fc00::/7, RFC 6598
+		return kindPrivate
+	case slices.Contains(own, ip):
+		return kindOwn
+	}
+	return ""
+}
+
+// hopAllowed reports whether a hop of that kind may be used;
+// allowPrivate (ProxyConfig.AllowPrivateTargets) lets loopback, private,
+// link-local and own addresses through, never the rest: they name no one
+// SIP server.
+func hopAllowed(kind string, allowPrivate bool) bool {
+	switch kind {
+	case "":
+		return true
+	case kindLoopback, kindLinkLocal, kindPrivate, kindOwn:
+		return allowPrivate
+	}
+	return false
 }
