@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -109,7 +110,7 @@ func startSIP(cfg Config, node *overlay.Node, owner overlay.Signer, l *sipListen
 		Host: sipHost(cfg), Aliases: sipAliases(cfg), Logger: log, Registerer: reg, FindProxy: proxyFinder(node)}
 	if cfg.hasRole("proxy") {
 		scfg.Proxy = &sipsvc.ProxyConfig{FQDN: cfg.FQDN, Resolver: &sipsvc.Resolver{Server: cfg.DNS},
-			AllowPrivateTargets: cfg.ProxyPrivateTargets}
+			AllowPrivateTargets: cfg.ProxyPrivateTargets, IsOverlayPeer: overlayPeerIP(node)}
 	}
 	svc, err := sipsvc.New(scfg)
 	if err != nil {
@@ -189,4 +190,29 @@ func sipAliases(cfg Config) []string {
 		}
 	}
 	return out
+}
+
+// overlayPeerIP reports whether an IP address is one of the overlay peers'
+// (from their libp2p addresses): the proxy lets dialogs reach them even on
+// private addresses.
+func overlayPeerIP(node *overlay.Node) func(ip string) bool {
+	return func(ip string) bool {
+		for _, p := range node.Peers() {
+			for _, a := range p.Addrs {
+				if host := multiaddrIP(a); host != "" && host == ip {
+					return true
+				}
+			}
+		}
+		return false
+	}
+}
+
+// multiaddrIP is the IP of a /ip4/… or /ip6/… multiaddr, or "".
+func multiaddrIP(a string) string {
+	parts := strings.Split(a, "/")
+	if len(parts) > 2 && (parts[1] == "ip4" || parts[1] == "ip6") {
+		return parts[2]
+	}
+	return ""
 }

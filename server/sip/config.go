@@ -36,6 +36,10 @@ type ProxyConfig struct {
 	// the proxy's host and networks reach (SSRF). Unspecified, multicast
 	// and broadcast addresses are refused either way.
 	AllowPrivateTargets bool
+	// IsOverlayPeer reports whether an IP address is an overlay peer's:
+	// inside a dialog, the next hop toward the overlay side is another
+	// peer, which may sit on a private address. Default nil: none.
+	IsOverlayPeer func(ip string) bool
 }
 
 // Config configures the service; New checks it once.

@@ -256,3 +256,36 @@ func interfaceAddrs() []netip.Addr {
 	ownIfaces.at, ownIfaces.addrs = time.Now(), out
 	return out
 }
+
+// dialogHop is the target of an in-dialog request whose next hop (the
+// top Route left after this peer's, or the remote target) is not a local
+// device. A proxy peer checks that hop like a public one: a dialog's route
+// set and remote target come from the request, and whoever is in a dialog
+// through the proxy could otherwise point them at the proxy's own
+// networks. Overlay peers, the dialog's other side, may be on private
+// addresses.
+func (s *Service) dialogHop(ctx context.Context, req *sip.Request, next sip.Uri) ([]target, int, string) {
+	if s.cfg.Proxy == nil {
+		return []target{{ruri: req.Recipient}}, 0, ""
+	}
+	hops, err := s.cfg.Proxy.Resolver.Resolve(ctx, next)
+	if err != nil {
+		s.log.Warn("DNS lookup of a dialog's next hop failed", "next", next.String(), "err", err)
+		return nil, 503, "Service Unavailable (DNS lookup failed)"
+	}
+	if len(hops) == 0 {
+		return nil, 404, "Not Found (no SIP server for the next hop)"
+	}
+	if peer := s.cfg.Proxy.IsOverlayPeer; peer != nil {
+		for _, h := range hops {
+			if host, _, err := net.SplitHostPort(h.Addr); err == nil && peer(host) {
+				return []target{{ruri: req.Recipient, dest: h.Addr, transport: h.Transport}}, 0, ""
+			}
+		}
+	}
+	hop, code, reason := s.publicHop(req, "in-dialog", hops)
+	if code != 0 {
+		return nil, code, reason
+	}
+	return []target{{ruri: req.Recipient, dest: hop.Addr, transport: hop.Transport}}, 0, ""
+}

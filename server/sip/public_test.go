@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"github.com/emiago/sipgo/sip"
 	"net/netip"
 	"strings"
 	"testing"
@@ -132,6 +133,45 @@ func TestProxyRefusesPrivateTargets(t *testing.T) {
 				t.Errorf("%s (allow %v): got %d %q, %d forwarded to %q, want 200 from %s", c.ruri, allow,
 					res.StatusCode, res.Reason, len(fw), dest, want)
 			}
+		}
+	}
+}
+
+// TestProxyChecksDialogHops: inside a dialog through the proxy, the next
+// hop comes from the request (its route set or remote target), so the
+// proxy checks it like a public one, except for overlay peers.
+func TestProxyChecksDialogHops(t *testing.T) {
+	ts := newTestService(t, nil)
+	ts.cfg.Proxy = &ProxyConfig{FQDN: testDomain, Resolver: &Resolver{Server: dnsServer(t)},
+		IsOverlayPeer: func(ip string) bool { return ip == "10.9.9.9" }}
+	bye := func(ruri, route string) *sip.Request {
+		lines := []string{"BYE " + ruri + " SIP/2.0", "Via: SIP/2.0/UDP 192.0.2.50:5060;branch=z9hG4bK-dh" + ruri,
+			"Max-Forwards: 70", "From: <sip:caller@" + testDomain + ">;tag=abc", "To: <sip:x@public.example>;tag=xyz",
+			"Call-ID: dialog-hop", "CSeq: 2 BYE"}
+		self := ts.recordRouteURI(parse(t, append(lines, "Content-Length: 0")...), "udp")
+		lines = append(lines, "Route: <"+self.String()+">")
+		if route != "" {
+			lines = append(lines, "Route: "+route)
+		}
+		return parse(t, append(lines, "Content-Length: 0")...)
+	}
+	for name, c := range map[string]struct {
+		req  *sip.Request
+		dest string // "" = refused
+	}{
+		"remote target on loopback":    {bye("sip:x@127.0.0.1:6379", ""), ""},
+		"route entry in a private net": {bye("sip:x@192.0.2.60", "<sip:192.168.1.1:5060;lr>"), ""},
+		"public remote target":         {bye("sip:x@192.0.2.60:5062", ""), "192.0.2.60:5062"},
+		"overlay peer on a private IP": {bye("sip:x@192.0.2.60", "<sip:10.9.9.9:5060;transport=tcp;lr>"), "10.9.9.9:5060"},
+	} {
+		before := len(ts.forwarded.Requests())
+		res := last(t, ts.handle(c.req))
+		fw := ts.forwarded.Requests()[before:]
+		switch {
+		case c.dest == "" && (res.StatusCode != 403 || len(fw) != 0):
+			t.Errorf("%s: %d %q, %d forwarded; want 403 and none", name, res.StatusCode, res.Reason, len(fw))
+		case c.dest != "" && (len(fw) != 1 || fw[0].Destination() != c.dest):
+			t.Errorf("%s: %d %q, forwarded %v; want it sent to %s", name, res.StatusCode, res.Reason, fw, c.dest)
 		}
 	}
 }

@@ -185,7 +185,7 @@ func (s *Service) targets(ctx context.Context, req *sip.Request, inDialog bool) 
 			// make the peer an open relay.
 			return nil, 403, "Forbidden (no relaying along foreign routes)"
 		}
-		return []target{{ruri: req.Recipient}}, 0, "" // follow the route set
+		return s.dialogHop(ctx, req, req.Route().Address) // follow the route set
 	}
 	u := req.Recipient
 	if fl := s.flows.byContactURI(u.String()); fl != nil {
@@ -204,7 +204,7 @@ func (s *Service) targets(ctx context.Context, req *sip.Request, inDialog bool) 
 		if fl := s.flows.byHostPort(u.Host, u.Port); fl != nil {
 			return []target{{ruri: u, dest: fl.source, transport: fl.transport}}, 0, ""
 		}
-		return []target{{ruri: u}}, 0, ""
+		return s.dialogHop(ctx, req, u)
 	}
 	if u.User != "" && (s.isOverlayHost(u.Host) || s.isSelf(u)) {
 		// The peer's own address is an alias of the overlay domain, as
