@@ -20,29 +20,30 @@ var errUsage = errors.New("usage")
 
 // Config is the peer's configuration, from flags and P2PSIP_* variables.
 type Config struct {
-	Overlay   string
-	DataDir   string
-	HTTPS     string
-	SIP       string
-	SIPS      string
-	SIPHost   string
-	Users     string
-	Roles     []string
-	FQDN      string
-	PublicIP  string
-	DNS       string
-	Join      []string
-	Bootstrap []string
-	PSKFile   string
-	P2PPort   int
-	P2PHost   string
-	MDNS      bool
-	TLSCert   string
-	TLSKey    string
-	LogLevel  string
-	LogFormat string
-	Refresh   time.Duration
-	Hold      time.Duration
+	Overlay       string
+	DataDir       string
+	HTTPS         string
+	SIP           string
+	SIPS          string
+	SIPHost       string
+	Users         string
+	Roles         []string
+	FQDN          string
+	PublicIP      string
+	DNS           string
+	Join          []string
+	Bootstrap     []string
+	PSKFile       string
+	P2PPort       int
+	P2PHost       string
+	MDNS          bool
+	TLSCert       string
+	TLSKey        string
+	LogLevel      string
+	LogFormat     string
+	Refresh       time.Duration
+	Hold          time.Duration
+	RegsPerSource int
 	// Web
 	HTTP          string
 	EmbedOrigins  []string
@@ -104,6 +105,7 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.PublicIP, "public-addr", "", "proxy role: this peer's public IP address, announced to the overlay and used in Record-Route")
 	fs.BoolVar(&c.ProxyPrivateTargets, "proxy-private-targets", false, "proxy role: also relay to public-side targets that resolve to loopback, private (RFC 1918, fc00::/7), link-local or this host's addresses (default: refused with 403, against SSRF)")
 	fs.StringVar(&c.DNS, "dns", "", "DNS server (host:port) for RFC 3263 lookups of public SIP domains (default: /etc/resolv.conf)")
+	fs.IntVar(&c.RegsPerSource, "registrations-per-source", 64, "live SIP registrations one source address (host:port) may hold; 0: no cap (load tests)")
 	fs.StringVar(&c.Users, "users", "", "file of user:password lines: digest credentials of phones registering here (others are first-come)")
 	fs.Var(listFlag{&c.Join}, "join", "https:// URL of a peer whose overlay to join (repeatable; #sha256=<fingerprint> pins its certificate)")
 	fs.Var(listFlag{&c.Bootstrap}, "bootstrap", "multiaddr of a bootstrap peer, ending in /p2p/<id> (repeatable)")
@@ -180,6 +182,9 @@ func (c *Config) validate() error {
 	}
 	if ip := net.ParseIP(c.P2PHost); ip == nil || ip.To4() == nil {
 		return fmt.Errorf("--p2p-host %q: want an IPv4 address", c.P2PHost)
+	}
+	if c.RegsPerSource < 0 {
+		return fmt.Errorf("--registrations-per-source %d: want 0 (no cap) or more", c.RegsPerSource)
 	}
 	if c.P2PPort < 0 || c.P2PPort > 65535 {
 		return fmt.Errorf("--p2p-port %d: want 0..65535", c.P2PPort)

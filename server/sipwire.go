@@ -107,7 +107,11 @@ func startSIP(cfg Config, node *overlay.Node, owner overlay.Signer, l *sipListen
 		}
 	}
 	scfg := sipsvc.Config{Domain: cfg.Overlay, Locator: node, Owner: owner, Users: users,
-		Host: sipHost(cfg), Aliases: sipAliases(cfg), Logger: log, Registerer: reg, FindProxy: proxyFinder(node)}
+		Host: sipHost(cfg), Aliases: sipAliases(cfg), Logger: log, Registerer: reg, FindProxy: proxyFinder(node),
+		RegistrationsPerSource: cfg.RegsPerSource}
+	if cfg.RegsPerSource == 0 {
+		scfg.RegistrationsPerSource = -1 // the flag's 0 is "no cap"
+	}
 	if cfg.hasRole("proxy") {
 		scfg.Proxy = &sipsvc.ProxyConfig{FQDN: cfg.FQDN, Resolver: &sipsvc.Resolver{Server: cfg.DNS},
 			AllowPrivateTargets: cfg.ProxyPrivateTargets, IsOverlayPeer: overlayPeerIP(node)}

@@ -98,7 +98,7 @@ start_server() { # name test
 	dir=$(mktemp -d "$SCRATCH/$name.XXXXXX")
 	if [ "$name" = p2psip ]; then
 		"${PIN_SERVER[@]}" "$BIN" --data "$dir" --https "$P2P_ADDR:0" --p2p-host "$P2P_ADDR" \
-			--sip "$P2P_ADDR:5060" --sips "$P2P_ADDR:0" --mdns=false --log-level warn \
+			--sip "$P2P_ADDR:5060" --sips "$P2P_ADDR:0" --mdns=false --log-level warn --registrations-per-source 0 \
 			>"$OUT/$name-$test.stdout" 2>"$OUT/$name-$test.stderr" &
 		SERVER_PID=$!
 		for _ in $(seq 100); do

@@ -69,6 +69,11 @@ type Config struct {
 	// MinExpires and MaxExpires bound registration lifetimes (RFC 3261
 	// §10.3 step 7). Defaults 60s and 3600s.
 	MinExpires, MaxExpires time.Duration
+	// RegistrationsPerSource caps the live bindings one source address
+	// (host:port) may hold, so a client registering name after name cannot
+	// grow the peer's memory; a phone holds one per AOR. Default 64;
+	// negative: no cap (a load test, or a gateway with many lines).
+	RegistrationsPerSource int
 	// RequestTimeout bounds one overlay operation. Default 5s.
 	RequestTimeout time.Duration
 	// Logger. Default slog.Default().
@@ -78,6 +83,9 @@ type Config struct {
 }
 
 func (c *Config) applyDefaults() {
+	if c.RegistrationsPerSource == 0 {
+		c.RegistrationsPerSource = maxFlowsPerSource
+	}
 	if c.MinExpires == 0 {
 		c.MinExpires = 60 * time.Second
 	}

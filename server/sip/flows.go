@@ -59,10 +59,11 @@ const (
 // flows already.
 var errTooManyFlows = errors.New("sip: too many registrations from this address")
 
-func newFlows() *flows {
+// newFlows makes the index; maxPerSrc < 0 means no cap per source.
+func newFlows(maxPerSrc int) *flows {
 	return &flows{byAOR: map[string]map[string]*flow{}, byContact: map[string]*flow{},
 		byHP: map[string]*flow{}, bySrc: map[string]*flow{}, perSrc: map[string]map[*flow]bool{},
-		sweepAt: minFlowSweepAt, swept: time.Now(), maxPerSrc: maxFlowsPerSource}
+		sweepAt: minFlowSweepAt, swept: time.Now(), maxPerSrc: maxPerSrc}
 }
 
 // contactHostPort is the host:port a contact URI names (port 0 if none).
@@ -131,7 +132,7 @@ func (f *flows) room(source string, old *flow, now time.Time) error {
 			n++
 		}
 	}
-	if n >= f.maxPerSrc {
+	if f.maxPerSrc >= 0 && n >= f.maxPerSrc {
 		return errTooManyFlows
 	}
 	return nil

@@ -23,7 +23,7 @@ func testFlow(i int, source string, expires time.Time) *flow {
 // TestFlowsExpire: flows that expire without an unregister (UDP phones
 // that vanish, a client registering name after name) leave every index.
 func TestFlowsExpire(t *testing.T) {
-	f := newFlows()
+	f := newFlows(maxFlowsPerSource)
 	soon := time.Now().Add(time.Hour)
 	for i := range 3000 {
 		if err := f.put(testFlow(i, fmt.Sprintf("10.1.%d.%d:5060", i/250, i%250), soon)); err != nil {
@@ -55,7 +55,7 @@ func TestFlowsExpire(t *testing.T) {
 	// Names registered one after another, each gone before long, from
 	// sources that change: the indexes stay bounded between sweeps by
 	// the flows' doubling.
-	f = newFlows()
+	f = newFlows(maxFlowsPerSource)
 	past := time.Now().Add(-time.Second)
 	for i := range 20_000 {
 		if err := f.put(testFlow(i, fmt.Sprintf("10.2.%d.%d:%d", i/250%250, i%250, 1024+i/62500), past)); err != nil {
@@ -71,7 +71,7 @@ func TestFlowsExpire(t *testing.T) {
 // refresh of one it holds, another source and an expired flow's room are
 // fine.
 func TestFlowsCap(t *testing.T) {
-	f := newFlows()
+	f := newFlows(maxFlowsPerSource)
 	const src = "192.0.2.1:5060"
 	soon := time.Now().Add(time.Hour)
 	for i := range maxFlowsPerSource {

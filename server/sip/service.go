@@ -62,7 +62,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("creating SIP client: %w", err)
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "sip"), ua: ua, srv: srv, client: client,
-		flows: newFlows(), ports: map[string]int{}, m: newMetrics(cfg.Registerer), rrKey: make([]byte, 32)}
+		flows: newFlows(cfg.RegistrationsPerSource), ports: map[string]int{}, m: newMetrics(cfg.Registerer), rrKey: make([]byte, 32)}
 	s.sendStateless = func(r *sip.Request) error { return client.WriteRequest(r, prebuilt) }
 	if _, err := rand.Read(s.rrKey); err != nil {
 		return nil, fmt.Errorf("generating dialog key: %w", err)
