@@ -123,6 +123,9 @@ func (f *flows) admit(aor, instance, source string) error {
 // room checks that source may add a flow, old (if set) being the one it
 // replaces; the source's expired flows go first (mu held).
 func (f *flows) room(source string, old *flow, now time.Time) error {
+	if f.maxPerSrc < 0 || len(f.perSrc[source]) < f.maxPerSrc {
+		return nil // no cap, or room even if none has expired: no scan
+	}
 	n := 0
 	for fl := range f.perSrc[source] {
 		switch {
@@ -132,7 +135,7 @@ func (f *flows) room(source string, old *flow, now time.Time) error {
 			n++
 		}
 	}
-	if f.maxPerSrc >= 0 && n >= f.maxPerSrc {
+	if n >= f.maxPerSrc {
 		return errTooManyFlows
 	}
 	return nil

@@ -131,3 +131,22 @@ func TestRegisterFlowCap(t *testing.T) {
 		t.Fatalf("refresh at the cap: %v", c)
 	}
 }
+
+// BenchmarkFlowsPutOneSource: many registrations from one source (a load
+// generator, a gateway) cost the same per put however many it holds.
+func BenchmarkFlowsPutOneSource(b *testing.B) {
+	for _, limit := range []int{-1, maxFlowsPerSource} {
+		b.Run(fmt.Sprintf("cap=%d", limit), func(b *testing.B) {
+			f := newFlows(limit)
+			exp := time.Now().Add(time.Hour)
+			for i := 0; b.Loop(); i++ {
+				aor := fmt.Sprintf("sip:u%d@%s", i, testDomain)
+				if err := f.admit(aor, "i", "127.0.0.1:5080"); err != nil {
+					continue
+				}
+				_ = f.put(&flow{aor: aor, instance: "i", contact: "sip:u@127.0.0.1:5080", source: "127.0.0.1:5080",
+					transport: "UDP", expires: exp})
+			}
+		})
+	}
+}
