@@ -18,15 +18,19 @@ import (
 // senderHeader carries an overlay peer's word that the request comes from
 // a user registered through it: the user's overlay AOR, the peer's node
 // ID, a timestamp and the node's signature over them and the request's
-// Call-ID and CSeq. The public proxy checks the signature and that the
+// Call-ID, CSeq (number and method) and Request-URI target, so a copied
+// header cannot carry another request. The public proxy checks the signature and that the
 // overlay record of the AOR has a binding hosted by that node, so only
 // overlay users can send through it (no open relay, no toll fraud).
 const senderHeader = "P-P2PSIP-Sender"
 
 const senderSkew = 5 * time.Minute
 
-func senderMessage(aor, callID, cseq string, ts int64) []byte {
-	return fmt.Appendf(nil, "p2psip/sender/v1\n%s\n%s\n%s\n%d", aor, callID, cseq, ts)
+func senderMessage(aor string, req *sip.Request, ts int64) []byte {
+	callID, cseq := callIDAndCSeq(req)
+	u := req.Recipient
+	target := strings.ToLower(u.Scheme) + ":" + u.User + "@" + strings.ToLower(u.Host) + ":" + strconv.Itoa(u.Port)
+	return fmt.Appendf(nil, "p2psip/sender/v2\n%s\n%s\n%s\n%s\n%d", aor, callID, cseq, target, ts)
 }
 
 func callIDAndCSeq(req *sip.Request) (string, string) {
@@ -56,9 +60,8 @@ func (s *Service) localSender(req *sip.Request) string {
 // vouch adds the sender header for a local device's request.
 func (s *Service) vouch(req *sip.Request, aor string) error {
 	req.RemoveHeader(senderHeader)
-	callID, cseq := callIDAndCSeq(req)
 	ts := time.Now().Unix()
-	sig, err := s.cfg.Locator.Sign(senderMessage(aor, callID, cseq, ts))
+	sig, err := s.cfg.Locator.Sign(senderMessage(aor, req, ts))
 	if err != nil {
 		return err
 	}
@@ -86,8 +89,7 @@ func (s *Service) overlaySender(ctx context.Context, req *sip.Request) (string, 
 	if err != nil || time.Since(time.Unix(ts, 0)).Abs() > senderSkew {
 		return "", fmt.Errorf("%w: stale or malformed %s", ErrBadRequest, senderHeader)
 	}
-	callID, cseq := callIDAndCSeq(req)
-	if err := overlay.VerifyNodeSignature(node, senderMessage(aor, callID, cseq, ts), sig); err != nil {
+	if err := overlay.VerifyNodeSignature(node, senderMessage(aor, req, ts), sig); err != nil {
 		return "", err
 	}
 	reg, err := s.cfg.Locator.Lookup(ctx, aor)

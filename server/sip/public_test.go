@@ -175,3 +175,23 @@ func TestProxyChecksDialogHops(t *testing.T) {
 		}
 	}
 }
+
+// TestSenderMessageBindsRequest: a peer's word for a sender covers the
+// request's Call-ID, CSeq (with the method) and target, so a copied
+// header cannot vouch for another request.
+func TestSenderMessageBindsRequest(t *testing.T) {
+	base := parse(t, invite("sip:bob@atlanta.example")...)
+	want := string(senderMessage("sip:alice@"+testDomain, base, 1))
+	for name, edit := range map[string]func(r *sip.Request){
+		"target": func(r *sip.Request) { r.Recipient.Host = "pstn-gw.example" },
+		"method": func(r *sip.Request) { r.CSeq().MethodName = sip.MESSAGE },
+		"cseq":   func(r *sip.Request) { r.CSeq().SeqNo = 2 },
+		"callid": func(r *sip.Request) { r.RemoveHeader("Call-ID"); r.AppendHeader(sip.NewHeader("Call-ID", "other")) },
+	} {
+		r := base.Clone()
+		edit(r)
+		if string(senderMessage("sip:alice@"+testDomain, r, 1)) == want {
+			t.Errorf("changing the %s keeps the signed message", name)
+		}
+	}
+}
