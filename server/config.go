@@ -45,6 +45,9 @@ type Config struct {
 	Hold          time.Duration
 	RegsPerSource int
 	// Web
+	ICEServers    []string
+	ICEUser       string
+	ICECredential string
 	HTTP          string
 	EmbedOrigins  []string
 	ACME          bool
@@ -115,6 +118,9 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.BoolVar(&c.MDNS, "mdns", true, "find overlay peers on the LAN with multicast DNS")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate chain (default: a self-signed one kept in the data dir)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.Var(listFlag{&c.ICEServers}, "ice-servers", "STUN/TURN URLs the softphone uses for ICE (stun:host:3478, turn:host:3478?transport=tcp; repeatable); default none")
+	fs.StringVar(&c.ICEUser, "ice-username", "", "username for the --ice-servers TURN URLs")
+	fs.StringVar(&c.ICECredential, "ice-credential", "", "credential for the --ice-servers TURN URLs")
 	fs.StringVar(&c.HTTP, "http", "", "plain HTTP listen address that only redirects to HTTPS (and answers ACME challenges), e.g. :80; empty: none")
 	fs.Var(listFlag{&c.EmbedOrigins}, "embed-origins", "origins (https://portal.example) whose pages may embed the phone widget (repeatable or comma-separated)")
 	fs.BoolVar(&c.ACME, "acme", false, "get the HTTPS certificate for --fqdn from an ACME CA (Let's Encrypt); needs --fqdn and port 443 or --http :80 reachable")
@@ -200,6 +206,12 @@ func (c *Config) validate() error {
 	}
 	if c.ACME && !strings.HasPrefix(c.ACMEDirectory, "https://") {
 		return fmt.Errorf("--acme-directory %q: want an https:// URL", c.ACMEDirectory)
+	}
+	for _, u := range c.ICEServers {
+		scheme, rest, _ := strings.Cut(u, ":")
+		if (scheme != "stun" && scheme != "stuns" && scheme != "turn" && scheme != "turns") || rest == "" {
+			return fmt.Errorf("--ice-servers %q: want a stun:, stuns:, turn: or turns: URL", u)
+		}
 	}
 	for _, o := range c.EmbedOrigins {
 		if !strings.HasPrefix(o, "https://") && !strings.HasPrefix(o, "http://") {

@@ -48,7 +48,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"--overlay", "Bad_Name"}, {"--https", "8443"}, {"--log-format", "xml"}, {"--log-level", "loud"},
 		{"--tls-cert", "x.pem"}, {"--join", "ftp://x"}, {"--p2p-port", "70000"}, {"--p2p-host", "::1"},
 		{"--refresh", "1ms"}, {"--nope"}, {"stray"}, {"--http", "80"}, {"--acme"},
-		{"--acme", "--fqdn", "p.example", "--acme-directory", "http://ca"}, {"--embed-origins", "portal.example"},
+		{"--acme", "--fqdn", "p.example", "--acme-directory", "http://ca"}, {"--embed-origins", "portal.example"}, {"--ice-servers", "http://x"},
 		{"--proxy-private-targets"}, // without the proxy role
 	} {
 		if _, err := parseConfig(args, env(nil), io.Discard); err == nil {

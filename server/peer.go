@@ -97,7 +97,7 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 		SIP:  sipSvc.WebSocketHandler(httpsPort, sipsvc.AllowOrigins(cfg.EmbedOrigins)),
 		Site: static.FS(), Gatherer: reg, Logger: log,
 		EmbedOrigins: cfg.EmbedOrigins, HSTS: wtls.trusted,
-		PublicProxy: publicProxyKnown(cfg, proxyFinder(node))})
+		PublicProxy: publicProxyKnown(cfg, proxyFinder(node)), ICEServers: staticICEServers(cfg)})
 	if err != nil {
 		_ = node.Close(context.Background())
 		return err

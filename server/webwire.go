@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/p2psip/p2psip/web"
 	"golang.org/x/crypto/acme"
 	"golang.org/x/crypto/acme/autocert"
 )
@@ -113,4 +114,14 @@ func publicProxyKnown(cfg Config, find func(context.Context) ([]string, error)) 
 		known, at = err == nil && len(uris) > 0, time.Now()
 		return known
 	}
+}
+
+// staticICEServers gives the softphone the operator's --ice-servers (the
+// overlay's own TURN relays will join them once the relay role exists).
+func staticICEServers(cfg Config) func(context.Context) []web.ICEServer {
+	if len(cfg.ICEServers) == 0 {
+		return nil
+	}
+	servers := []web.ICEServer{{URLs: cfg.ICEServers, Username: cfg.ICEUser, Credential: cfg.ICECredential}}
+	return func(context.Context) []web.ICEServer { return servers }
 }
