@@ -119,11 +119,17 @@ func (g *guardStreamConn) next() error {
 		g.fail()
 		return errFraming
 	}
-	msg := make([]byte, len(head)+cl)
-	copy(msg, head)
-	if _, err := io.ReadFull(g.br, msg[len(head):]); err != nil {
+	// The body grows as it arrives: a Content-Length alone (up to
+	// maxBodyBytes) must not make every idle connection hold that much.
+	buf := bytes.NewBuffer(make([]byte, 0, len(head)+min(cl, 16<<10)))
+	buf.Write(head)
+	if n, err := io.CopyN(buf, g.br, int64(cl)); err != nil {
+		if errors.Is(err, io.EOF) && n > 0 {
+			err = io.ErrUnexpectedEOF // as io.ReadFull says it
+		}
 		return err
 	}
+	msg := buf.Bytes()
 	if g.answered {
 		return nil // skip it; the next message follows
 	}
