@@ -715,17 +715,7 @@ func TestProxyInboundCall(t *testing.T) {
 	if inv == "" {
 		t.Fatalf("alice1's UAS got no INVITE; Kamailio saw:\n%s", strings.Join(e.kamRequests("INVITE "), "\n\n"))
 	}
-	rrs := pxHeaders(inv, "Record-Route", "")
-	t.Logf("alice1's UA got:\n%s", inv)
-	if !pxHasRR(rrs, pxProxyIP) {
-		t.Errorf("the UA's INVITE has no Record-Route of the proxy (%s, p2pd=): %q\n%s", pxProxyIP, rrs, inv)
-	}
-	if !pxHasRR(rrs, pxHomeIP) {
-		t.Errorf("the UA's INVITE has no Record-Route of the home peer (%s, p2pd=): %q\n%s", pxHomeIP, rrs, inv)
-	}
-	if strings.Contains(strings.ToLower(inv), "p-p2psip-sender") {
-		t.Errorf("the UA's INVITE carries P-P2PSIP-Sender:\n%s", inv)
-	}
+	pxCheckCrossedProxy(t, "the UA's", inv)
 	// The caller's 200 carries the same route set back.
 	ok := pxFirstReceived(uac.Msgs, "SIP/2.0 200")
 	if rrs := pxHeaders(ok, "Record-Route", ""); !pxHasRR(rrs, pxProxyIP) {
@@ -777,17 +767,7 @@ func TestProxyOutboundCall(t *testing.T) {
 	if inv == "" {
 		t.Fatalf("bob got no INVITE:\n%s", ur)
 	}
-	rrs := pxHeaders(inv, "Record-Route", "")
-	t.Logf("bob got:\n%s", inv)
-	if !pxHasRR(rrs, pxProxyIP) {
-		t.Errorf("bob's INVITE has no Record-Route of the proxy (%s, p2pd=): %q\n%s", pxProxyIP, rrs, inv)
-	}
-	if !pxHasRR(rrs, pxHomeIP) {
-		t.Errorf("bob's INVITE has no Record-Route of the home peer (%s, p2pd=): %q\n%s", pxHomeIP, rrs, inv)
-	}
-	if strings.Contains(strings.ToLower(inv), "p-p2psip-sender") {
-		t.Errorf("bob's INVITE carries the overlay's P-P2PSIP-Sender header:\n%s", inv)
-	}
+	pxCheckCrossedProxy(t, "bob's", inv)
 	for _, req := range e.kamRequests("INVITE sip:bob@") {
 		if !pxFromProxySocket(req) {
 			t.Errorf("the proxy sent this INVITE to Kamailio not from its SIP socket %s:\n%s", pxAddr(pxProxyIP, pxSIPPort), req)
@@ -878,5 +858,23 @@ func TestProxyRefusesPrivateTargets(t *testing.T) {
 	}
 	if logs := e.P.stderr.String(); !strings.Contains(logs, "refused to relay to a private or local address") {
 		t.Errorf("P logged no refusal:\n%s", pxTail(logs, 4000))
+	}
+}
+
+// pxCheckCrossedProxy checks an INVITE that crossed the proxy and the home
+// peer: both Record-Routed it, and the overlay's sender header stayed
+// behind.
+func pxCheckCrossedProxy(t *testing.T, whose, inv string) {
+	t.Helper()
+	rrs := pxHeaders(inv, "Record-Route", "")
+	t.Logf("%s INVITE:\n%s", whose, inv)
+	if !pxHasRR(rrs, pxProxyIP) {
+		t.Errorf("%s INVITE has no Record-Route of the proxy (%s, p2pd=): %q\n%s", whose, pxProxyIP, rrs, inv)
+	}
+	if !pxHasRR(rrs, pxHomeIP) {
+		t.Errorf("%s INVITE has no Record-Route of the home peer (%s, p2pd=): %q\n%s", whose, pxHomeIP, rrs, inv)
+	}
+	if strings.Contains(strings.ToLower(inv), "p-p2psip-sender") {
+		t.Errorf("%s INVITE carries the overlay's P-P2PSIP-Sender header:\n%s", whose, inv)
 	}
 }
