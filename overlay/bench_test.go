@@ -3,6 +3,7 @@ package overlay
 import (
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -54,6 +55,33 @@ func BenchmarkRegisterLonePeer(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		register(b, n, fmt.Sprintf("sip:l%d@test.overlay", i), key, binding("d", "sip:x@127.0.0.1", time.Hour))
 	}
+}
+
+// BenchmarkRegisterLonePeerParallel is BenchmarkRegisterLonePeer with
+// many REGISTERs in flight, as a SIP server has under load: 64 goroutines
+// per P, all signing with the one key of the node (the server's Owner).
+// Run it with -cpu 1 under taskset -c 0 to match the one-core SIP
+// benchmark; this is where batch signing pays.
+func BenchmarkRegisterLonePeerParallel(b *testing.B) {
+	n, err := New(testConfig(b, nil))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { closeQuietly(n) })
+	key := mustKey(b)
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(64)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			aor := fmt.Sprintf("sip:p%d@test.overlay", next.Add(1))
+			if _, err := n.Register(ctxT(b), RegisterRequest{AOR: aor, Signer: key, Binding: binding("d", "sip:x@127.0.0.1", time.Hour)}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
 
 // BenchmarkLookupLonePeer measures Lookup of one AOR on a lone peer, as
