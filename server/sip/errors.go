@@ -9,4 +9,7 @@ var (
 	ErrBadRequest = errors.New("sip: bad request")
 	// ErrResolve means RFC 3263 resolution of a SIP URI failed.
 	ErrResolve = errors.New("sip: cannot resolve")
+
+	// errTxDone means a final response was already sent on a transaction.
+	errTxDone = errors.New("sip: transaction already answered")
 )

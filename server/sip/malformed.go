@@ -13,7 +13,8 @@ import (
 // what is wrong instead of retransmitting into the void.
 type guardConn struct {
 	net.PacketConn
-	s *Service
+	s   *Service
+	reg *udpRegistrar // nil: every request goes to sipgo
 }
 
 func (g *guardConn) ReadFrom(b []byte) (int, net.Addr, error) {
@@ -24,7 +25,14 @@ func (g *guardConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		}
 		// Responses are not parsed twice: a malformed one is dropped by
 		// sipgo, which is what §18.1.2 asks for anyway.
-		out, ok := screen(b[:n], false)
+		out, req, ok := screenRequest(b[:n], false)
+		if ok && req != nil && g.reg != nil {
+			req.SetTransport("UDP")
+			req.SetSource(addr.String())
+			if g.reg.take(req, addr) {
+				continue
+			}
+		}
 		if ok {
 			if len(out) <= len(b) { // else sipgo answers the original
 				n = copy(b, out)
@@ -41,10 +49,16 @@ func (g *guardConn) ReadFrom(b []byte) (int, net.Addr, error) {
 // WriteTo sends what sipgo writes, less the RFC 2543 branches the guard
 // added to requests.
 func (g *guardConn) WriteTo(b []byte, addr net.Addr) (int, error) {
-	if _, err := g.PacketConn.WriteTo(stripRFC2543Branch(b), addr); err != nil {
+	if err := g.send(b, addr); err != nil {
 		return 0, err
 	}
 	return len(b), nil
+}
+
+// send writes one message, less the RFC 2543 branch the guard added.
+func (g *guardConn) send(b []byte, addr net.Addr) error {
+	_, err := g.PacketConn.WriteTo(stripRFC2543Branch(b), addr)
+	return err
 }
 
 // screen readies one message, framed, for sipgo: it rejects a request
@@ -55,28 +69,37 @@ func (g *guardConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 // parseResponses, in which case a malformed one is dropped (ok false;
 // malformedResponse answers no response).
 func screen(msg []byte, parseResponses bool) ([]byte, bool) {
+	out, _, ok := screenRequest(msg, parseResponses)
+	return out, ok
+}
+
+// screenRequest is screen that also returns the request it parsed (nil
+// for a response), so that the UDP registrar need not parse it again.
+func screenRequest(msg []byte, parseResponses bool) ([]byte, *sip.Request, bool) {
 	response := bytes.HasPrefix(msg, []byte("SIP/"))
 	if !response && badDisplayName(msg) != "" {
-		return nil, false
+		return nil, nil, false
 	}
 	out := normalizeMessage(msg)
 	if response && !parseResponses {
-		return out, true
+		return out, nil, true
 	}
 	parsed, err := sip.ParseMessage(out)
 	if err != nil {
-		return nil, false
+		return nil, nil, false
 	}
-	if req, ok := parsed.(*sip.Request); ok {
+	req, _ := parsed.(*sip.Request)
+	if req != nil {
 		if keyed := addRFC2543Branch(out, req); len(keyed) != len(out) {
 			// sipgo reads some odd Vias only as they came: then it
 			// answers 400 for want of a From tag, as before.
-			if _, err := sip.ParseMessage(keyed); err == nil {
+			if again, err := sip.ParseMessage(keyed); err == nil {
 				out = keyed
+				req, _ = again.(*sip.Request)
 			}
 		}
 	}
-	return out, true
+	return out, req, true
 }
 
 // isKeepAlive matches RFC 5626 CRLF keep-alives, which are not messages.

@@ -103,7 +103,10 @@ func (s *Service) ServeUDP(pc net.PacketConn) error {
 	s.mu.Lock()
 	s.udpAddr = pc.LocalAddr().String()
 	s.mu.Unlock()
-	return s.srv.ServeUDP(&guardConn{PacketConn: pc, s: s})
+	g := &guardConn{PacketConn: pc, s: s}
+	g.reg = newUDPRegistrar(s, g)
+	defer g.reg.stop()
+	return s.srv.ServeUDP(g)
 }
 
 // ServeTCP serves SIP on a TCP listener; bindings registered over a

@@ -1,0 +1,250 @@
+package sip
+
+import (
+	"bytes"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// The UDP registrar path. A REGISTER for an overlay AOR that arrives over
+// UDP is answered here, next to the socket, instead of through sipgo's
+// transaction layer: sipgo would parse it a second time (the guard has
+// parsed it already), start a goroutine for it whose stack grows on every
+// message, and keep a full server transaction with its timers for 32 s to
+// answer retransmissions. Here a fixed pool of workers runs the same
+// registrar (onRegister), and a table keeps each final response's bytes
+// for Timer J, which is all a non-INVITE server transaction needs to do
+// (RFC 3261 §17.2.2). The concurrency of the pool is also what lets the
+// overlay sign the records of REGISTERs that arrive together in one batch.
+//
+// Everything else (other methods, REGISTERs of public AORs, which the
+// proxy relays with a client transaction, and REGISTERs over TCP, TLS and
+// WebSocket) stays on sipgo.
+
+const (
+	// udpRegWorkers bounds the REGISTERs being processed at once. A
+	// REGISTER waits for the overlay (a DHT round trip when other peers
+	// hold the record), so the pool is much larger than the core count.
+	udpRegWorkers = 128
+	// udpRegQueue is the backlog in front of the workers; when it is
+	// full, REGISTERs go the sipgo way instead of waiting, so a slow
+	// overlay never stalls the socket's other traffic.
+	udpRegQueue = 1024
+	// timerJ is how long a final response is kept to answer
+	// retransmissions of its request: 64*T1 over UDP (RFC 3261 §17.2.2).
+	timerJ = 64 * 500 * time.Millisecond
+	// maxRegTx bounds the table: past it the oldest completed entries go
+	// early (a late retransmission of theirs is then processed again,
+	// which for a REGISTER rewrites the same binding).
+	maxRegTx = 1 << 20
+)
+
+// udpRegistrar runs REGISTERs received on one UDP socket.
+type udpRegistrar struct {
+	s    *Service
+	conn *guardConn
+	jobs chan *regTx
+
+	mu   sync.Mutex
+	txs  map[string]*regTx // guarded by mu; by RFC 3261 §17.2.3 key
+	done []doneTx          // guarded by mu; completed, in order of expiry
+	head int               // guarded by mu; first live index of done
+}
+
+type doneTx struct {
+	key string
+	at  time.Time // expiry
+}
+
+func newUDPRegistrar(s *Service, conn *guardConn) *udpRegistrar {
+	r := &udpRegistrar{s: s, conn: conn, jobs: make(chan *regTx, udpRegQueue), txs: map[string]*regTx{}}
+	for range udpRegWorkers {
+		go r.work()
+	}
+	return r
+}
+
+// stop ends the workers; call it once the socket is closed.
+func (r *udpRegistrar) stop() { close(r.jobs) }
+
+func (r *udpRegistrar) work() {
+	for tx := range r.jobs {
+		r.s.onRegister(tx.req, tx)
+		tx.finish()
+		// The table keeps the entry for Timer J: not the parsed
+		// request, which would keep the GC busy for nothing.
+		tx.req = nil
+	}
+}
+
+// take handles req if it is a REGISTER this path serves, and reports
+// whether it did; false hands it to sipgo.
+func (r *udpRegistrar) take(req *sip.Request, from net.Addr) bool {
+	if req.Method != sip.REGISTER {
+		return false
+	}
+	to := req.To()
+	if to == nil || !r.s.isOverlayHost(to.Address.Host) {
+		return false // 400 from the registrar, or relayed by sipgo
+	}
+	key, ok := regTxKey(req)
+	if !ok {
+		return false
+	}
+	r.mu.Lock()
+	if tx := r.txs[key]; tx != nil {
+		res := tx.last
+		r.mu.Unlock()
+		// §17.2.2: a retransmission in the Trying state is absorbed;
+		// later ones get the last response again.
+		if res != nil {
+			r.conn.send(res, tx.addr)
+		}
+		return true
+	}
+	tx := &regTx{r: r, key: key, req: req, addr: from, doneC: make(chan struct{})}
+	r.txs[key] = tx
+	r.mu.Unlock()
+	select {
+	case r.jobs <- tx:
+		return true
+	default:
+		r.mu.Lock()
+		delete(r.txs, key)
+		r.mu.Unlock()
+		return false
+	}
+}
+
+// regTxKey is the server transaction key of RFC 3261 §17.2.3: the top
+// Via's branch and sent-by, and the method. The guard has given RFC 2543
+// requests a branch already (addRFC2543Branch).
+func regTxKey(req *sip.Request) (string, bool) {
+	via := req.Via()
+	if via == nil {
+		return "", false
+	}
+	branch, ok := via.Params.Get("branch")
+	if !ok || !strings.HasPrefix(branch, sip.RFC3261BranchMagicCookie) || len(branch) == len(sip.RFC3261BranchMagicCookie) {
+		return "", false
+	}
+	var b strings.Builder
+	b.Grow(len(branch) + len(via.Host) + 20)
+	b.WriteString(branch)
+	b.WriteByte('|')
+	b.WriteString(strings.ToLower(via.Host))
+	b.WriteByte('|')
+	b.WriteString(strconv.Itoa(via.Port))
+	b.WriteString("|REGISTER")
+	return b.String(), true
+}
+
+// complete keeps tx's final response for Timer J and drops expired ones.
+func (r *udpRegistrar) complete(tx *regTx, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.done = append(r.done, doneTx{key: tx.key, at: now.Add(timerJ)})
+	for r.head < len(r.done) && (r.done[r.head].at.Before(now) || len(r.done)-r.head > maxRegTx) {
+		delete(r.txs, r.done[r.head].key)
+		r.done[r.head] = doneTx{}
+		r.head++
+	}
+	// Reuse the slice's front once half of it is spent.
+	if r.head > 1024 && r.head*2 >= len(r.done) {
+		n := copy(r.done, r.done[r.head:])
+		clear(r.done[n:])
+		r.done = r.done[:n]
+		r.head = 0
+	}
+}
+
+// forget drops tx without keeping a response: the handler sent none, so
+// a retransmission is processed anew.
+func (r *udpRegistrar) forget(tx *regTx) {
+	r.mu.Lock()
+	if r.txs[tx.key] == tx {
+		delete(r.txs, tx.key)
+	}
+	r.mu.Unlock()
+}
+
+// pending is the number of transactions in the table (tests, metrics).
+func (r *udpRegistrar) pending() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.txs)
+}
+
+// regTx is a non-INVITE server transaction over UDP (RFC 3261 §17.2.2)
+// reduced to what a registrar needs: it sends responses to the request's
+// source (§18.2.2, RFC 3581) and keeps the last one to answer
+// retransmissions; it has no ACKs and no CANCEL (§9.2: a REGISTER is
+// answered at once).
+type regTx struct {
+	r    *udpRegistrar
+	key  string
+	req  *sip.Request
+	addr net.Addr
+
+	once  sync.Once
+	doneC chan struct{}
+	final bool   // set by the worker's goroutine only
+	last  []byte // guarded by r.mu; the last response sent
+}
+
+var _ sip.ServerTransaction = (*regTx)(nil)
+
+// Respond sends res and, if final, completes the transaction.
+func (tx *regTx) Respond(res *sip.Response) error {
+	if tx.final {
+		return errTxDone
+	}
+	var buf bytes.Buffer
+	res.StringWrite(&buf)
+	out := buf.Bytes()
+	tx.r.mu.Lock()
+	tx.last = out
+	tx.r.mu.Unlock()
+	if err := tx.r.conn.send(out, tx.addr); err != nil {
+		return err
+	}
+	if res.IsProvisional() {
+		return nil
+	}
+	tx.final = true
+	tx.r.complete(tx, time.Now())
+	tx.Terminate()
+	return nil
+}
+
+// finish runs after the handler: without a final response there is
+// nothing to repeat, so the entry goes.
+func (tx *regTx) finish() {
+	if !tx.final {
+		tx.r.forget(tx)
+		tx.Terminate()
+	}
+}
+
+// Acks implements sip.ServerTransaction; a REGISTER has none.
+func (tx *regTx) Acks() <-chan *sip.Request { return nil }
+
+// OnCancel implements sip.ServerTransaction; a REGISTER is not cancelled.
+func (tx *regTx) OnCancel(sip.FnTxCancel) bool { return false }
+
+// Terminate implements sip.Transaction.
+func (tx *regTx) Terminate() { tx.once.Do(func() { close(tx.doneC) }) }
+
+// OnTerminate implements sip.Transaction; nobody on this path uses it.
+func (tx *regTx) OnTerminate(sip.FnTxTerminate) bool { return false }
+
+// Done implements sip.Transaction.
+func (tx *regTx) Done() <-chan struct{} { return tx.doneC }
+
+// Err implements sip.Transaction.
+func (tx *regTx) Err() error { return nil }

@@ -1,0 +1,135 @@
+package sip
+
+import (
+	"bytes"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// serveUDP runs ts on a loopback UDP socket and returns a client socket
+// connected to it.
+func serveUDP(t *testing.T, ts *testService) net.Conn {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = ts.ServeUDP(pc) }()
+	t.Cleanup(func() { _ = pc.Close(); <-done })
+	c, err := net.Dial("udp", pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func roundTrip(t *testing.T, c net.Conn, msg string) string {
+	t.Helper()
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 65535)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatalf("no answer to %q: %v", strings.SplitN(msg, "\r\n", 2)[0], err)
+	}
+	return string(buf[:n])
+}
+
+// A retransmitted REGISTER gets the first answer again, byte for byte
+// (same To tag), and is not processed twice: RFC 3261 §17.2.2.
+func TestUDPRegisterRetransmission(t *testing.T) {
+	ts := newTestService(t, nil)
+	c := serveUDP(t, ts)
+	lines := register("alice", "<sip:alice@127.0.0.1:5099>")
+	lines[1] = "Via: SIP/2.0/UDP " + c.LocalAddr().String() + ";branch=z9hG4bK-udpreg1"
+	msg := strings.Join(lines, "\r\n") + "\r\n\r\n"
+	first := roundTrip(t, c, msg)
+	if !strings.HasPrefix(first, "SIP/2.0 200 ") {
+		t.Fatalf("first answer:\n%s", first)
+	}
+	again := roundTrip(t, c, msg)
+	if again != first {
+		t.Fatalf("retransmission answered differently:\n%s\nthen\n%s", first, again)
+	}
+	// A new transaction (new branch) is processed: a new To tag.
+	msg2 := strings.Replace(msg, "udpreg1", "udpreg2", 1)
+	second := roundTrip(t, c, msg2)
+	if !strings.HasPrefix(second, "SIP/2.0 200 ") || second == first {
+		t.Fatalf("new transaction answered:\n%s", second)
+	}
+}
+
+// REGISTERs of public AORs stay with sipgo (the proxy relays them with a
+// client transaction); requests without an RFC 3261 branch too.
+func TestUDPRegistrarTakes(t *testing.T) {
+	ts := newTestService(t, nil)
+	r := &udpRegistrar{s: ts.Service, jobs: make(chan *regTx, 1), txs: map[string]*regTx{}}
+	public := parse(t, strings.Join(register("alice", "<sip:alice@127.0.0.1:5099>"), "\r\n")+"")
+	public.To().Address.Host = "atlanta.example"
+	if r.take(public, nil) {
+		t.Fatal("took a REGISTER for a public AOR")
+	}
+	inv := parse(t, invite("sip:bob@"+testDomain)...)
+	if r.take(inv, nil) {
+		t.Fatal("took an INVITE")
+	}
+	own := parse(t, register("bob", "<sip:bob@127.0.0.1:5099>")...)
+	if !r.take(own, nil) || len(r.jobs) != 1 {
+		t.Fatal("did not queue an overlay REGISTER")
+	}
+	// The queue is full: the next one goes to sipgo, and leaves no entry.
+	other := parse(t, register("carol", "<sip:carol@127.0.0.1:5099>")...)
+	if r.take(other, nil) {
+		t.Fatal("took a REGISTER with the queue full")
+	}
+	if r.pending() != 1 {
+		t.Fatalf("table holds %d entries, want 1", r.pending())
+	}
+	// A retransmission while the first is processed is absorbed (§17.2.2
+	// Trying state): taken, not queued again.
+	if !r.take(own, nil) || len(r.jobs) != 1 {
+		t.Fatal("retransmission in Trying was not absorbed")
+	}
+}
+
+// Completed transactions leave the table after Timer J, oldest first, and
+// the table never outgrows its bound.
+func TestUDPRegistrarExpiry(t *testing.T) {
+	r := &udpRegistrar{txs: map[string]*regTx{}}
+	t0 := time.Now()
+	for i := range 3000 {
+		tx := &regTx{key: string(rune('a'+i%26)) + strings.Repeat("x", i/26)}
+		r.txs[tx.key] = tx
+		r.complete(tx, t0)
+	}
+	if r.pending() != 3000 {
+		t.Fatalf("%d entries, want 3000", r.pending())
+	}
+	late := &regTx{key: "late"}
+	r.txs["late"] = late
+	r.complete(late, t0.Add(timerJ+time.Second))
+	if r.pending() != 1 || r.txs["late"] == nil {
+		t.Fatalf("%d entries after Timer J, want only the late one", r.pending())
+	}
+	if len(r.done)-r.head != 1 {
+		t.Fatalf("expiry list holds %d, want 1", len(r.done)-r.head)
+	}
+}
+
+func TestRegTxKey(t *testing.T) {
+	a := parse(t, register("alice", "<sip:alice@127.0.0.1:5099>")...)
+	k, ok := regTxKey(a)
+	if !ok || !bytes.Contains([]byte(k), []byte("z9hG4bK-regalice")) {
+		t.Fatalf("key %q %v", k, ok)
+	}
+	b := parse(t, strings.Replace(strings.Join(register("alice", "<sip:alice@127.0.0.1:5099>"), "\r\n"), ";branch=z9hG4bK-regalice", "", 1))
+	if _, ok := regTxKey(b); ok {
+		t.Fatal("keyed a request without a branch")
+	}
+}
