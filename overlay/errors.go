@@ -18,6 +18,12 @@ var (
 	ErrWrongOverlay = errors.New("overlay: wrong overlay")
 	// ErrExpired means a record is past its expiry and hold period.
 	ErrExpired = errors.New("overlay: record expired")
+	// ErrBadProof means a batch-signed record's inclusion proof is
+	// malformed: index outside the batch, a path whose length does not fit
+	// the batch size, hashes that are not 32 bytes, or a proof on a record
+	// that is not batch-signed. A well-formed proof that leads to a root
+	// the signer did not sign is ErrBadSignature.
+	ErrBadProof = errors.New("overlay: bad batch proof")
 	// ErrBadRecord means a record is malformed, too large or inconsistent.
 	ErrBadRecord = errors.New("overlay: malformed record")
 	// ErrStale means a record's sequence number is not newer than the

@@ -11,6 +11,14 @@ func FuzzValidate(f *testing.F) {
 	f.Add(RegistrationKey(reg.AOR), sign(f, reg, owner))
 	reg.Bindings = nil
 	f.Add(RegistrationKey(reg.AOR), sign(f, reg, owner))
+	// Batch records: the first, an inner and the last leaf of a batch of
+	// five, whose paths differ in length and turns.
+	regs := batchRegs(f, owner, "fuzz", 5)
+	for i, value := range batchValues(f, owner, regs) {
+		if i == 0 || i == 2 || i == 4 {
+			f.Add(RegistrationKey(regs[i].AOR), value)
+		}
+	}
 	f.Add(ServiceKey("proxy", testNodeID(f)), []byte(`{"alg":"libp2p","body":"e30=","signer":"","sig":""}`))
 	f.Add("/sip/reg/sip:a@test.overlay", []byte(`{"alg":"p256","body":"bnVsbA==","signer":"AA==","sig":"AA=="}`))
 	f.Add("/sip/other", []byte("{}"))
@@ -22,6 +30,46 @@ func FuzzValidate(f *testing.F) {
 		if _, err := v.Select(key, [][]byte{value, value}); err != nil {
 			t.Fatalf("accepted value does not select: %v", err)
 		}
+	})
+}
+
+// FuzzBatchProof checks the proof verifier on arbitrary proofs: it never
+// panics, and of a tree built from the input, a leaf's own proof gives the
+// root while the proof with one bit changed (in index, size or path) does
+// not give it for the signed size.
+func FuzzBatchProof(f *testing.F) {
+	f.Add(uint8(5), uint8(2), uint16(0), []byte("seed"))
+	f.Add(uint8(64), uint8(63), uint16(300), []byte{})
+	f.Add(uint8(1), uint8(0), uint16(7), []byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, n, idx uint8, flip uint16, data []byte) {
+		if n == 0 {
+			n = 1
+		}
+		idx %= n
+		leaves := make([][32]byte, n)
+		for i := range leaves {
+			leaves[i] = leafHash(append([]byte{byte(i)}, data...))
+		}
+		root, paths := merkleTree(leaves)
+		p := &BatchProof{Index: uint32(idx), Size: uint32(n), Path: pathBytes(paths[idx])}
+		got, err := p.root(leaves[idx])
+		if err != nil || got != root {
+			t.Fatalf("leaf %d of %d: %v", idx, n, err)
+		}
+		// Flip one bit of index (bits 0..31), or of a path hash.
+		bit := int(flip) % (32 + 256*len(p.Path))
+		if bit < 32 {
+			p.Index ^= 1 << bit
+		} else {
+			bit -= 32
+			p.Path[bit/256][bit%256/8] ^= 1 << (bit % 8)
+		}
+		if got, err := p.root(leaves[idx]); err == nil && got == root {
+			t.Fatalf("leaf %d of %d: a changed proof gives the root", idx, n)
+		}
+		// Arbitrary proofs: no panic.
+		q := &BatchProof{Index: uint32(flip), Size: uint32(n) + uint32(flip), Path: [][]byte{data, root[:]}}
+		_, _ = q.root(leaves[0])
 	})
 }
 

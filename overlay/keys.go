@@ -31,8 +31,9 @@ type Signer interface {
 
 // P256Key is a local ECDSA P-256 Signer.
 type P256Key struct {
-	priv *ecdsa.PrivateKey
-	pub  []byte
+	priv  *ecdsa.PrivateKey
+	pub   []byte
+	batch batcher // batches the record signatures of concurrent callers
 }
 
 // NewP256Key generates a fresh key.

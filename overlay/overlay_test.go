@@ -257,6 +257,48 @@ func testRefusedWrites(t *testing.T, tn *testNet) {
 			t.Fatal("an honest node stored a record with a bad signature")
 		}
 	})
+	t.Run("ForgedBatch", func(t *testing.T) {
+		// Control: a valid batch record from the rogue is stored.
+		stamp := time.Now().UnixNano()
+		okRegs := batchRegs(t, other, fmt.Sprintf("okbatch%d-", stamp), 3)
+		okValues := batchValues(t, other, okRegs)
+		put(RegistrationKey(okRegs[1].AOR), okValues[1])
+		if !storedAnywhere(tn, RegistrationKey(okRegs[1].AOR), okValues[1]) {
+			t.Fatal("control: the rogue's valid batch record reached no honest node")
+		}
+		// The owner's batch, with carol's record swapped in for another
+		// one under the same proof and signature.
+		regs := batchRegs(t, owner, fmt.Sprintf("batch%d-", stamp), 3)
+		values := batchValues(t, owner, regs)
+		evil := *orig
+		evil.Seq += 20
+		evil.Bindings = []Binding{{Instance: "c", Node: tn.nodes[8].ID(), Contact: "sip:evil@10.6.6.6", Expires: orig.Expires}}
+		swapped := editEnvelope(t, values[0], func(e *Envelope) { e.Body = mustJSON(t, &evil) })
+		// A sibling changed under a record of the owner's batch.
+		sibling := editEnvelope(t, values[1], func(e *Envelope) { e.Proof.Path[0][0] ^= 0x80 })
+		// The thief batch-signs carol's AOR as its own.
+		thiefReg := evil
+		thiefReg.Owner = thief.PublicKey()
+		thiefValues := batchValues(t, thief, []*Registration{&thiefReg, batchRegs(t, thief, fmt.Sprintf("thief%d-", stamp), 1)[0]})
+		for name, c := range map[string]struct {
+			key   string
+			value []byte
+		}{
+			"swapped body":    {RegistrationKey(aor), swapped},
+			"changed sibling": {RegistrationKey(regs[1].AOR), sibling},
+			"held AOR":        {RegistrationKey(aor), thiefValues[0]},
+		} {
+			put(c.key, c.value)
+			if storedAnywhere(tn, c.key, c.value) {
+				t.Fatalf("%s: an honest node stored a forged batch record", name)
+			}
+		}
+		for i, n := range tn.nodes {
+			if got := lookupLive(t, n, aor); len(got) != 1 || got[0] != "sip:carol@10.0.0.8" {
+				t.Fatalf("node %d: %v", i, got)
+			}
+		}
+	})
 	t.Run("HostNotOverlay", func(t *testing.T) {
 		_, err := tn.nodes[2].Register(ctxT(t), RegisterRequest{AOR: "sip:dan@other.example", Signer: thief, Binding: binding("d", "sip:dan@10.0.0.2", time.Hour)})
 		if !errors.Is(err, ErrWrongOverlay) {

@@ -30,8 +30,9 @@ const (
 
 // Algorithms of an Envelope's signer.
 const (
-	AlgP256   = "p256"   // registration records: owner or device P-256 key
-	AlgLibp2p = "libp2p" // service entries: the announcing node's libp2p key
+	AlgP256      = "p256"       // registration records: owner or device P-256 key
+	AlgP256Batch = "p256-batch" // the same keys, signing a batch of records (Envelope.Proof)
+	AlgLibp2p    = "libp2p"     // service entries: the announcing node's libp2p key
 )
 
 // Envelope is the value stored in the DHT: opaque body bytes and a
@@ -41,7 +42,10 @@ type Envelope struct {
 	Alg    string `json:"alg"`
 	Body   []byte `json:"body"`   // JSON of Registration or ServiceEntry
 	Signer []byte `json:"signer"` // P-256 raw point, or marshalled libp2p public key
-	Sig    []byte `json:"sig"`    // over recordDomain ‖ Body
+	Sig    []byte `json:"sig"`    // over recordDomain ‖ Body; for AlgP256Batch over the batch (batchMessage)
+	// Proof places Body in a batch signed once (AlgP256Batch only); absent
+	// for every other Alg, so plain records encode as they always have.
+	Proof *BatchProof `json:"proof,omitempty"`
 }
 
 // Binding is one device's contact under an AOR (RFC 3261 §10, RFC 5626).
@@ -153,11 +157,22 @@ func signRegistration(reg *Registration, s Signer) ([]byte, *Envelope, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("encoding registration: %w", err)
 	}
-	sig, err := s.Sign(append([]byte(recordDomain), body...))
+	var sig []byte
+	var proof *BatchProof
+	if k, ok := s.(*P256Key); ok && fitsWithProof(body, k) {
+		// A local key may sign this record together with others signed
+		// at the same time (see batch.go); alone, it signs it plainly.
+		sig, proof, err = k.signRecord(body)
+	} else {
+		sig, err = s.Sign(append([]byte(recordDomain), body...))
+	}
 	if err != nil {
 		return nil, nil, err
 	}
-	env := &Envelope{Alg: AlgP256, Body: body, Signer: s.PublicKey(), Sig: sig}
+	env := &Envelope{Alg: AlgP256, Body: body, Signer: s.PublicKey(), Sig: sig, Proof: proof}
+	if proof != nil {
+		env.Alg = AlgP256Batch
+	}
 	value, err := encodeEnvelope(env)
 	if err != nil {
 		return nil, nil, err

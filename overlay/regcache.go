@@ -106,6 +106,12 @@ func (p *parsedReg) estimateSize(keyLen int) int {
 	n := keyLen + entry + int(unsafe.Sizeof(parsedReg{})+unsafe.Sizeof(Registration{})+unsafe.Sizeof(Envelope{})+unsafe.Sizeof(""))
 	if e := p.env; e != nil {
 		n += len(e.Alg) + cap(e.Body) + cap(e.Signer) + cap(e.Sig)
+		if pr := e.Proof; pr != nil {
+			n += int(unsafe.Sizeof(BatchProof{})) + cap(pr.Path)*int(unsafe.Sizeof([]byte(nil)))
+			for _, h := range pr.Path {
+				n += cap(h)
+			}
+		}
 	}
 	r := p.reg
 	if r == nil {
@@ -146,7 +152,7 @@ func trustSigned(value []byte, env *Envelope, reg *Registration, s Signer) {
 		return
 	}
 	e := *env
-	e.Body, e.Signer, e.Sig = slices.Clone(e.Body), slices.Clone(e.Signer), slices.Clone(e.Sig)
+	e.Body, e.Signer, e.Sig, e.Proof = slices.Clone(e.Body), slices.Clone(e.Signer), slices.Clone(e.Sig), e.Proof.clone()
 	p := &parsedReg{reg: reg.clone(), env: &e}
 	p.sigOK.Store(true)
 	parsedRegs.add(value, p)

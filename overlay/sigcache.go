@@ -11,13 +11,18 @@ import (
 // CPU time, and the answer for the same bytes never changes.
 type sigCache struct {
 	mu    sync.Mutex
+	limit int                   // entries kept at most
 	seen  map[[32]byte]struct{} // guarded by mu
 	order [][32]byte            // guarded by mu; FIFO eviction
 }
 
 const sigCacheSize = 8192
 
-var verified = &sigCache{seen: map[[32]byte]struct{}{}}
+var verified = newSigCache(sigCacheSize)
+
+func newSigCache(limit int) *sigCache {
+	return &sigCache{limit: limit, seen: map[[32]byte]struct{}{}}
+}
 
 func sigKey(pub, msg, sig []byte) [32]byte {
 	h := sha256.New()
@@ -45,7 +50,7 @@ func (c *sigCache) add(k [32]byte) {
 	if _, ok := c.seen[k]; ok {
 		return
 	}
-	if len(c.order) >= sigCacheSize {
+	if len(c.order) >= c.limit {
 		delete(c.seen, c.order[0])
 		c.order = c.order[1:]
 	}

@@ -157,8 +157,17 @@ func (v *Validator) checkRegistrationTimes(reg *Registration) error {
 // device key that the owner certified for this AOR and that has not expired.
 func (v *Validator) checkRegistrationSigner(p *parsedReg) error {
 	reg, env := p.reg, p.env
-	if env.Alg != AlgP256 {
-		return fmt.Errorf("%w: registration signed with %q, want %q", ErrBadSignature, env.Alg, AlgP256)
+	switch env.Alg {
+	case AlgP256:
+		if env.Proof != nil {
+			return fmt.Errorf("%w: proof on a %q record", ErrBadProof, env.Alg)
+		}
+	case AlgP256Batch:
+		if env.Proof == nil {
+			return fmt.Errorf("%w: %q record without a proof", ErrBadProof, env.Alg)
+		}
+	default:
+		return fmt.Errorf("%w: registration signed with %q, want %q or %q", ErrBadSignature, env.Alg, AlgP256, AlgP256Batch)
 	}
 	if !bytes.Equal(env.Signer, reg.Owner) && !v.certifiedDevice(reg, env.Signer) {
 		return fmt.Errorf("%w: signer is neither the owner of %s nor a certified device", ErrNotOwner, reg.AOR)
@@ -174,7 +183,13 @@ func (v *Validator) checkRegistrationSigner(p *parsedReg) error {
 	if p.sigOK.Load() {
 		return nil
 	}
-	if err := verifyP256Cached(env.Signer, append([]byte(recordDomain), env.Body...), env.Sig); err != nil {
+	var err error
+	if env.Alg == AlgP256Batch {
+		err = verifyBatch(env.Signer, env.Body, env.Proof, env.Sig)
+	} else {
+		err = verifyP256Cached(env.Signer, append([]byte(recordDomain), env.Body...), env.Sig)
+	}
+	if err != nil {
 		return fmt.Errorf("record of %s: %w", reg.AOR, err)
 	}
 	p.sigOK.Store(true)
@@ -225,7 +240,7 @@ func (v *Validator) ValidateService(key string, value []byte) (*ServiceEntry, er
 	if !validServiceName(e.Service) || key != ServiceKey(e.Service, e.Node) {
 		return nil, fmt.Errorf("%w: key %q does not match service %q of %q", ErrBadRecord, key, e.Service, e.Node)
 	}
-	if env.Alg != AlgLibp2p {
+	if env.Alg != AlgLibp2p || env.Proof != nil {
 		return nil, fmt.Errorf("%w: service entry signed with %q", ErrBadSignature, env.Alg)
 	}
 	pub, err := crypto.UnmarshalPublicKey(env.Signer)
