@@ -34,11 +34,14 @@ import (
 // Node is one peer of an overlay: a libp2p host running the Kademlia DHT
 // in server mode, plus the records this peer publishes.
 type Node struct {
-	cfg     Config
-	log     *slog.Logger
-	host    host.Host
-	dht     *dht.IpfsDHT
-	store   ds.Batching
+	cfg   Config
+	log   *slog.Logger
+	host  host.Host
+	dht   *dht.IpfsDHT
+	store ds.Batching
+	// alone stores values in the DHT's datastore, validated and selected
+	// as the DHT's own value store does, for a node without peers (see put).
+	alone   *records.ValueStore
 	valid   *Validator
 	metrics *metrics
 	lookups *lookupCache
@@ -85,10 +88,15 @@ func New(cfg Config) (*Node, error) {
 	n.lookups = newLookupCache(cfg.LookupCacheTTL)
 	n.store = &notifyStore{Batching: dssync.MutexWrap(ds.NewMapDatastore()), changed: n.lookups.dropKey}
 	n.valid = &Validator{Overlay: cfg.Name, Hold: cfg.Hold, MaxTTL: cfg.MaxTTL, Local: n.localValue}
+	validator := record.NamespacedValidator{keyNamespace: n.valid}
+	// The same datastore, validator and record age as the DHT's value
+	// store, so a value stored alone is what PutValue would have stored.
+	// Its GC is not started: the DHT's sweeps the same keys.
+	n.alone = records.NewValueStore(n.store, validator, cfg.MaxTTL+cfg.Hold)
 	n.dht, err = dht.New(h,
 		dht.Mode(dht.ModeServer),
 		dht.ProtocolPrefix(protocol.ID("/p2psip/"+cfg.Name)),
-		dht.Validator(record.NamespacedValidator{keyNamespace: n.valid}),
+		dht.Validator(validator),
 		dht.Datastore(n.store),
 		dht.MaxRecordAge(cfg.MaxTTL+cfg.Hold),
 		dht.ProviderManagerOpts(

@@ -383,3 +383,42 @@ func TestServiceOfALonePeerIsFoundWhenOthersJoin(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestLonePutValidates: a node without peers stores writes without the
+// DHT's put, but still validates them and keeps the better value.
+func TestLonePutValidates(t *testing.T) {
+	tn := newTestNet(t, 1, nil)
+	n := tn.nodes[0]
+	owner := mustKey(t)
+	reg := sampleReg(t, owner)
+	reg.AOR = fmt.Sprintf("sip:lone%d@test.overlay", time.Now().UnixNano())
+	key := RegistrationKey(reg.AOR)
+	v1 := sign(t, reg, owner)
+	reg.Seq++
+	v2 := sign(t, reg, owner)
+	tampered := editEnvelope(t, v2, func(e *Envelope) { e.Sig[3] ^= 1 })
+	if err := n.put(ctxT(t), key, tampered); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("bad signature: %v, want ErrBadSignature", err)
+	}
+	if n.localValue(key) != nil {
+		t.Fatal("a refused value was stored")
+	}
+	if err := n.put(ctxT(t), key, v2); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.put(ctxT(t), key, v1); !errors.Is(err, ErrStale) {
+		t.Fatalf("older value: %v, want ErrStale", err)
+	}
+	if err := n.put(ctxT(t), key, v2); err != nil {
+		t.Fatalf("republishing the stored value: %v", err)
+	}
+	if !bytes.Equal(n.localValue(key), v2) || !n.unspread.Load() {
+		t.Fatal("the newer value is not stored, or not marked for spreading")
+	}
+	thief := mustKey(t)
+	stolen := sampleReg(t, thief)
+	stolen.AOR = reg.AOR
+	if err := n.put(ctxT(t), key, sign(t, stolen, thief)); !errors.Is(err, ErrAORHeld) {
+		t.Fatalf("another owner's record: %v, want ErrAORHeld", err)
+	}
+}
