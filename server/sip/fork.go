@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,11 +15,13 @@ import (
 // collected, provisional and 2xx ones passed upstream at once, and the
 // best final one sent when every branch has ended.
 type fork struct {
-	s      *Service
-	req    *sip.Request
-	stx    sip.ServerTransaction
-	ctx    context.Context
-	cancel context.CancelFunc
+	s       *Service
+	req     *sip.Request
+	stx     sip.ServerTransaction
+	reqVias int // req's Via count, to tell our Via in a response
+	// timerC fires (or is closed) when Timer C expires; nil for a
+	// non-INVITE, whose client transactions end by Timer F on their own.
+	timerC <-chan time.Time
 
 	mu       sync.Mutex
 	branches []*branch     // guarded by mu
@@ -37,12 +40,17 @@ type branch struct {
 // INVITE; non-INVITE transactions end by Timer F (32 s) on their own.
 const branchTimeout = 3 * time.Minute
 
+// newFork prepares a branch per target.
 func newFork(s *Service, req *sip.Request, stx sip.ServerTransaction, targets []target) *fork {
-	f := &fork{s: s, req: req, stx: stx}
-	f.ctx, f.cancel = context.WithTimeout(context.Background(), branchTimeout)
+	return newForkLoop(s, req, stx, targets, loopHash(req))
+}
+
+// newForkLoop is newFork for a request whose loopHash is known.
+func newForkLoop(s *Service, req *sip.Request, stx sip.ServerTransaction, targets []target, loop string) *fork {
+	f := &fork{s: s, req: req, stx: stx, reqVias: countVias(req.Headers()), branches: make([]*branch, len(targets))}
 	rr := dialogCreating(req)
-	for _, t := range targets {
-		f.branches = append(f.branches, &branch{out: s.prepare(req, t, rr)})
+	for i, t := range targets {
+		f.branches[i] = &branch{out: s.prepare(req, t, rr, loop)}
 	}
 	return f
 }
@@ -51,10 +59,34 @@ func newFork(s *Service, req *sip.Request, stx sip.ServerTransaction, targets []
 func (f *fork) run() {
 	if f.req.IsInvite() {
 		f.stx.OnCancel(func(*sip.Request) { go f.cancelBranches() })
+		// Timer C. A lone branch's watcher is the timer's only reader;
+		// several need a channel that closes for all of them.
+		if len(f.branches) == 1 {
+			t := time.NewTimer(branchTimeout)
+			defer t.Stop()
+			f.timerC = t.C
+		} else {
+			c := make(chan time.Time)
+			t := time.AfterFunc(branchTimeout, func() { close(c) })
+			defer t.Stop()
+			f.timerC = c
+		}
+	}
+	// sipgo uses the context only to open a connection. Over UDP that
+	// cannot block; a stream (TCP, TLS, WebSocket) dial and handshake is
+	// bounded like the branch itself.
+	ctx := context.Background()
+	for _, b := range f.branches {
+		if !strings.EqualFold(b.out.Transport(), "UDP") {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, branchTimeout)
+			defer cancel()
+			break
+		}
 	}
 	var wg sync.WaitGroup
 	for _, b := range f.branches {
-		tx, err := f.s.client.TransactionRequest(f.ctx, b.out, prebuilt)
+		tx, err := f.s.client.TransactionRequest(ctx, b.out, prebuilt)
 		if err != nil {
 			f.s.log.Debug("branch failed to start", "ruri", b.out.Recipient.String(), "err", err)
 			f.onFinal(b, sip.NewResponseFromRequest(f.req, 503, "Service Unavailable (next hop unreachable)", nil), false)
@@ -73,7 +105,6 @@ func (f *fork) run() {
 	// sipgo ends the server transaction when the handler returns: wait.
 	wg.Wait()
 	f.finish()
-	f.cancel()
 }
 
 // watch relays one branch's responses.
@@ -104,7 +135,7 @@ func (f *fork) watch(b *branch) {
 			}
 			f.onFinal(b, sip.NewResponseFromRequest(f.req, code, reason, nil), false)
 			return
-		case <-f.ctx.Done():
+		case <-f.timerC:
 			f.onFinal(b, sip.NewResponseFromRequest(f.req, 408, "Request Timeout", nil), false)
 			return
 		}
@@ -163,24 +194,39 @@ func (f *fork) finish() {
 }
 
 // relay sends a downstream response upstream without the Via this peer
-// added (§16.7 step 9).
+// added (§16.7 step 9). It edits res in place rather than a copy: sipgo's
+// client transaction hands each response over once and keeps no use for
+// it, and a fork relays a response at most once.
 func (f *fork) relay(res *sip.Response) {
-	up := res.Clone()
-	if v := up.Via(); v != nil && v.Host == f.s.cfg.Host && len(up.GetHeaders("Via")) > len(f.req.GetHeaders("Via")) {
-		up.RemoveHeader("Via")
-	}
-	if res.Via() == nil || up.CallID() == nil {
+	v := res.Via()
+	if v == nil || res.CallID() == nil {
 		return
 	}
-	// The copy still carries where it arrived; it goes where the request
-	// came from (§18.2.2: the source of the request, RFC 3581 rport).
-	up.SetSource("")
-	up.SetDestination(f.req.Source())
-	up.SetTransport(f.req.Transport())
-	if err := f.stx.Respond(up); err != nil {
+	if v.Host == f.s.cfg.Host && countVias(res.Headers()) > f.reqVias {
+		res.RemoveHeader("Via")
+	}
+	// The response still carries where it arrived; it goes where the
+	// request came from (§18.2.2: the source of the request, RFC 3581
+	// rport).
+	res.SetSource("")
+	res.SetDestination(f.req.Source())
+	res.SetTransport(f.req.Transport())
+	if err := f.stx.Respond(res); err != nil {
 		f.s.log.Debug("relaying response failed", "code", res.StatusCode, "err", err)
 	}
 	f.s.m.responses.WithLabelValues(string(f.req.Method), classOf(res.StatusCode)).Inc()
+}
+
+// countVias counts Via header fields (GetHeaders("Via") without building
+// the list).
+func countVias(hs []sip.Header) int {
+	n := 0
+	for _, h := range hs {
+		if sip.HeaderToLower(h.Name()) == "via" {
+			n++
+		}
+	}
+	return n
 }
 
 // cancelBranches sends CANCEL on every INVITE branch still ringing

@@ -1,7 +1,6 @@
 package sip
 
 import (
-	"context"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -43,14 +42,15 @@ func (s *Service) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 		s.respond(tx, req, 483, "Too Many Hops") // §16.3 step 3
 		return
 	}
-	if s.looped(req) {
+	loop := loopHash(req) // computed once: the loop check and every branch's Via need it
+	if s.loopedAs(req, loop) {
 		s.respond(tx, req, 482, "Loop Detected") // §16.3 step 4
 		return
 	}
 	inDialog := s.stripSelfRoute(req)
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	ctx := newLookupCtx(s.cfg.RequestTimeout)
 	targets, code, reason := s.targets(ctx, req, inDialog)
-	cancel()
+	ctx.release()
 	if code != 0 {
 		s.respond(tx, req, code, reason)
 		return
@@ -58,7 +58,7 @@ func (s *Service) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 	if req.IsInvite() {
 		s.respond(tx, req, 100, "Trying") // §16.2: stop the caller's retransmissions
 	}
-	newFork(s, req, tx, targets).run()
+	newForkLoop(s, req, tx, targets, loop).run()
 }
 
 // onAck forwards the ACK of a 2xx (a new transaction of its own, §13.2.2.4)
@@ -72,23 +72,47 @@ func (s *Service) onAck(req *sip.Request, _ sip.ServerTransaction) {
 		return
 	}
 	inDialog := s.stripSelfRoute(req)
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	ctx := newLookupCtx(s.cfg.RequestTimeout)
 	targets, code, _ := s.targets(ctx, req, inDialog)
-	cancel()
+	ctx.release()
 	if code != 0 || len(targets) != 1 {
 		s.log.Debug("dropping ACK with no route", "ruri", req.Recipient.String())
 		return
 	}
-	out := s.prepare(req, targets[0], false)
+	out := s.prepare(req, targets[0], false, loopHash(req))
 	if err := s.sendStateless(out); err != nil {
 		s.log.Debug("forwarding ACK failed", "err", err)
 	}
 }
 
-// prepare builds the copy of req sent to one target (§16.6).
-func (s *Service) prepare(req *sip.Request, t target, recordRoute bool) *sip.Request {
-	out := req.Clone()
-	out.Recipient = t.ruri
+// prepare builds the copy of req sent to one target (§16.6 step 1). Only
+// the top Via (step 8 adds received and rport to it) and Max-Forwards
+// (step 3) change in place, so only they are copied; the other headers
+// and the body are shared with req, and neither req nor the copy changes
+// them afterwards (sipgo clones the headers it puts into responses). This
+// saves a deep copy of every header per branch. loop is req's loopHash.
+func (s *Service) prepare(req *sip.Request, t target, recordRoute bool, loop string) *sip.Request {
+	out := sip.NewRequest(req.Method, t.ruri)
+	out.SipVersion = req.SipVersion
+	hdrs := req.Headers()
+	topVia := true
+	for _, h := range hdrs {
+		switch v := h.(type) {
+		case *sip.ViaHeader:
+			if topVia {
+				h, topVia = v.Clone(), false
+			}
+		case *sip.MaxForwardsHeader:
+			mf := *v
+			h = &mf
+		}
+		out.AppendHeader(h)
+	}
+	// SetBody touches Content-Length only when it disagrees with the body,
+	// and then replaces the header in out's list rather than editing it.
+	out.SetBody(req.Body())
+	out.SetSource(req.Source())
+	out.Laddr = req.Laddr
 	// Step 3: Max-Forwards.
 	if mf := out.MaxForwards(); mf != nil {
 		mf.Dec()
@@ -102,16 +126,10 @@ func (s *Service) prepare(req *sip.Request, t target, recordRoute bool) *sip.Req
 	}
 	transport := t.transport
 	if transport == "" {
-		out.SetDestination("")
-		out.SetTransport("")
 		transport = out.Transport()
 	} else {
 		out.SetDestination(t.dest)
 		out.SetTransport(transport)
-	}
-	// Step 4: Record-Route, so in-dialog requests come through this peer.
-	if recordRoute {
-		s.addRecordRoute(out, req, hopTransport(t, transport))
 	}
 	// Step 8: our Via, with RFC 3581 received/rport on the previous hop.
 	if via := out.Via(); via != nil {
@@ -126,9 +144,22 @@ func (s *Service) prepare(req *sip.Request, t target, recordRoute bool) *sip.Req
 	}
 	s.setLocalAddr(out, transport)
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: transport,
-		Host: s.cfg.Host, Port: s.port(sip.NetworkToLower(transport)), Params: sip.NewParams()}
-	via.Params.Add("branch", branchMagic+loopHash(req)+"-"+sip.GenerateBranchN(8)[7:])
-	out.PrependHeader(via)
+		Host: s.cfg.Host, Port: s.port(sip.NetworkToLower(transport)), Params: make(sip.HeaderParams, 0, 1)}
+	via.Params.Add("branch", branchMagic+loop+"-"+sip.GenerateBranchN(8)[7:])
+	// Step 4: Record-Route, so in-dialog requests come through this peer.
+	// It goes under our Via; a single one goes on in the same prepend
+	// (each prepend copies the header list).
+	if !recordRoute {
+		out.PrependHeader(via)
+		return out
+	}
+	if upper, lower := s.recordRoutes(req, hopTransport(t, transport)); upper == nil {
+		out.PrependHeader(via, lower)
+	} else {
+		out.PrependHeader(lower)
+		out.PrependHeader(upper)
+		out.PrependHeader(via)
+	}
 	return out
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"strconv"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -27,34 +28,44 @@ const branchMagic = "z9hG4bK-p2p-"
 // loopHash covers what stays the same when a request comes back unchanged
 // (§16.3 step 4, §16.6 step 8): a spiral changes the Request-URI and
 // hashes differently. The Vias are left out: in a loop the top one is
-// another hop's.
+// another hop's. The fields go through one stack buffer and one SHA-256
+// call: the hash is taken for every proxied request.
 func loopHash(req *sip.Request) string {
-	h := sha256.New()
-	h.Write([]byte(req.Recipient.String()))
+	var buf [256]byte
+	b := append(buf[:0], req.Recipient.String()...)
 	if c := req.CallID(); c != nil {
-		h.Write([]byte(c.Value()))
+		b = append(b, *c...)
 	}
 	if c := req.CSeq(); c != nil {
-		h.Write([]byte(c.Value()))
+		// CSeqHeader.Value's "%d %s", without fmt.
+		b = strconv.AppendUint(b, uint64(c.SeqNo), 10)
+		b = append(b, ' ')
+		b = append(b, c.MethodName...)
 	}
 	if f := req.From(); f != nil {
-		h.Write([]byte(f.Params.GetOr("tag", "")))
+		b = append(b, f.Params.GetOr("tag", "")...)
 	}
 	if to := req.To(); to != nil {
-		h.Write([]byte(to.Params.GetOr("tag", "")))
+		b = append(b, to.Params.GetOr("tag", "")...)
 	}
-	return hex.EncodeToString(h.Sum(nil))[:16]
+	sum := sha256.Sum256(b)
+	var out [16]byte
+	hex.Encode(out[:], sum[:8])
+	return string(out[:])
 }
 
 // looped reports whether req already passed this peer unchanged.
-func (s *Service) looped(req *sip.Request) bool {
-	want := branchMagic + loopHash(req)
-	for _, h := range req.GetHeaders("Via") {
+func (s *Service) looped(req *sip.Request) bool { return s.loopedAs(req, loopHash(req)) }
+
+// loopedAs is looped for a request whose loopHash is known.
+func (s *Service) loopedAs(req *sip.Request, loop string) bool {
+	for _, h := range req.Headers() {
 		v, ok := h.(*sip.ViaHeader)
 		if !ok || v.Host != s.cfg.Host || v.Port != s.port(sip.NetworkToLower(v.Transport)) {
 			continue // another element's Via (peers may share a host)
 		}
-		if strings.HasPrefix(v.Params.GetOr("branch", ""), want) {
+		if b := v.Params.GetOr("branch", ""); len(b) >= len(branchMagic)+len(loop) &&
+			b[:len(branchMagic)] == branchMagic && b[len(branchMagic):len(branchMagic)+len(loop)] == loop {
 			return true
 		}
 	}
@@ -144,18 +155,20 @@ func (s *Service) recordRouteURI(req *sip.Request, transport string) sip.Uri {
 	return u
 }
 
-// addRecordRoute record-routes out, the copy of req for the next hop. When
-// one side is a WebSocket or TLS flow and the other is not, one URI cannot
+// recordRoutes are the Record-Routes this peer adds to the copy of req it
+// sends over outTransport: lower always, upper (above it) or nil. When one
+// side is a WebSocket or TLS flow and the other is not, one URI cannot
 // serve both sides (a peer cannot open a WebSocket to this peer's HTTPS
 // port the way a browser does), so the peer record-routes twice (RFC 5658
 // §4): the lower entry faces the side req came from, the upper entry the
 // side out goes to. stripSelfRoute removes both when a request returns.
-func (s *Service) addRecordRoute(out, req *sip.Request, outTransport string) {
+func (s *Service) recordRoutes(req *sip.Request, outTransport string) (upper, lower *sip.RecordRouteHeader) {
 	in := sip.NetworkToLower(req.Transport())
-	out.PrependHeader(&sip.RecordRouteHeader{Address: s.recordRouteURI(req, in)})
+	lower = &sip.RecordRouteHeader{Address: s.recordRouteURI(req, in)}
 	if o := sip.NetworkToLower(outTransport); o != in && (streamSecure(in) || streamSecure(o)) {
-		out.PrependHeader(&sip.RecordRouteHeader{Address: s.recordRouteURI(req, o)})
+		upper = &sip.RecordRouteHeader{Address: s.recordRouteURI(req, o)}
 	}
+	return upper, lower
 }
 
 // streamSecure reports transports whose URI cannot be reused for the
