@@ -76,21 +76,19 @@ func normalizeField(field []byte) ([]byte, bool) {
 	if colon < 0 || isWSP(field[0]) {
 		return nil, false
 	}
-	name := strings.TrimSpace(string(field[:colon]))
-	var canon func(string) (string, bool)
-	via := false
-	switch strings.ToLower(name) {
-	case "via", "v":
-		canon, via = canonVia, true
-	case "from", "f", "to", "t":
-		canon = func(v string) (string, bool) { return canonAddrs(v, false) }
-	case "contact", "m", "route", "record-route":
-		canon = func(v string) (string, bool) { return canonAddrs(v, true) }
-	default:
+	kind := fieldKind(bytes.TrimSpace(field[:colon]))
+	if kind == otherField || !needsNormalizing(field[colon+1:], kind == viaField) {
 		return nil, false
 	}
-	if !needsNormalizing(field[colon+1:], via) {
-		return nil, false
+	name := strings.TrimSpace(string(field[:colon]))
+	var canon func(string) (string, bool)
+	switch kind {
+	case viaField:
+		canon = canonVia
+	case addrField:
+		canon = func(v string) (string, bool) { return canonAddrs(v, false) }
+	default:
+		canon = func(v string) (string, bool) { return canonAddrs(v, true) }
 	}
 	raw := string(field[colon+1:])
 	eol := "\r\n"
@@ -154,7 +152,7 @@ func isWSP(c byte) bool { return c == ' ' || c == '\t' }
 
 // quotedEnd is the index just past the quoted string starting at s[i]
 // ('"'), or -1 when it does not end.
-func quotedEnd(s string, i int) int {
+func quotedEnd[T string | []byte](s T, i int) int {
 	for j := i + 1; j < len(s); j++ {
 		switch s[j] {
 		case '\\':

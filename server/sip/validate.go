@@ -94,22 +94,71 @@ func badDisplayName(msg []byte) string {
 		if colon < 0 {
 			continue
 		}
-		name := string(bytes.TrimSpace(field[:colon]))
-		list := false
-		switch strings.ToLower(name) {
-		case "from", "f", "to", "t":
-		case "contact", "m", "route", "record-route":
-			list = true
-		default:
+		name := bytes.TrimSpace(field[:colon])
+		kind := fieldKind(name)
+		if kind != addrField && kind != addrListField {
 			continue
 		}
-		for _, elem := range splitAddrs(unfold.Replace(string(field[colon+1:])), list) {
-			if !displayNameOK(elem) {
-				return name
-			}
+		if !displayNamesOK(field[colon+1:], kind == addrListField) {
+			return string(name)
 		}
 	}
 	return ""
+}
+
+// Header fields the guard looks into, by fieldKind.
+const (
+	otherField    = iota
+	viaField      // Via, v
+	addrField     // From, f, To, t: one name-addr or addr-spec
+	addrListField // Contact, m, Route, Record-Route: a list of them
+)
+
+// fieldKind classifies a header field name (compact forms too: RFC 3261
+// §7.3.3) without allocating: the guard runs it on every field of every
+// message.
+func fieldKind(name []byte) int {
+	switch {
+	case bytes.EqualFold(name, []byte("via")), bytes.EqualFold(name, []byte("v")):
+		return viaField
+	case bytes.EqualFold(name, []byte("from")), bytes.EqualFold(name, []byte("f")),
+		bytes.EqualFold(name, []byte("to")), bytes.EqualFold(name, []byte("t")):
+		return addrField
+	case bytes.EqualFold(name, []byte("contact")), bytes.EqualFold(name, []byte("m")),
+		bytes.EqualFold(name, []byte("route")), bytes.EqualFold(name, []byte("record-route")):
+		return addrListField
+	}
+	return otherField
+}
+
+// displayNamesOK runs displayNameOK on each element of a raw (possibly
+// folded) field value, as splitAddrs would split it once unfolded, but
+// without copying: a line end in a fold counts as the white space
+// unfolding makes of it (§7.3.1).
+func displayNamesOK(v []byte, list bool) bool {
+	start, angle := 0, false
+	for i := 0; i < len(v); i++ {
+		switch v[i] {
+		case '"':
+			j := quotedEnd(v, i)
+			if j < 0 {
+				return displayNameOK(v[start:])
+			}
+			i = j - 1
+		case '<':
+			angle = true
+		case '>':
+			angle = false
+		case ',':
+			if list && !angle {
+				if !displayNameOK(v[start:i]) {
+					return false
+				}
+				start = i + 1
+			}
+		}
+	}
+	return displayNameOK(v[start:])
 }
 
 // splitAddrs splits a header value at the commas outside quoted strings
@@ -144,22 +193,32 @@ func splitAddrs(v string, list bool) []string {
 
 // displayNameOK says whether the text before the '<' of one name-addr is
 // a valid display name; an addr-spec (no '<') or a quoted name passes.
-func displayNameOK(elem string) bool {
-	elem = strings.TrimLeft(elem, " \t")
-	if strings.HasPrefix(elem, "\"") {
+func displayNameOK[T string | []byte](elem T) bool {
+	i := 0
+	for i < len(elem) && isLWS(elem[i]) {
+		i++
+	}
+	if i < len(elem) && elem[i] == '"' {
 		return true // quoted-string; sipgo judges the rest
 	}
-	lt := strings.IndexByte(elem, '<')
-	if lt < 0 {
-		return true
+	lt := i
+	for lt < len(elem) && elem[lt] != '<' {
+		lt++
 	}
-	for i := 0; i < lt; i++ {
-		if c := elem[i]; !isWSP(c) && !isTokenChar(c) && c < 0x80 {
+	if lt == len(elem) {
+		return true // an addr-spec
+	}
+	for ; i < lt; i++ {
+		if c := elem[i]; !isLWS(c) && !isTokenChar(c) && c < 0x80 {
 			return false
 		}
 	}
 	return true
 }
+
+// isLWS: white space, or the line end of a fold, which unfolds to white
+// space (RFC 3261 §7.3.1).
+func isLWS(c byte) bool { return isWSP(c) || c == '\r' || c == '\n' }
 
 // isTokenChar: RFC 3261 §25.1 token = 1*(alphanum / "-" / "." / "!" /
 // "%" / "*" / "_" / "+" / "`" / "'" / "~").
