@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/bits"
 	"runtime"
-	"slices"
 	"sync"
 )
 
@@ -48,18 +47,6 @@ type BatchProof struct {
 	Index uint32   `json:"index"`
 	Size  uint32   `json:"size"`
 	Path  [][]byte `json:"path"` // SHA-256 hashes, 32 bytes each
-}
-
-func (p *BatchProof) clone() *BatchProof {
-	if p == nil {
-		return nil
-	}
-	c := *p
-	c.Path = make([][]byte, len(p.Path))
-	for i, h := range p.Path {
-		c.Path[i] = slices.Clone(h)
-	}
-	return &c
 }
 
 // leafHash is the Merkle leaf of a record body: SHA-256(0x00 ‖
@@ -243,15 +230,21 @@ func (k *P256Key) lead(own *signReq) {
 	// runnable it returns at once.
 	runtime.Gosched()
 	b.mu.Lock()
-	n := min(len(b.queue), maxBatch-1)
-	batch := make([]*signReq, 0, n+1)
-	batch = append(append(batch, own), b.queue[:n]...)
-	rest := copy(b.queue, b.queue[n:])
-	clear(b.queue[rest:])
-	b.queue = b.queue[:rest]
+	var batch []*signReq
+	if n := min(len(b.queue), maxBatch-1); n > 0 {
+		batch = make([]*signReq, 0, n+1)
+		batch = append(append(batch, own), b.queue[:n]...)
+		rest := copy(b.queue, b.queue[n:])
+		clear(b.queue[rest:])
+		b.queue = b.queue[:rest]
+	}
 	b.mu.Unlock()
 
-	k.signBatch(batch)
+	if batch == nil {
+		own.sig, own.err = k.Sign(append([]byte(recordDomain), own.body...))
+	} else {
+		k.signBatch(batch)
+	}
 
 	b.mu.Lock()
 	if len(b.queue) > 0 {
@@ -264,8 +257,10 @@ func (k *P256Key) lead(own *signReq) {
 		b.busy = false
 	}
 	b.mu.Unlock()
-	for _, r := range batch[1:] {
-		close(r.done)
+	for i, r := range batch {
+		if i > 0 { // batch[0] is own
+			close(r.done)
+		}
 	}
 }
 

@@ -460,3 +460,35 @@ func TestConcurrentRegistersBatchLonePeer(t *testing.T) {
 		}
 	}
 }
+
+// TestTrustedBatchDecoding: the values of a batch this process signed are
+// trusted without verification, and their trusted decoding is what
+// decoding the value gives, proof included.
+func TestTrustedBatchDecoding(t *testing.T) {
+	owner := mustKey(t)
+	regs := batchRegs(t, owner, fmt.Sprintf("trusted%d-", time.Now().UnixNano()), 3)
+	reqs := make([]*signReq, len(regs))
+	for i, r := range regs {
+		reqs[i] = &signReq{body: mustJSON(t, r)}
+	}
+	owner.signBatch(reqs)
+	for i, r := range reqs {
+		env := &Envelope{Alg: AlgP256Batch, Body: r.body, Signer: owner.PublicKey(), Sig: r.sig, Proof: r.proof}
+		value, err := encodeEnvelope(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		trustSigned(value, env, regs[i], owner)
+		p := parsedRegs.get(value)
+		if p == nil || !p.sigOK.Load() {
+			t.Fatalf("record %d of the batch is not trusted", i)
+		}
+		_, want, err := ParseRegistration(value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, w := mustJSON(t, p.env), mustJSON(t, want); string(got) != string(w) {
+			t.Fatalf("record %d: trusted envelope\n%s\nwant\n%s", i, got, w)
+		}
+	}
+}

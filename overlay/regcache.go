@@ -2,7 +2,6 @@ package overlay
 
 import (
 	"bytes"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
@@ -18,7 +17,8 @@ type parsedReg struct {
 	reg *Registration
 	env *Envelope
 	// sigOK: env.Sig is a valid signature of env.Signer over recordDomain ‖
-	// env.Body. A pure function of the bytes, so it holds for every node.
+	// env.Body, or for a batch record over the root env.Proof leads to. A
+	// pure function of the bytes, so it holds for every node.
 	sigOK atomic.Bool
 	// bodyFor is the overlay name for which the time-independent body
 	// checks passed ("" when not yet checked).
@@ -140,6 +140,12 @@ func (p *parsedReg) estimateSize(keyLen int) int {
 // string valid UTF-8: Marshal replaces invalid bytes); otherwise the
 // value is decoded. Values signed by any other Signer (a browser's key)
 // are decoded and verified as usual when validated.
+//
+// env becomes the cache's: the caller must not change it afterwards. It
+// is not copied because signRegistration made it for this value alone
+// (Body and Sig are fresh, Signer is the key's, which nobody changes; a
+// batch's Sig is shared by its records, read-only too). reg is copied:
+// Register hands it to its caller.
 func trustSigned(value []byte, env *Envelope, reg *Registration, s Signer) {
 	if _, ok := s.(*P256Key); !ok || !bytes.Equal(env.Signer, s.PublicKey()) {
 		return
@@ -151,9 +157,7 @@ func trustSigned(value []byte, env *Envelope, reg *Registration, s Signer) {
 		}
 		return
 	}
-	e := *env
-	e.Body, e.Signer, e.Sig, e.Proof = slices.Clone(e.Body), slices.Clone(e.Signer), slices.Clone(e.Sig), e.Proof.clone()
-	p := &parsedReg{reg: reg.clone(), env: &e}
+	p := &parsedReg{reg: reg.clone(), env: env}
 	p.sigOK.Store(true)
 	parsedRegs.add(value, p)
 }
