@@ -7,8 +7,10 @@
 //
 // Every value lives under the "sip" namespace and is an Envelope: opaque
 // JSON body bytes, the signer's public key and a signature over
-// "p2psip/record/v1\n" ‖ body. Signing the exact bytes needs no canonical
-// JSON, so a browser can sign a body it built with JSON.stringify.
+// "p2psip/record/v1\n" ‖ body, or over a batch of bodies with a proof
+// that places this one in it (see Batch signatures). Signing the exact
+// bytes needs no canonical JSON, so a browser can sign a body it built
+// with JSON.stringify.
 //
 //   - /sip/reg/<AOR> holds a Registration: every device binding of the AOR
 //     (instance, hosting node, contact, Path, expiry, q). It is signed with
@@ -19,6 +21,47 @@
 //     relay) signed by that node's libp2p key: the key names the writer, so
 //     nobody can overwrite another node's entry. Nodes also Provide the
 //     service's CID so FindService finds the writers.
+//
+// # Batch signatures
+//
+// A node signs the records of the phones it hosts with its own P-256 key,
+// and under load one ECDSA signature per record (~40 µs) is a quarter of
+// a REGISTER's CPU time. Records the node's key (*P256Key) signs
+// concurrently are therefore signed as a batch, a group commit: at most
+// one signature per key is in progress; the callers that arrive meanwhile
+// queue, and the next signer takes them all (at most 64) and signs them
+// together. A caller alone signs its record plainly at once, in the plain
+// format; nothing ever waits on a timer for a batch to fill.
+//
+// A batch is a Merkle tree built as in RFC 6962 §2.1: leaf i is
+// SHA-256(0x00 ‖ "p2psip/record/v1\n" ‖ body i), an inner node is
+// SHA-256(0x01 ‖ left ‖ right), and a tree of n leaves splits at the
+// largest power of two below n. The distinct prefixes keep an inner node
+// from passing as a leaf (a second preimage of the tree). The key signs
+// "p2psip/record-batch/v1\n" ‖ n (4 bytes, big-endian) ‖ root, as a
+// certificate log signs its tree head: the size is signed because an
+// inclusion proof alone does not fix it (a leaf can rebuild the same root
+// under more than one size), and with the size fixed each leaf index has
+// its own path. Each record's Envelope has Alg "p256-batch", that one
+// signature, and a Proof: the leaf index, the tree size and the audit path
+// (RFC 6962 §2.1.1, deepest sibling first), verified as RFC 9162
+// §2.1.3.2 does, with a path exactly as long as index and size require.
+// A record of a batch is on its own as valid as a plainly signed one:
+// it needs no other record of the batch.
+//
+// Validators remember the (signer, size, root, signature) tuples that
+// verified, so the other records of a batch cost a node a few hashes
+// rather than a signature verification. Plain "p256" records, which
+// browsers sign with WebCrypto and which older nodes wrote, are unchanged
+// and stay valid; a proof on one is refused.
+//
+// This departs from DESIGN.md's one signature per record: a record is
+// still signed by its owner's key alone and verifiable alone, but the
+// signed message is a tree head that covers other records of the same key.
+// The cost is ~300 bytes of proof per batched record and one hash per
+// tree level; nodes that predate the format refuse "p256-batch" records
+// (their strict decoding refuses the proof field), so an overlay should
+// run one version.
 //
 // # Validation and the owner lock
 //
@@ -37,7 +80,9 @@
 // republishes it every RefreshInterval (and when a new peer joins), so a
 // registration whose owner is alive is found again after one interval
 // even if the peers that stored it are gone. Close withdraws what the node
-// hosts.
+// hosts. A node without peers stores its writes in its own value store
+// directly (validated as every write is) and spreads them when the first
+// peer arrives.
 //
 // # Transports and discovery
 //
