@@ -264,10 +264,8 @@ func (s *Service) overlayTargets(ctx context.Context, u sip.Uri) ([]target, int,
 		s.log.Warn("overlay lookup failed", "aor", aor, "err", err)
 		return nil, 503, "Service Unavailable (overlay lookup failed)"
 	}
-	local := map[string]*flow{}
-	for _, fl := range s.flows.all(aor) {
-		local[fl.instance] = fl
-	}
+	var local []*flow // this peer's flows of aor, read at the first own binding
+	localRead := false
 	var out []target
 	for _, b := range reg.Live(timeNow()) {
 		var ruri sip.Uri
@@ -275,7 +273,10 @@ func (s *Service) overlayTargets(ctx context.Context, u sip.Uri) ([]target, int,
 			continue
 		}
 		if b.Node == s.cfg.Locator.ID() {
-			if fl := local[b.Instance]; fl != nil {
+			if !localRead {
+				local, localRead = s.flows.all(aor), true
+			}
+			if fl := flowOf(local, b.Instance); fl != nil {
 				out = append(out, target{ruri: ruri, dest: fl.source, transport: fl.transport})
 			}
 			continue
@@ -295,4 +296,15 @@ func (s *Service) overlayTargets(ctx context.Context, u sip.Uri) ([]target, int,
 		return nil, 480, "Temporarily Unavailable"
 	}
 	return out, 0, ""
+}
+
+// flowOf is the last of fls with the instance: an AOR has a handful of
+// flows, so a scan beats building a map per request.
+func flowOf(fls []*flow, instance string) *flow {
+	for i := len(fls) - 1; i >= 0; i-- {
+		if fls[i].instance == instance {
+			return fls[i]
+		}
+	}
+	return nil
 }
