@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -31,6 +32,12 @@ const (
 	// REGISTER waits for the overlay (a DHT round trip when other peers
 	// hold the record), so the pool is much larger than the core count.
 	udpRegWorkers = 128
+	// udpRegIdle is how long a worker waits for work before it ends.
+	// Workers start on demand: idle goroutines parked on a channel
+	// would pull down the runtime's average stack size, which new
+	// goroutines (sipgo starts one per message) start with, and make
+	// every other message's goroutine grow its stack.
+	udpRegIdle = 5 * time.Second
 	// udpRegQueue is the backlog in front of the workers; when it is
 	// full, REGISTERs go the sipgo way instead of waiting, so a slow
 	// overlay never stalls the socket's other traffic.
@@ -50,6 +57,10 @@ type udpRegistrar struct {
 	conn *guardConn
 	jobs chan *regTx
 
+	workers atomic.Int32 // running workers
+	idle    atomic.Int32 // workers waiting for a job
+	stopped chan struct{}
+
 	mu   sync.Mutex
 	txs  map[string]*regTx // guarded by mu; by RFC 3261 §17.2.3 key
 	done []doneTx          // guarded by mu; completed, in order of expiry
@@ -62,24 +73,57 @@ type doneTx struct {
 }
 
 func newUDPRegistrar(s *Service, conn *guardConn) *udpRegistrar {
-	r := &udpRegistrar{s: s, conn: conn, jobs: make(chan *regTx, udpRegQueue), txs: map[string]*regTx{}}
-	for range udpRegWorkers {
-		go r.work()
-	}
-	return r
+	return &udpRegistrar{s: s, conn: conn, jobs: make(chan *regTx, udpRegQueue), txs: map[string]*regTx{},
+		stopped: make(chan struct{})}
 }
 
 // stop ends the workers; call it once the socket is closed.
-func (r *udpRegistrar) stop() { close(r.jobs) }
+func (r *udpRegistrar) stop() { close(r.stopped) }
 
+// work runs queued REGISTERs until it has been idle for udpRegIdle.
 func (r *udpRegistrar) work() {
-	for tx := range r.jobs {
-		r.s.onRegister(tx.req, tx)
-		tx.finish()
-		// The table keeps the entry for Timer J: not the parsed
-		// request, which would keep the GC busy for nothing.
-		tx.req = nil
+	defer r.workers.Add(-1)
+	idle := time.NewTimer(udpRegIdle)
+	defer idle.Stop()
+	for {
+		r.idle.Add(1)
+		select {
+		case tx := <-r.jobs:
+			r.idle.Add(-1)
+			r.s.onRegister(tx.req, tx)
+			tx.finish()
+			// The table keeps the entry for Timer J: not the parsed
+			// request, which would keep the GC busy for nothing.
+			tx.req = nil
+			idle.Reset(udpRegIdle)
+		case <-idle.C:
+			r.idle.Add(-1)
+			if len(r.jobs) > 0 {
+				// A job came with the timer, counting on this worker.
+				idle.Reset(udpRegIdle)
+				continue
+			}
+			return
+		case <-r.stopped:
+			r.idle.Add(-1)
+			return
+		}
 	}
+}
+
+// enqueue queues tx and starts a worker when none is waiting; false when
+// the queue is full.
+func (r *udpRegistrar) enqueue(tx *regTx) bool {
+	select {
+	case r.jobs <- tx:
+	default:
+		return false
+	}
+	if r.idle.Load() == 0 && r.workers.Load() < udpRegWorkers {
+		r.workers.Add(1)
+		go r.work()
+	}
+	return true
 }
 
 // take handles req if it is a REGISTER this path serves, and reports
@@ -110,15 +154,13 @@ func (r *udpRegistrar) take(req *sip.Request, from net.Addr) bool {
 	tx := &regTx{r: r, key: key, req: req, addr: from, doneC: make(chan struct{})}
 	r.txs[key] = tx
 	r.mu.Unlock()
-	select {
-	case r.jobs <- tx:
+	if r.enqueue(tx) {
 		return true
-	default:
-		r.mu.Lock()
-		delete(r.txs, key)
-		r.mu.Unlock()
-		return false
 	}
+	r.mu.Lock()
+	delete(r.txs, key)
+	r.mu.Unlock()
+	return false
 }
 
 // regTxKey is the server transaction key of RFC 3261 §17.2.3: the top

@@ -70,6 +70,7 @@ func TestUDPRegisterRetransmission(t *testing.T) {
 func TestUDPRegistrarTakes(t *testing.T) {
 	ts := newTestService(t, nil)
 	r := &udpRegistrar{s: ts.Service, jobs: make(chan *regTx, 1), txs: map[string]*regTx{}}
+	r.workers.Store(udpRegWorkers) // none may start: the test reads the queue
 	public := parse(t, strings.Join(register("alice", "<sip:alice@127.0.0.1:5099>"), "\r\n")+"")
 	public.To().Address.Host = "atlanta.example"
 	if r.take(public, nil) {
