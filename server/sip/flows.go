@@ -37,7 +37,7 @@ type flows struct {
 	byContact map[string]*flow            // guarded by mu; contact URI → flow
 	byHP      map[string]*flow            // guarded by mu; contact host:port → flow
 	bySrc     map[string]*flow            // guarded by mu; source host:port → flow
-	perSrc    map[string]map[*flow]bool   // guarded by mu; source host:port → its flows
+	perSrc    map[string]map[*flow]bool   // guarded by mu; source host:port → its flows (UDP ones only under a cap)
 	n         int                         // guarded by mu; flows in byAOR
 	sweepAt   int                         // guarded by mu; n at which put sweeps
 	swept     time.Time                   // guarded by mu; when put last swept
@@ -102,6 +102,12 @@ func (f *flows) put(fl *flow) error {
 	f.byContact[fl.contact] = fl
 	f.byHP[fl.hostPort] = fl
 	f.bySrc[fl.source] = fl
+	if f.maxPerSrc < 0 && fl.transport == "UDP" {
+		// perSrc serves the cap and dropSource (a closed connection);
+		// with neither, one busy UDP source (a gateway, a load test)
+		// would only grow one huge set.
+		return nil
+	}
 	src := f.perSrc[fl.source]
 	if src == nil {
 		src = map[*flow]bool{}

@@ -150,3 +150,31 @@ func BenchmarkFlowsPutOneSource(b *testing.B) {
 		})
 	}
 }
+
+// Without a cap, UDP flows stay out of the per-source sets (one load
+// generator would grow one huge set); connection flows stay in, so that
+// a closed connection still drops its bindings.
+func TestFlowsUncappedUDP(t *testing.T) {
+	f := newFlows(-1)
+	soon := time.Now().Add(time.Hour)
+	for i := range 100 {
+		if err := f.put(testFlow(i, "192.0.2.1:5060", soon)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tcp := testFlow(100, "192.0.2.2:40000", soon)
+	tcp.transport = "TCP"
+	if err := f.put(tcp); err != nil {
+		t.Fatal(err)
+	}
+	if s := f.sizes(); s != [6]int{101, 101, 101, 2, 1, 101} {
+		t.Fatalf("indexes %v", s)
+	}
+	if gone := f.dropSource("TCP", "192.0.2.2:40000"); len(gone) != 1 || gone[0] != tcp {
+		t.Fatalf("dropSource dropped %v", gone)
+	}
+	f.remove(testFlow(7, "", soon).aor, "i")
+	if s := f.sizes(); s != [6]int{99, 99, 99, 1, 0, 99} {
+		t.Fatalf("indexes %v", s)
+	}
+}
