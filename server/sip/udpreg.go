@@ -39,8 +39,8 @@ const (
 	// every other message's goroutine grow its stack.
 	udpRegIdle = 5 * time.Second
 	// udpRegQueue is the backlog in front of the workers; when it is
-	// full, REGISTERs go the sipgo way instead of waiting, so a slow
-	// overlay never stalls the socket's other traffic.
+	// full, REGISTERs get 503 at once, so a slow overlay never stalls
+	// the socket's other traffic.
 	udpRegQueue = 1024
 	// timerJ is how long a final response is kept to answer
 	// retransmissions of its request: 64*T1 over UDP (RFC 3261 §17.2.2).
@@ -154,13 +154,17 @@ func (r *udpRegistrar) take(req *sip.Request, from net.Addr) bool {
 	tx := &regTx{r: r, key: key, req: req, addr: from, doneC: make(chan struct{})}
 	r.txs[key] = tx
 	r.mu.Unlock()
-	if r.enqueue(tx) {
-		return true
+	if !r.enqueue(tx) {
+		// Overloaded: say so at once (RFC 3261 §21.5.4) rather than
+		// queue without bound, or hand the request to sipgo's costlier
+		// path, which would only deepen the overload. The answer is
+		// kept like any other, so retransmissions get it too.
+		r.s.m.requests.WithLabelValues("REGISTER").Inc()
+		r.s.respond(tx, req, 503, "Service Unavailable (registrar busy)", sip.NewHeader("Retry-After", "5"))
+		tx.finish()
+		tx.req = nil
 	}
-	r.mu.Lock()
-	delete(r.txs, key)
-	r.mu.Unlock()
-	return false
+	return true
 }
 
 // regTxKey is the server transaction key of RFC 3261 §17.2.3: the top

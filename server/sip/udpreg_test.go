@@ -66,36 +66,54 @@ func TestUDPRegisterRetransmission(t *testing.T) {
 }
 
 // REGISTERs of public AORs stay with sipgo (the proxy relays them with a
-// client transaction); requests without an RFC 3261 branch too.
+// client transaction); requests without an RFC 3261 branch too. With the
+// queue full, a REGISTER gets 503 at once.
 func TestUDPRegistrarTakes(t *testing.T) {
 	ts := newTestService(t, nil)
-	r := &udpRegistrar{s: ts.Service, jobs: make(chan *regTx, 1), txs: map[string]*regTx{}}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	peer, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	g := &guardConn{PacketConn: pc, s: ts.Service}
+	r := &udpRegistrar{s: ts.Service, conn: g, jobs: make(chan *regTx, 1), txs: map[string]*regTx{}}
 	r.workers.Store(udpRegWorkers) // none may start: the test reads the queue
-	public := parse(t, strings.Join(register("alice", "<sip:alice@127.0.0.1:5099>"), "\r\n")+"")
+	public := parse(t, register("alice", "<sip:alice@127.0.0.1:5099>")...)
 	public.To().Address.Host = "atlanta.example"
-	if r.take(public, nil) {
+	if r.take(public, peer.LocalAddr()) {
 		t.Fatal("took a REGISTER for a public AOR")
 	}
 	inv := parse(t, invite("sip:bob@"+testDomain)...)
-	if r.take(inv, nil) {
+	if r.take(inv, peer.LocalAddr()) {
 		t.Fatal("took an INVITE")
 	}
 	own := parse(t, register("bob", "<sip:bob@127.0.0.1:5099>")...)
-	if !r.take(own, nil) || len(r.jobs) != 1 {
+	if !r.take(own, peer.LocalAddr()) || len(r.jobs) != 1 {
 		t.Fatal("did not queue an overlay REGISTER")
-	}
-	// The queue is full: the next one goes to sipgo, and leaves no entry.
-	other := parse(t, register("carol", "<sip:carol@127.0.0.1:5099>")...)
-	if r.take(other, nil) {
-		t.Fatal("took a REGISTER with the queue full")
-	}
-	if r.pending() != 1 {
-		t.Fatalf("table holds %d entries, want 1", r.pending())
 	}
 	// A retransmission while the first is processed is absorbed (§17.2.2
 	// Trying state): taken, not queued again.
-	if !r.take(own, nil) || len(r.jobs) != 1 {
+	if !r.take(own, peer.LocalAddr()) || len(r.jobs) != 1 {
 		t.Fatal("retransmission in Trying was not absorbed")
+	}
+	// The queue is full: 503 at once, kept for retransmissions.
+	other := parse(t, register("carol", "<sip:carol@127.0.0.1:5099>")...)
+	if !r.take(other, peer.LocalAddr()) {
+		t.Fatal("a REGISTER with the queue full was not answered")
+	}
+	buf := make([]byte, 4096)
+	_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _, err := peer.ReadFrom(buf)
+	if err != nil || !strings.HasPrefix(string(buf[:n]), "SIP/2.0 503 ") || !strings.Contains(string(buf[:n]), "Retry-After: 5") {
+		t.Fatalf("answer with the queue full: %q %v", buf[:n], err)
+	}
+	if r.pending() != 2 {
+		t.Fatalf("table holds %d entries, want 2", r.pending())
 	}
 }
 
