@@ -41,11 +41,17 @@ func CanonicalAOR(aor, overlayName string) (string, error) {
 	if !validUser(user) {
 		return "", fmt.Errorf("%w: AOR %q: invalid character in user part", ErrBadRecord, aor)
 	}
-	host = strings.ToLower(host)
-	if host != strings.ToLower(overlayName) {
-		return "", fmt.Errorf("%w: AOR host %q is not the overlay %q", ErrWrongOverlay, host, overlayName)
+	lower := strings.ToLower(host)
+	if lower != strings.ToLower(overlayName) {
+		return "", fmt.Errorf("%w: AOR host %q is not the overlay %q", ErrWrongOverlay, lower, overlayName)
 	}
-	return "sip:" + user + "@" + host, nil
+	if s == aor && scheme == "sip" && lower == host {
+		// Already canonical (what every record and most callers carry):
+		// return it rather than build an equal copy; validating a record
+		// asks this once per write.
+		return aor, nil
+	}
+	return "sip:" + user + "@" + lower, nil
 }
 
 // validUser accepts RFC 3261 §25.1 user characters: unreserved, escaped and

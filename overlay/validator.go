@@ -3,7 +3,9 @@ package overlay
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -113,22 +115,22 @@ func (v *Validator) checkRegistrationShape(reg *Registration) error {
 	if len(reg.Bindings) > maxBindings || len(reg.Devices) > maxDevices {
 		return fmt.Errorf("%w: more than %d bindings or devices", ErrBadRecord, maxBindings)
 	}
-	seen := make(map[string]bool, len(reg.Bindings))
-	for _, b := range reg.Bindings {
+	for i, b := range reg.Bindings {
 		if b.Instance == "" || b.Contact == "" || b.Node == "" {
 			return fmt.Errorf("%w: binding without instance, contact or node", ErrBadRecord)
 		}
-		if seen[b.Instance] {
+		// At most maxBindings: comparing with the earlier ones costs less
+		// than a set.
+		if slices.ContainsFunc(reg.Bindings[:i], func(o Binding) bool { return o.Instance == b.Instance }) {
 			return fmt.Errorf("%w: duplicate binding instance %q", ErrBadRecord, b.Instance)
 		}
-		seen[b.Instance] = true
 		if b.Expires > reg.Expires {
 			return fmt.Errorf("%w: binding outlives its record", ErrBadRecord)
 		}
 		if b.Q < 0 || b.Q > 1 {
 			return fmt.Errorf("%w: q=%v outside 0..1", ErrBadRecord, b.Q)
 		}
-		if _, err := peer.Decode(b.Node); err != nil {
+		if err := validPeerIDs.check(b.Node); err != nil {
 			return fmt.Errorf("%w: binding node %q: %v", ErrBadRecord, b.Node, err)
 		}
 	}
@@ -326,4 +328,41 @@ func (r rank) better(o rank) bool {
 		return r.seq > o.seq
 	}
 	return r.expires > o.expires
+}
+
+// peerIDCache remembers strings that decoded as peer IDs. Every binding
+// names the node that hosts it, nearly always one of a handful of nodes,
+// and base58-decoding that ID on every write was a tenth of a lone peer's
+// REGISTER. Whether a string is a peer ID depends on the string alone, so
+// a remembered answer holds; failures are not remembered, so garbage a
+// peer sends cannot fill the cache, and valid IDs that churn it only cost
+// decodings.
+type peerIDCache struct {
+	mu sync.Mutex
+	ok map[string]struct{} // guarded by mu
+}
+
+// peerIDCacheSize bounds the cache; when full it starts over.
+const peerIDCacheSize = 1024
+
+var validPeerIDs = &peerIDCache{ok: map[string]struct{}{}}
+
+// check returns peer.Decode's error for id, nil when id is a peer ID.
+func (c *peerIDCache) check(id string) error {
+	c.mu.Lock()
+	_, ok := c.ok[id]
+	c.mu.Unlock()
+	if ok {
+		return nil
+	}
+	if _, err := peer.Decode(id); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if len(c.ok) >= peerIDCacheSize {
+		clear(c.ok)
+	}
+	c.ok[id] = struct{}{}
+	c.mu.Unlock()
+	return nil
 }
