@@ -34,7 +34,11 @@ type Service struct {
 	ports   map[string]int // guarded by mu; lower-case transport → listen port
 	closers []func() error // guarded by mu; run by Close
 	udpAddr string         // guarded by mu; the UDP socket's local address
+	udpIP   net.IP         // guarded by mu; udpAddr's IP, parsed once
+	udpPort int            // guarded by mu; udpAddr's port
 }
+
+var setSipgoLogger sync.Once
 
 // New builds the service; serve it with ServeUDP, ServeTCP and ServeTLS.
 func New(cfg Config) (*Service, error) {
@@ -48,7 +52,9 @@ func New(cfg Config) (*Service, error) {
 	sip.UDPMTUSize = 65535
 	// sipgo's transaction and transport layers log through its default
 	// logger; give them ours so --log-level applies to them too.
-	sip.SetDefaultLogger(cfg.Logger.With("component", "sipgo"))
+	// It is process-wide: the first service's logger serves them all
+	// (tests start several peers in one process).
+	setSipgoLogger.Do(func() { sip.SetDefaultLogger(cfg.Logger.With("component", "sipgo")) })
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("p2psip"), sipgo.WithUserAgentHostname(cfg.Host))
 	if err != nil {
 		return nil, fmt.Errorf("creating SIP user agent: %w", err)
@@ -102,6 +108,9 @@ func (s *Service) ServeUDP(pc net.PacketConn) error {
 	s.setPort("udp", pc.LocalAddr())
 	s.mu.Lock()
 	s.udpAddr = pc.LocalAddr().String()
+	if host, port, err := sip.ParseAddr(s.udpAddr); err == nil {
+		s.udpIP, s.udpPort = net.ParseIP(host), port
+	}
 	s.mu.Unlock()
 	g := &guardConn{PacketConn: pc, s: s}
 	g.reg = newUDPRegistrar(s, g)
@@ -208,17 +217,16 @@ func (s *Service) respond(tx sip.ServerTransaction, req *sip.Request, code int, 
 // there (RFC 3261 §18.2.2 answers to the Via port at the source IP).
 func (s *Service) setLocalAddr(out *sip.Request, transport string) {
 	s.mu.Lock()
-	udp := s.udpAddr
+	ip, port := s.udpIP, s.udpPort
 	s.mu.Unlock()
-	if strings.EqualFold(transport, "UDP") && udp != "" {
-		if host, port, err := sip.ParseAddr(udp); err == nil {
-			out.Laddr = sip.Addr{IP: net.ParseIP(host), Port: port}
-		}
+	if ip == nil {
 		return
 	}
-	if host, _, err := sip.ParseAddr(udp); err == nil {
-		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
-			out.Laddr = sip.Addr{IP: ip}
-		}
+	if strings.EqualFold(transport, "UDP") {
+		out.Laddr = sip.Addr{IP: ip, Port: port}
+		return
+	}
+	if !ip.IsUnspecified() {
+		out.Laddr = sip.Addr{IP: ip}
 	}
 }

@@ -132,9 +132,9 @@ func fieldKind(name []byte) int {
 }
 
 // displayNamesOK runs displayNameOK on each element of a raw (possibly
-// folded) field value, as splitAddrs would split it once unfolded, but
-// without copying: a line end in a fold counts as the white space
-// unfolding makes of it (§7.3.1).
+// folded) field value: the value is split at the commas outside quoted
+// strings and <…> when it is a list (list), without copying; a line end
+// in a fold counts as the white space unfolding makes of it (§7.3.1).
 func displayNamesOK(v []byte, list bool) bool {
 	start, angle := 0, false
 	for i := 0; i < len(v); i++ {
@@ -159,36 +159,6 @@ func displayNamesOK(v []byte, list bool) bool {
 		}
 	}
 	return displayNameOK(v[start:])
-}
-
-// splitAddrs splits a header value at the commas outside quoted strings
-// and <…>; a single-valued field (list false) is one element.
-func splitAddrs(v string, list bool) []string {
-	if !list {
-		return []string{v}
-	}
-	var out []string
-	start, angle := 0, false
-	for i := 0; i < len(v); i++ {
-		switch v[i] {
-		case '"':
-			j := quotedEnd(v, i)
-			if j < 0 {
-				return append(out, v[start:])
-			}
-			i = j - 1
-		case '<':
-			angle = true
-		case '>':
-			angle = false
-		case ',':
-			if !angle {
-				out = append(out, v[start:i])
-				start = i + 1
-			}
-		}
-	}
-	return append(out, v[start:])
 }
 
 // displayNameOK says whether the text before the '<' of one name-addr is
