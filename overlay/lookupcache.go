@@ -1,13 +1,14 @@
 package overlay
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	ds "github.com/ipfs/go-datastore"
-	"github.com/multiformats/go-base32"
 )
 
 // lookupCache keeps the records Lookup found for a short while, so that a
@@ -55,10 +56,12 @@ func (c *lookupCache) get(aor string, now time.Time) *parsedReg {
 	return e.p
 }
 
-func stripe(aor string) int {
+func stripe(aor string) int { return stripeBytes(unsafe.Slice(unsafe.StringData(aor), len(aor))) }
+
+func stripeBytes(aor []byte) int {
 	h := uint32(2166136261) // FNV-1a
-	for i := 0; i < len(aor); i++ {
-		h = (h ^ uint32(aor[i])) * 16777619
+	for _, c := range aor {
+		h = (h ^ uint32(c)) * 16777619
 	}
 	return int(h % 64)
 }
@@ -103,18 +106,54 @@ func (c *lookupCache) drop(aor string) {
 
 // dropKey drops the entry of a datastore key of go-libp2p-kad-dht's value
 // layout (/<namespace>/<base32 DHT key>, see Node.localValue).
+// Every write of the datastore comes here, so the key is decoded into a
+// buffer on the stack rather than by go-base32, which allocates twice.
 func (c *lookupCache) dropKey(k ds.Key) {
 	enc, ok := strings.CutPrefix(k.String(), "/"+keyNamespace+"/")
 	if !ok {
 		return
 	}
-	key, err := base32.RawStdEncoding.DecodeString(enc)
-	if err != nil {
+	var buf [256]byte
+	key, ok := appendBase32(buf[:0], enc)
+	if !ok {
 		return
 	}
-	if aor, ok := strings.CutPrefix(string(key), regKeyPrefix); ok {
-		c.drop(aor)
+	if aor, ok := bytes.CutPrefix(key, []byte(regKeyPrefix)); ok {
+		c.dropBytes(aor)
 	}
+}
+
+// appendBase32 appends the decoding of unpadded RFC 4648 base32, the
+// encoding of the DHT's datastore keys, to dst. It is lax about the bits
+// that the last character leaves over: a key decoded wrongly only drops a
+// cache entry that was not there.
+func appendBase32(dst []byte, enc string) ([]byte, bool) {
+	var acc, bits uint
+	for i := 0; i < len(enc); i++ {
+		c := enc[i]
+		switch {
+		case c >= 'A' && c <= 'Z':
+			c -= 'A'
+		case c >= '2' && c <= '7':
+			c = c - '2' + 26
+		default:
+			return nil, false
+		}
+		acc, bits = acc<<5|uint(c), bits+5
+		if bits >= 8 {
+			bits -= 8
+			dst = append(dst, byte(acc>>bits))
+		}
+	}
+	return dst, true
+}
+
+// dropBytes is drop of an AOR given as bytes, without a string of it.
+func (c *lookupCache) dropBytes(aor []byte) {
+	c.mu.Lock()
+	delete(c.m, string(aor))
+	c.gens[stripeBytes(aor)]++
+	c.mu.Unlock()
 }
 
 // notifyStore is the DHT's datastore; it tells the lookup cache about

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/multiformats/go-base32"
 )
 
 // TestLookupCacheSeesWrites checks that the lookup cache never hides a
@@ -61,5 +63,19 @@ func TestLookupCacheExpires(t *testing.T) {
 	c.put("sip:y@test.overlay", p, now, g)
 	if c.get("sip:y@test.overlay", now) != nil {
 		t.Fatal("a read from before a write was cached")
+	}
+}
+
+// TestAppendBase32: dropKey decodes datastore keys as go-base32 does.
+func TestAppendBase32(t *testing.T) {
+	for _, key := range []string{"", "a", "/sip/reg/sip:alice@test.overlay", "/sip/svc/proxy/12D3KooW", string(make([]byte, 300))} {
+		enc := base32.RawStdEncoding.EncodeToString([]byte(key))
+		got, ok := appendBase32(nil, enc)
+		if !ok || string(got) != key {
+			t.Errorf("appendBase32(%q) = %q, %v; want %q", enc, got, ok, key)
+		}
+	}
+	if _, ok := appendBase32(nil, "abc"); ok {
+		t.Error("lower case accepted")
 	}
 }

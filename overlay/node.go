@@ -17,7 +17,6 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p-kad-dht/records"
 	record "github.com/libp2p/go-libp2p-record"
-	recpb "github.com/libp2p/go-libp2p-record/pb"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -26,9 +25,7 @@ import (
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/libp2p/go-libp2p/p2p/transport/websocket"
-	"github.com/multiformats/go-base32"
 	ma "github.com/multiformats/go-multiaddr"
-	"google.golang.org/protobuf/proto"
 )
 
 // Node is one peer of an overlay: a libp2p host running the Kademlia DHT
@@ -39,13 +36,13 @@ type Node struct {
 	host  host.Host
 	dht   *dht.IpfsDHT
 	store ds.Batching
-	// alone stores values in the DHT's datastore, validated and selected
-	// as the DHT's own value store does, for a node without peers (see put).
-	alone   *records.ValueStore
-	valid   *Validator
-	metrics *metrics
-	lookups *lookupCache
-	id      string // host.ID().String(), asked for on every Register
+	// storeLocks serialise a lone peer's writes of one key (storeAlone),
+	// by stripe of the key.
+	storeLocks [64]sync.Mutex
+	valid      *Validator
+	metrics    *metrics
+	lookups    *lookupCache
+	id         string // host.ID().String(), asked for on every Register
 
 	ctx    context.Context // cancelled by Close; bounds background work
 	cancel context.CancelFunc
@@ -89,10 +86,6 @@ func New(cfg Config) (*Node, error) {
 	n.store = &notifyStore{Batching: dssync.MutexWrap(ds.NewMapDatastore()), changed: n.lookups.dropKey}
 	n.valid = &Validator{Overlay: cfg.Name, Hold: cfg.Hold, MaxTTL: cfg.MaxTTL, Local: n.localValue}
 	validator := record.NamespacedValidator{keyNamespace: n.valid}
-	// The same datastore, validator and record age as the DHT's value
-	// store, so a value stored alone is what PutValue would have stored.
-	// Its GC is not started: the DHT's sweeps the same keys.
-	n.alone = records.NewValueStore(n.store, validator, cfg.MaxTTL+cfg.Hold)
 	n.dht, err = dht.New(h,
 		dht.Mode(dht.ModeServer),
 		dht.ProtocolPrefix(protocol.ID("/p2psip/"+cfg.Name)),
@@ -165,24 +158,6 @@ func (n *Node) hostOptions() []libp2p.Option {
 func isQUIC(a ma.Multiaddr) bool {
 	_, err := a.ValueForProtocol(ma.P_QUIC_V1)
 	return err == nil
-}
-
-// localValue returns the value this node stores for key. It reads the
-// DHT's datastore under go-libp2p-kad-dht's layout (/<namespace>/<base32
-// key>); the owner-lock tests fail if that layout ever changes.
-func (n *Node) localValue(key string) []byte {
-	// RawKey: the key is clean already (base32 has no '/'), NewKey would
-	// clean it again.
-	dskey := ds.RawKey("/" + keyNamespace + "/" + base32.RawStdEncoding.EncodeToString([]byte(key)))
-	buf, err := n.store.Get(context.Background(), dskey)
-	if err != nil {
-		return nil
-	}
-	var rec recpb.Record
-	if err := proto.Unmarshal(buf, &rec); err != nil || string(rec.GetKey()) != key {
-		return nil
-	}
-	return rec.GetValue()
 }
 
 // ID returns the node ID (the libp2p peer ID).

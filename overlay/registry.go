@@ -10,9 +10,7 @@ import (
 	"time"
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
-	"github.com/libp2p/go-libp2p-kad-dht/records"
 	kb "github.com/libp2p/go-libp2p-kbucket"
-	record "github.com/libp2p/go-libp2p-record"
 	"github.com/libp2p/go-libp2p/core/routing"
 )
 
@@ -195,17 +193,14 @@ func (n *Node) put(ctx context.Context, key string, value []byte) error {
 // validate the value, store it through the DHT's value store (validating
 // it and the stored one again) and then look for peers to send it to and
 // find none; that costs as much as the rest of a REGISTER. putAlone does
-// the value store's part alone: validate, select against the stored
-// value, store. The refresh loop spreads the value once peers arrive.
+// the value store's part alone (storeAlone): validate, select against the
+// stored value, store. The refresh loop spreads the value once peers
+// arrive.
 func (n *Node) putAlone(ctx context.Context, key string, value []byte) error {
 	// Set before storing, so that a peer connecting meanwhile kicks a
 	// refresh (the connect notifier reads it).
 	n.unspread.Store(true)
-	err := n.alone.Put(ctx, key, record.MakePutRecord(key, value))
-	if errors.Is(err, records.ErrOldRecord) {
-		return fmt.Errorf("storing %s: %w: this node stores a newer value", key, ErrStale)
-	}
-	if err != nil {
+	if err := n.storeAlone(ctx, key, value); err != nil {
 		return fmt.Errorf("storing %s: %w", key, err)
 	}
 	return nil
