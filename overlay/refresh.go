@@ -63,21 +63,17 @@ func (n *Node) refreshRegistration(ctx context.Context, aor string) error {
 		n.mu.Unlock()
 		return nil
 	}
-	for inst, b := range h.mine {
-		if b.Expires <= now.Unix() {
-			delete(h.mine, inst)
-		}
-	}
+	h.mine = slices.DeleteFunc(h.mine, func(b Binding) bool { return b.Expires <= now.Unix() })
 	if len(h.mine) == 0 {
 		delete(n.hosted, aor) // expired: the record lapses by itself
 		n.mu.Unlock()
 		return nil
 	}
-	mine := maps.Clone(h.mine)
+	mine := slices.Clone(h.mine)
 	signer, dev, last := h.signer, h.device, h.value
 	n.mu.Unlock()
 
-	cur, err := n.current(ctx, aor)
+	cur, err := n.current(ctx, RegistrationKey(aor))
 	if err != nil {
 		return err
 	}
@@ -93,13 +89,13 @@ func (n *Node) refreshRegistration(ctx context.Context, aor string) error {
 		owner = dev.Owner
 	}
 	next, err := n.nextRecord(aor, cur, owner, dev, func(bs []Binding) []Binding {
-		bs = slices.DeleteFunc(bs, func(b Binding) bool { _, ok := mine[b.Instance]; return ok })
-		return append(bs, slices.Collect(maps.Values(mine))...)
+		bs = slices.DeleteFunc(bs, func(b Binding) bool { return hasInstance(mine, b.Instance) })
+		return append(bs, mine...)
 	})
 	if err != nil {
 		return err
 	}
-	value, err := n.publish(ctx, aor, next, signer)
+	value, err := n.publish(ctx, RegistrationKey(aor), next, signer)
 	if err != nil {
 		return err
 	}
@@ -136,7 +132,7 @@ func (n *Node) republishValue(ctx context.Context, aor string, value []byte) err
 }
 
 // carries reports whether reg holds every binding in mine, unchanged.
-func carries(reg *Registration, mine map[string]Binding) bool {
+func carries(reg *Registration, mine []Binding) bool {
 	for _, m := range mine {
 		if !slices.ContainsFunc(reg.Bindings, func(b Binding) bool {
 			return b.Instance == m.Instance && b.Contact == m.Contact && b.Expires == m.Expires && b.Node == m.Node

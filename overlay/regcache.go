@@ -75,7 +75,17 @@ func (c *regCache) decode(value []byte) (*parsedReg, error) {
 // and returns the cached one (p itself when it is not cached). The oldest
 // entries make room; a decoding larger than the whole cache is not kept.
 func (c *regCache) add(value []byte, p *parsedReg) *parsedReg {
-	key := string(value)
+	return c.addKey(string(value), p)
+}
+
+// addOwned is add for a value that nobody changes afterwards (this node
+// signed it and keeps it as it is): the cache keys it by the value's own
+// bytes rather than a copy of them.
+func (c *regCache) addOwned(value []byte, p *parsedReg) *parsedReg {
+	return c.addKey(unsafe.String(unsafe.SliceData(value), len(value)), p)
+}
+
+func (c *regCache) addKey(key string, p *parsedReg) *parsedReg {
 	size := p.estimateSize(len(key))
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -141,11 +151,12 @@ func (p *parsedReg) estimateSize(keyLen int) int {
 // value is decoded. Values signed by any other Signer (a browser's key)
 // are decoded and verified as usual when validated.
 //
-// env becomes the cache's: the caller must not change it afterwards. It
-// is not copied because signRegistration made it for this value alone
-// (Body and Sig are fresh, Signer is the key's, which nobody changes; a
-// batch's Sig is shared by its records, read-only too). reg is copied:
-// Register hands it to its caller.
+// value and env become the cache's: the caller must not change them
+// afterwards. Neither is copied: publish stores and keeps value as it is,
+// and signRegistration made env for this value alone (Body and Sig are
+// fresh, Signer is the key's, which nobody changes; a batch's Sig is
+// shared by its records, read-only too). reg is copied: Register hands it
+// to its caller.
 func trustSigned(value []byte, env *Envelope, reg *Registration, s Signer) {
 	if _, ok := s.(*P256Key); !ok || !bytes.Equal(env.Signer, s.PublicKey()) {
 		return
@@ -153,13 +164,13 @@ func trustSigned(value []byte, env *Envelope, reg *Registration, s Signer) {
 	if !roundTrips(reg) {
 		if p, err := parsedRegs.decode(value); err == nil {
 			p.sigOK.Store(true)
-			parsedRegs.add(value, p)
+			parsedRegs.addOwned(value, p)
 		}
 		return
 	}
 	p := &parsedReg{reg: reg.clone(), env: env}
 	p.sigOK.Store(true)
-	parsedRegs.add(value, p)
+	parsedRegs.addOwned(value, p)
 }
 
 // roundTrips reports whether decoding reg's JSON gives back reg (up to

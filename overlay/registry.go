@@ -20,8 +20,24 @@ type hostedReg struct {
 	aor    string
 	signer Signer      // nil for records signed elsewhere (a browser)
 	device *DeviceCert // set when signer is a certified device key
-	mine   map[string]Binding
-	value  []byte // the last value this node wrote or saw with its bindings
+	// mine holds this node's bindings, one per Instance: a few at most,
+	// so a slice (one small allocation per AOR, where a map took ~1 KiB).
+	mine  []Binding
+	value []byte // the last value this node wrote or saw with its bindings
+}
+
+// setBinding adds b to bs, or replaces the binding of b's instance.
+func setBinding(bs []Binding, b Binding) []Binding {
+	if i := slices.IndexFunc(bs, func(x Binding) bool { return x.Instance == b.Instance }); i >= 0 {
+		bs[i] = b
+		return bs
+	}
+	return append(bs, b)
+}
+
+// hasInstance reports whether bs holds a binding of instance.
+func hasInstance(bs []Binding, instance string) bool {
+	return slices.ContainsFunc(bs, func(b Binding) bool { return b.Instance == instance })
 }
 
 // RegisterRequest adds or refreshes one binding of an AOR.
@@ -64,7 +80,8 @@ func (n *Node) Register(ctx context.Context, req RegisterRequest) (reg *Registra
 	if b.Node == "" {
 		b.Node = n.ID()
 	}
-	cur, err := n.current(ctx, aor)
+	key := RegistrationKey(aor)
+	cur, err := n.current(ctx, key)
 	if err != nil {
 		return nil, err
 	}
@@ -74,35 +91,34 @@ func (n *Node) Register(ctx context.Context, req RegisterRequest) (reg *Registra
 	if err != nil {
 		return nil, err
 	}
-	value, err := n.publish(ctx, aor, next, req.Signer)
+	value, err := n.publish(ctx, key, next, req.Signer)
 	if err != nil {
 		return nil, err
 	}
 	n.mu.Lock()
 	h := n.hosted[aor]
 	if h == nil || h.signer == nil || !bytes.Equal(h.signer.PublicKey(), req.Signer.PublicKey()) {
-		h = &hostedReg{aor: aor, mine: map[string]Binding{}}
+		h = &hostedReg{aor: aor}
 		n.hosted[aor] = h
 	}
 	h.signer, h.device, h.value = req.Signer, req.Device, value
-	h.mine[b.Instance] = b
+	h.mine = setBinding(h.mine, b)
 	n.mu.Unlock()
 	return next, nil
 }
 
-// current returns the AOR's record as the overlay has it, or nil. The
-// record is the shared decoding of the value (see parsedReg): read it,
-// never modify it.
-func (n *Node) current(ctx context.Context, aor string) (*Registration, error) {
-	p, err := n.currentParsed(ctx, aor)
+// current returns the record under an AOR's key (RegistrationKey) as the
+// overlay has it, or nil. The record is the shared decoding of the value
+// (see parsedReg): read it, never modify it.
+func (n *Node) current(ctx context.Context, key string) (*Registration, error) {
+	p, err := n.currentParsed(ctx, key)
 	if p == nil || err != nil {
 		return nil, err
 	}
 	return p.reg, nil
 }
 
-func (n *Node) currentParsed(ctx context.Context, aor string) (*parsedReg, error) {
-	key := RegistrationKey(aor)
+func (n *Node) currentParsed(ctx context.Context, key string) (*parsedReg, error) {
 	var value []byte
 	var err error
 	if n.dht.RoutingTable().Size() == 0 {
@@ -117,7 +133,7 @@ func (n *Node) currentParsed(ctx context.Context, aor string) (*parsedReg, error
 			return nil, nil
 		}
 	} else if err != nil {
-		return nil, fmt.Errorf("looking up %s: %w", aor, err)
+		return nil, fmt.Errorf("looking up %s: %w", strings.TrimPrefix(key, regKeyPrefix), err)
 	}
 	return parsedRegs.decode(value)
 }
@@ -155,14 +171,15 @@ func (n *Node) nextRecord(aor string, cur *Registration, owner []byte, dev *Devi
 	return next, nil
 }
 
-// publish signs reg and stores it in the overlay.
-func (n *Node) publish(ctx context.Context, aor string, reg *Registration, s Signer) ([]byte, error) {
+// publish signs reg and stores it in the overlay under key, the AOR's
+// RegistrationKey.
+func (n *Node) publish(ctx context.Context, key string, reg *Registration, s Signer) ([]byte, error) {
 	value, env, err := signRegistration(reg, s)
 	if err != nil {
 		return nil, err
 	}
 	trustSigned(value, env, reg, s)
-	if err := n.put(ctx, RegistrationKey(aor), value); err != nil {
+	if err := n.put(ctx, key, value); err != nil {
 		return nil, err
 	}
 	return value, nil
@@ -218,7 +235,7 @@ func (n *Node) PutRecord(ctx context.Context, value []byte) (reg *Registration, 
 	if _, err := n.valid.ValidateRegistration(key, value); err != nil {
 		return nil, err
 	}
-	cur, err := n.current(ctx, reg.AOR)
+	cur, err := n.current(ctx, key)
 	if err != nil {
 		return nil, err
 	}
@@ -232,10 +249,8 @@ func (n *Node) PutRecord(ctx context.Context, value []byte) (reg *Registration, 
 		return nil, err
 	}
 	n.mu.Lock()
-	n.hosted[reg.AOR] = &hostedReg{aor: reg.AOR, value: value, mine: map[string]Binding{}}
-	for _, b := range reg.Bindings {
-		n.hosted[reg.AOR].mine[b.Instance] = b
-	}
+	// The validator refused duplicate instances.
+	n.hosted[reg.AOR] = &hostedReg{aor: reg.AOR, value: value, mine: slices.Clone(reg.Bindings)}
 	n.mu.Unlock()
 	return reg, nil
 }
@@ -254,7 +269,7 @@ func (n *Node) Lookup(ctx context.Context, aor string) (reg *Registration, err e
 		return p.reg.clone(), nil
 	}
 	gen := n.lookups.gen(canon)
-	p, err := n.currentParsed(ctx, canon)
+	p, err := n.currentParsed(ctx, RegistrationKey(canon))
 	if err != nil {
 		return nil, err
 	}
@@ -281,12 +296,13 @@ func (n *Node) Unregister(ctx context.Context, aor, instance string) (err error)
 	var dev *DeviceCert
 	if h != nil {
 		gone = map[string]bool{}
-		for inst := range h.mine {
-			if instance == "" || inst == instance {
-				gone[inst] = true
-				delete(h.mine, inst)
+		h.mine = slices.DeleteFunc(h.mine, func(b Binding) bool {
+			if instance == "" || b.Instance == instance {
+				gone[b.Instance] = true
+				return true
 			}
-		}
+			return false
+		})
 		signer, dev = h.signer, h.device
 		if len(h.mine) == 0 {
 			delete(n.hosted, canon)
@@ -299,7 +315,7 @@ func (n *Node) Unregister(ctx context.Context, aor, instance string) (err error)
 	if signer == nil {
 		return nil // signed elsewhere: the record expires by itself
 	}
-	cur, err := n.current(ctx, canon)
+	cur, err := n.current(ctx, RegistrationKey(canon))
 	if err != nil {
 		return err
 	}
@@ -313,7 +329,7 @@ func (n *Node) Unregister(ctx context.Context, aor, instance string) (err error)
 	if err != nil {
 		return err
 	}
-	_, err = n.publish(ctx, canon, next, signer)
+	_, err = n.publish(ctx, RegistrationKey(canon), next, signer)
 	return err
 }
 
