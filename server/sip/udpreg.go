@@ -40,8 +40,11 @@ const (
 	udpRegIdle = 5 * time.Second
 	// udpRegQueue is the backlog in front of the workers; when it is
 	// full, REGISTERs get 503 at once, so a slow overlay never stalls
-	// the socket's other traffic.
-	udpRegQueue = 1024
+	// the socket's other traffic. It absorbs a second or two of load at
+	// thousands of REGISTERs a second, the length of a GC cycle over a
+	// large registration table on one core; a REGISTER waiting in it is
+	// retransmitted (Timer E) and the retransmissions are absorbed.
+	udpRegQueue = 16384
 	// timerJ is how long a final response is kept to answer
 	// retransmissions of its request: 64*T1 over UDP (RFC 3261 §17.2.2).
 	timerJ = 64 * 500 * time.Millisecond
@@ -151,7 +154,7 @@ func (r *udpRegistrar) take(req *sip.Request, from net.Addr) bool {
 		}
 		return true
 	}
-	tx := &regTx{r: r, key: key, req: req, addr: from, doneC: make(chan struct{})}
+	tx := &regTx{r: r, key: key, req: req, addr: from}
 	r.txs[key] = tx
 	r.mu.Unlock()
 	if !r.enqueue(tx) {
@@ -237,8 +240,11 @@ type regTx struct {
 	req  *sip.Request
 	addr net.Addr
 
-	once  sync.Once
-	doneC chan struct{}
+	// done is made only if someone asks (Done): the table keeps
+	// completed transactions for Timer J, so each byte counts.
+	doneMu     sync.Mutex
+	done       chan struct{} // guarded by doneMu
+	terminated bool          // guarded by doneMu
 	final bool   // set by the worker's goroutine only
 	last  []byte // guarded by r.mu; the last response sent
 }
@@ -284,13 +290,32 @@ func (tx *regTx) Acks() <-chan *sip.Request { return nil }
 func (tx *regTx) OnCancel(sip.FnTxCancel) bool { return false }
 
 // Terminate implements sip.Transaction.
-func (tx *regTx) Terminate() { tx.once.Do(func() { close(tx.doneC) }) }
+func (tx *regTx) Terminate() {
+	tx.doneMu.Lock()
+	defer tx.doneMu.Unlock()
+	if !tx.terminated {
+		tx.terminated = true
+		if tx.done != nil {
+			close(tx.done)
+		}
+	}
+}
 
 // OnTerminate implements sip.Transaction; nobody on this path uses it.
 func (tx *regTx) OnTerminate(sip.FnTxTerminate) bool { return false }
 
 // Done implements sip.Transaction.
-func (tx *regTx) Done() <-chan struct{} { return tx.doneC }
+func (tx *regTx) Done() <-chan struct{} {
+	tx.doneMu.Lock()
+	defer tx.doneMu.Unlock()
+	if tx.done == nil {
+		tx.done = make(chan struct{})
+		if tx.terminated {
+			close(tx.done)
+		}
+	}
+	return tx.done
+}
 
 // Err implements sip.Transaction.
 func (tx *regTx) Err() error { return nil }

@@ -152,3 +152,23 @@ func TestRegTxKey(t *testing.T) {
 		t.Fatal("keyed a request without a branch")
 	}
 }
+
+// Done is closed by Terminate whether it was asked for before or after.
+func TestRegTxDone(t *testing.T) {
+	before := &regTx{}
+	d := before.Done()
+	before.Terminate()
+	before.Terminate()
+	after := &regTx{}
+	after.Terminate()
+	for _, c := range []<-chan struct{}{d, after.Done()} {
+		select {
+		case <-c:
+		default:
+			t.Fatal("Done not closed after Terminate")
+		}
+	}
+	if open := (&regTx{}).Done(); open == nil {
+		t.Fatal("nil Done channel")
+	}
+}
