@@ -245,8 +245,8 @@ type regTx struct {
 	doneMu     sync.Mutex
 	done       chan struct{} // guarded by doneMu
 	terminated bool          // guarded by doneMu
-	final bool   // set by the worker's goroutine only
-	last  []byte // guarded by r.mu; the last response sent
+	final      bool          // set by the worker's goroutine only
+	last       []byte        // guarded by r.mu; the last response sent
 }
 
 var _ sip.ServerTransaction = (*regTx)(nil)
