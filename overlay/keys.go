@@ -29,6 +29,9 @@ type Signer interface {
 	Sign(msg []byte) ([]byte, error)
 }
 
+// p256PointLen is the length of an uncompressed P-256 point.
+const p256PointLen = 65
+
 // P256Key is a local ECDSA P-256 Signer.
 type P256Key struct {
 	priv  *ecdsa.PrivateKey

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"fmt"
+	"reflect"
 	"runtime"
 	"testing"
 	"time"
@@ -183,5 +184,35 @@ func TestRegCacheTypicalEntrySize(t *testing.T) {
 	t.Logf("value %d bytes, cache entry ~%d bytes", len(value), est)
 	if est*regCacheSize > regCacheBytes {
 		t.Errorf("%d typical entries of ~%d bytes exceed the %d-byte bound", regCacheSize, est, regCacheBytes)
+	}
+}
+
+// TestCloneForCache: the one-allocation copy is a deep copy, like clone.
+func TestCloneForCache(t *testing.T) {
+	owner := mustKey(t)
+	for name, edit := range map[string]func(*Registration){
+		"plain":    func(*Registration) {},
+		"path":     func(r *Registration) { r.Bindings[0].Path = []string{"<sip:p;lr>"} },
+		"empty":    func(r *Registration) { r.Bindings[0].Path = []string{} },
+		"no owner": func(r *Registration) { r.Owner = nil },
+		"two":      func(r *Registration) { r.Bindings = append(r.Bindings, r.Bindings[0]) },
+		"devices":  func(r *Registration) { r.Devices = []DeviceCert{{Owner: []byte{1}}} },
+	} {
+		reg := sampleReg(t, owner)
+		edit(reg)
+		c := cloneForCache(reg)
+		if !reflect.DeepEqual(c, reg) {
+			t.Fatalf("%s: copy %+v differs from %+v", name, c, reg)
+		}
+		if len(c.Owner) > 0 && &c.Owner[0] == &reg.Owner[0] {
+			t.Fatalf("%s: the owner key is shared", name)
+		}
+		if len(c.Bindings[0].Path) > 0 {
+			c.Bindings[0].Path[0] = "changed"
+		}
+		c.Bindings[0].Contact = "changed"
+		if reg.Bindings[0].Contact == "changed" || (len(reg.Bindings[0].Path) > 0 && reg.Bindings[0].Path[0] == "changed") {
+			t.Fatalf("%s: changing the copy changed the record", name)
+		}
 	}
 }

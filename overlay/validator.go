@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -30,6 +31,19 @@ type Validator struct {
 	// go-libp2p-record's Select alone cannot tell the stored record from
 	// the incoming one.
 	Local func(key string) []byte
+
+	name atomic.Pointer[string] // see overlayName
+}
+
+// overlayName returns a pointer to a copy of v.Overlay, made once rather
+// than for every record that validates (parsedReg.bodyFor keeps it).
+func (v *Validator) overlayName() *string {
+	if p := v.name.Load(); p != nil && *p == v.Overlay {
+		return p
+	}
+	name := v.Overlay
+	v.name.Store(&name)
+	return &name
 }
 
 func (v *Validator) now() time.Time {
@@ -81,8 +95,7 @@ func (v *Validator) validRegistration(key string, value []byte) (*parsedReg, err
 		if err := v.checkRegistrationShape(p.reg); err != nil {
 			return nil, err
 		}
-		overlay := v.Overlay
-		p.bodyFor.Store(&overlay)
+		p.bodyFor.Store(v.overlayName())
 	}
 	if !strings.HasPrefix(key, regKeyPrefix) || key[len(regKeyPrefix):] != p.reg.AOR {
 		return nil, fmt.Errorf("%w: key %q does not match AOR %q", ErrBadRecord, key, p.reg.AOR)
