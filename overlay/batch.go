@@ -191,8 +191,10 @@ type signReq struct {
 	sig   []byte
 	proof *BatchProof
 	err   error
-	lead  bool          // woken to lead the next batch rather than with a result
-	done  chan struct{} // closed when the outcome is set, or lead
+	lead  bool // woken to lead the next batch rather than with a result
+	// done is released when the outcome is set, or lead: a WaitGroup of
+	// one rather than a channel, which would be an allocation per record.
+	done sync.WaitGroup
 }
 
 // signRecord signs a record body with k: plainly (a signature over
@@ -209,10 +211,11 @@ func (k *P256Key) signRecord(body []byte) ([]byte, *BatchProof, error) {
 		k.lead(&own)
 		return own.sig, own.proof, own.err
 	}
-	r := &signReq{body: body, done: make(chan struct{})}
+	r := &signReq{body: body}
+	r.done.Add(1)
 	b.queue = append(b.queue, r)
 	b.mu.Unlock()
-	<-r.done
+	r.done.Wait()
 	if r.lead {
 		k.lead(r)
 	}
@@ -252,14 +255,14 @@ func (k *P256Key) lead(own *signReq) {
 		b.queue[0] = nil
 		b.queue = b.queue[1:]
 		next.lead = true
-		close(next.done)
+		next.done.Done()
 	} else {
 		b.busy = false
 	}
 	b.mu.Unlock()
 	for i, r := range batch {
 		if i > 0 { // batch[0] is own
-			close(r.done)
+			r.done.Done()
 		}
 	}
 }
@@ -281,6 +284,7 @@ func (k *P256Key) signBatch(batch []*signReq) {
 	sig, err := k.Sign(batchMessage(size, root))
 	depth := len(paths[0])                     // the first leaf's path is the longest
 	hashes := make([][]byte, len(batch)*depth) // one backing array for every Path
+	proofs := make([]BatchProof, len(batch))   // and for every proof
 	for i, r := range batch {
 		if err != nil {
 			r.err = err
@@ -291,7 +295,8 @@ func (k *P256Key) signBatch(batch []*signReq) {
 			path[j] = paths[i][j][:]
 		}
 		r.sig = sig
-		r.proof = &BatchProof{Index: uint32(i), Size: size, Path: path}
+		proofs[i] = BatchProof{Index: uint32(i), Size: size, Path: path}
+		r.proof = &proofs[i]
 	}
 }
 

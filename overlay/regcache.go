@@ -154,9 +154,9 @@ func (p *parsedReg) estimateSize(keyLen int) int {
 // value and env become the cache's: the caller must not change them
 // afterwards. Neither is copied: publish stores and keeps value as it is,
 // and signRegistration made env for this value alone (Body and Sig are
-// fresh, Signer is the key's, which nobody changes; a batch's Sig is
-// shared by its records, read-only too). reg is copied: Register hands it
-// to its caller.
+// fresh, Signer is the key's, which nobody changes; a batch's Sig and the
+// arrays behind its proofs are shared by its records, read-only too). reg
+// is copied: Register hands it to its caller.
 func trustSigned(value []byte, env *Envelope, reg *Registration, s Signer) {
 	if _, ok := s.(*P256Key); !ok || !bytes.Equal(env.Signer, s.PublicKey()) {
 		return
