@@ -3,6 +3,7 @@ package sip
 import (
 	"bytes"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -170,5 +171,39 @@ func TestRegTxDone(t *testing.T) {
 	}
 	if open := (&regTx{}).Done(); open == nil {
 		t.Fatal("nil Done channel")
+	}
+}
+
+// BenchmarkUDPRegister sends REGISTERs of new AORs over a loopback UDP
+// socket and waits for each 200: the registrar's own path (parse, flows,
+// response, send), with the overlay faked.
+func BenchmarkUDPRegister(b *testing.B) {
+	ts := newTestService(b, nil)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = ts.ServeUDP(pc) }()
+	b.Cleanup(func() { _ = pc.Close(); <-done })
+	c, err := net.Dial("udp", pc.LocalAddr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 65535)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		user := "b" + strconv.Itoa(i)
+		lines := register(user, "<sip:"+user+"@127.0.0.1:5099>")
+		lines[1] = "Via: SIP/2.0/UDP " + c.LocalAddr().String() + ";branch=z9hG4bK-b" + strconv.Itoa(i)
+		if _, err := c.Write([]byte(strings.Join(lines, "\r\n") + "\r\n\r\n")); err != nil {
+			b.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := c.Read(buf)
+		if err != nil || !bytes.HasPrefix(buf[:n], []byte("SIP/2.0 200 ")) {
+			b.Fatalf("answer %q: %v", buf[:n], err)
+		}
 	}
 }
