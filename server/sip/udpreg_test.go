@@ -179,6 +179,7 @@ func TestRegTxDone(t *testing.T) {
 // response, send), with the overlay faked.
 func BenchmarkUDPRegister(b *testing.B) {
 	ts := newTestService(b, nil)
+	ts.flows = newFlows(-1) // one client socket: no per-source cap
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
