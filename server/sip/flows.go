@@ -3,6 +3,7 @@ package sip
 import (
 	"errors"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -33,15 +34,15 @@ type flow struct {
 // background: there is nothing to stop when the Service closes.
 type flows struct {
 	mu        sync.Mutex
-	byAOR     map[string]map[string]*flow // guarded by mu; aor → instance → flow
-	byContact map[string]*flow            // guarded by mu; contact URI → flow
-	byHP      map[string]*flow            // guarded by mu; contact host:port → flow
-	bySrc     map[string]*flow            // guarded by mu; source host:port → flow
-	perSrc    map[string]map[*flow]bool   // guarded by mu; source host:port → its flows (UDP ones only under a cap)
-	n         int                         // guarded by mu; flows in byAOR
-	sweepAt   int                         // guarded by mu; n at which put sweeps
-	swept     time.Time                   // guarded by mu; when put last swept
-	maxPerSrc int                         // flows one source may hold
+	byAOR     map[string][]*flow        // guarded by mu; aor → its flows, one per instance
+	byContact map[string]*flow          // guarded by mu; contact URI → flow
+	byHP      map[string]*flow          // guarded by mu; contact host:port → flow
+	bySrc     map[string]*flow          // guarded by mu; source host:port → flow
+	perSrc    map[string]map[*flow]bool // guarded by mu; source host:port → its flows (UDP ones only under a cap)
+	n         int                       // guarded by mu; flows in byAOR
+	sweepAt   int                       // guarded by mu; n at which put sweeps
+	swept     time.Time                 // guarded by mu; when put last swept
+	maxPerSrc int                       // flows one source may hold
 }
 
 const (
@@ -61,7 +62,7 @@ var errTooManyFlows = errors.New("sip: too many registrations from this address"
 
 // newFlows makes the index; maxPerSrc < 0 means no cap per source.
 func newFlows(maxPerSrc int) *flows {
-	return &flows{byAOR: map[string]map[string]*flow{}, byContact: map[string]*flow{},
+	return &flows{byAOR: map[string][]*flow{}, byContact: map[string]*flow{},
 		byHP: map[string]*flow{}, bySrc: map[string]*flow{}, perSrc: map[string]map[*flow]bool{},
 		sweepAt: minFlowSweepAt, swept: time.Now(), maxPerSrc: maxPerSrc}
 }
@@ -85,19 +86,16 @@ func (f *flows) put(fl *flow) error {
 	if f.n >= f.sweepAt || now.Sub(f.swept) >= flowSweepEvery {
 		f.sweep(now)
 	}
-	old := f.byAOR[fl.aor][fl.instance]
+	old := f.get(fl.aor, fl.instance)
 	if err := f.room(fl.source, old, now); err != nil {
 		return err
 	}
 	if old != nil {
 		f.drop(old)
 	}
-	m := f.byAOR[fl.aor]
-	if m == nil {
-		m = map[string]*flow{}
-		f.byAOR[fl.aor] = m
-	}
-	m[fl.instance] = fl
+	// A slice, not a map: an AOR has a device or two, and a map per
+	// AOR would cost an allocation and a hash table per registration.
+	f.byAOR[fl.aor] = append(f.byAOR[fl.aor], fl)
 	f.n++
 	f.byContact[fl.contact] = fl
 	f.byHP[fl.hostPort] = fl
@@ -123,7 +121,17 @@ func (f *flows) put(fl *flow) error {
 func (f *flows) admit(aor, instance, source string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.room(source, f.byAOR[aor][instance], time.Now())
+	return f.room(source, f.get(aor, instance), time.Now())
+}
+
+// get finds the flow of aor and instance (mu held).
+func (f *flows) get(aor, instance string) *flow {
+	for _, fl := range f.byAOR[aor] {
+		if fl.instance == instance {
+			return fl
+		}
+	}
+	return nil
 }
 
 // room checks that source may add a flow, old (if set) being the one it
@@ -149,12 +157,16 @@ func (f *flows) room(source string, old *flow, now time.Time) error {
 
 // sweep drops every expired flow (mu held).
 func (f *flows) sweep(now time.Time) {
-	for _, m := range f.byAOR {
-		for _, fl := range m {
+	var expired []*flow
+	for _, list := range f.byAOR {
+		for _, fl := range list {
 			if now.After(fl.expires) {
-				f.drop(fl)
+				expired = append(expired, fl)
 			}
 		}
+	}
+	for _, fl := range expired { // not while ranging: drop edits the lists
+		f.drop(fl)
 	}
 	f.sweepAt = max(2*f.n, minFlowSweepAt)
 	f.swept = now
@@ -162,10 +174,13 @@ func (f *flows) sweep(now time.Time) {
 
 // drop removes fl from every index, if it is still there (mu held).
 func (f *flows) drop(fl *flow) {
-	if m := f.byAOR[fl.aor]; m[fl.instance] == fl {
-		delete(m, fl.instance)
-		if len(m) == 0 {
+	list := f.byAOR[fl.aor]
+	if i := slices.Index(list, fl); i >= 0 {
+		list = slices.Delete(list, i, i+1)
+		if len(list) == 0 {
 			delete(f.byAOR, fl.aor)
+		} else {
+			f.byAOR[fl.aor] = list
 		}
 		f.n--
 	}
@@ -193,7 +208,7 @@ func (f *flows) unindex(fl *flow) {
 func (f *flows) remove(aor, instance string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if fl := f.byAOR[aor][instance]; fl != nil {
+	if fl := f.get(aor, instance); fl != nil {
 		f.drop(fl)
 	}
 }
@@ -216,8 +231,8 @@ func (f *flows) instances(aor string) []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []string
-	for inst := range f.byAOR[aor] {
-		out = append(out, inst)
+	for _, fl := range f.byAOR[aor] {
+		out = append(out, fl.instance)
 	}
 	return out
 }

@@ -93,7 +93,7 @@ func TestFlowsCap(t *testing.T) {
 		t.Fatalf("another source: %v", err)
 	}
 	f.mu.Lock()
-	f.byAOR[testFlow(5, "", soon).aor]["i"].expires = time.Now().Add(-time.Second)
+	f.get(testFlow(5, "", soon).aor, "i").expires = time.Now().Add(-time.Second)
 	f.mu.Unlock()
 	if err := f.put(over); err != nil {
 		t.Fatalf("put with an expired flow's room: %v", err)

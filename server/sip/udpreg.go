@@ -257,6 +257,7 @@ func (tx *regTx) Respond(res *sip.Response) error {
 		return errTxDone
 	}
 	var buf bytes.Buffer
+	buf.Grow(768) // a REGISTER's answer, with a few Contacts, in one allocation
 	res.StringWrite(&buf)
 	out := buf.Bytes()
 	tx.r.mu.Lock()
