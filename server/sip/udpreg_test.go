@@ -11,7 +11,7 @@ import (
 
 // serveUDP runs ts on a loopback UDP socket and returns a client socket
 // connected to it.
-func serveUDP(t *testing.T, ts *testService) net.Conn {
+func serveUDP(t testing.TB, ts *testService) net.Conn {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -180,18 +180,7 @@ func TestRegTxDone(t *testing.T) {
 func BenchmarkUDPRegister(b *testing.B) {
 	ts := newTestService(b, nil)
 	ts.flows = newFlows(-1) // one client socket: no per-source cap
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = ts.ServeUDP(pc) }()
-	b.Cleanup(func() { _ = pc.Close(); <-done })
-	c, err := net.Dial("udp", pc.LocalAddr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := serveUDP(b, ts)
 	buf := make([]byte, 65535)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
