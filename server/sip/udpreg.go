@@ -143,6 +143,11 @@ func (r *udpRegistrar) take(req *sip.Request, from net.Addr) bool {
 	if !ok {
 		return false
 	}
+	// The key also names the source: the branch and sent-by are the
+	// client's to choose, so another client (a copied or weak branch, a
+	// shared private sent-by behind NATs) must not match this entry and
+	// have its request swallowed while the kept answer goes elsewhere.
+	key += "|" + from.String()
 	r.mu.Lock()
 	if tx := r.txs[key]; tx != nil {
 		res := tx.last
