@@ -127,12 +127,14 @@ func (n *Node) storedValue(dskey ds.Key, key string) []byte {
 // overwrite a better value. It returns ErrStale when the stored value is
 // at least as good.
 func (n *Node) storeAlone(ctx context.Context, key string, value []byte) error {
-	if err := n.valid.Validate(key, value); err != nil {
-		return fmt.Errorf("validating record: %w", err)
-	}
 	mu := &n.storeLocks[stripe(key)]
 	mu.Lock()
 	defer mu.Unlock()
+	// Validated under the key's lock: the owner lock checks the stored
+	// value, which a write that held the lock may just have replaced.
+	if err := n.valid.Validate(key, value); err != nil {
+		return fmt.Errorf("validating record: %w", err)
+	}
 	dskey := storeKey(key)
 	// As the value store does, a stored value that is no longer valid
 	// (expired past its hold) counts as absent.
