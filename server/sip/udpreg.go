@@ -48,10 +48,11 @@ const (
 	// timerJ is how long a final response is kept to answer
 	// retransmissions of its request: 64*T1 over UDP (RFC 3261 §17.2.2).
 	timerJ = 64 * 500 * time.Millisecond
-	// maxRegTx bounds the table: past it the oldest completed entries go
-	// early (a late retransmission of theirs is then processed again,
-	// which for a REGISTER rewrites the same binding).
-	maxRegTx = 1 << 20
+	// maxRegTx bounds the table (about 1 KB an entry): past it the
+	// oldest completed entries go early (a late retransmission of theirs
+	// is then processed again, which for a REGISTER rewrites the same
+	// binding). 2^19 covers Timer J at 16000 REGISTERs a second.
+	maxRegTx = 1 << 19
 )
 
 // udpRegistrar runs REGISTERs received on one UDP socket.
