@@ -33,6 +33,9 @@ var (
 	// of another node, or a registration signed by a key that is neither
 	// the owner nor a device the owner certified.
 	ErrNotOwner = errors.New("overlay: writer does not own this key")
+	// ErrCloseTimeout means a part of the node did not stop in time on
+	// Close; the node is closed regardless.
+	ErrCloseTimeout = errors.New("overlay: close timed out")
 	// ErrClosed means the node has been closed.
 	ErrClosed = errors.New("overlay: node closed")
 	// ErrBadConfig means Config.validate refused the configuration.

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -251,8 +252,30 @@ func (n *Node) Close(ctx context.Context) error {
 	if stopMDNS != nil {
 		errs = append(errs, stopMDNS())
 	}
-	errs = append(errs, n.dht.Close(), n.host.Close())
+	errs = append(errs, n.dht.Close(), closeWithin(n.host, hostCloseTimeout))
 	return errors.Join(errs...)
+}
+
+// hostCloseTimeout bounds the libp2p host's Close. go-libp2p v0.51 can
+// deadlock on it under load: identify's event emitter blocks on a full
+// subscriber channel while it holds the event bus lock that AutoNAT's
+// Close waits for (seen once in TestBurstOfJoins, 40 peers joining at
+// once on a loaded machine). A stopping peer must not hang on that; the
+// host's goroutines then end with the process.
+const hostCloseTimeout = 10 * time.Second
+
+// closeWithin runs c.Close, giving up after d.
+func closeWithin(c io.Closer, d time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- c.Close() }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("%w: the libp2p host did not stop within %v", ErrCloseTimeout, d)
+	}
 }
 
 func (n *Node) isClosed() bool {
