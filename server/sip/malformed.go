@@ -29,7 +29,7 @@ func (g *guardConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		if ok && req != nil && g.reg != nil {
 			req.SetTransport("UDP")
 			req.SetSource(addr.String())
-			if g.reg.take(req, addr) {
+			if g.reg.take(req, out, addr) {
 				continue
 			}
 		}

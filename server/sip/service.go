@@ -200,6 +200,15 @@ func (s *Service) connClosed(transport string) func(remote string) {
 
 // respond answers a server transaction, logging a failure to send.
 func (s *Service) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, hdrs ...sip.Header) {
+	if rt, ok := tx.(*regTx); ok && rt.raw != nil {
+		if out, ok := rawAnswer(rt.raw, code, reason, hdrs); ok {
+			if err := rt.answer(out, code < 200); err != nil {
+				s.log.Debug("sending response failed", "code", code, "err", err)
+			}
+			s.m.responses.WithLabelValues(string(req.Method), strconv.Itoa(code/100)+"xx").Inc()
+			return
+		}
+	}
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
 	res.SipVersion = "SIP/2.0" // never echo a version we do not speak
 	for _, h := range hdrs {

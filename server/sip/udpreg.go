@@ -98,7 +98,7 @@ func (r *udpRegistrar) work() {
 			tx.finish()
 			// The table keeps the entry for Timer J: not the parsed
 			// request, which would keep the GC busy for nothing.
-			tx.req = nil
+			tx.req, tx.raw = nil, nil
 			idle.Reset(udpRegIdle)
 		case <-idle.C:
 			r.idle.Add(-1)
@@ -132,7 +132,7 @@ func (r *udpRegistrar) enqueue(tx *regTx) bool {
 
 // take handles req if it is a REGISTER this path serves, and reports
 // whether it did; false hands it to sipgo.
-func (r *udpRegistrar) take(req *sip.Request, from net.Addr) bool {
+func (r *udpRegistrar) take(req *sip.Request, raw []byte, from net.Addr) bool {
 	if req.Method != sip.REGISTER {
 		return false
 	}
@@ -160,7 +160,7 @@ func (r *udpRegistrar) take(req *sip.Request, from net.Addr) bool {
 		}
 		return true
 	}
-	tx := &regTx{r: r, key: key, req: req, addr: from}
+	tx := &regTx{r: r, key: key, req: req, raw: bytes.Clone(raw), addr: from}
 	r.txs[key] = tx
 	r.mu.Unlock()
 	if !r.enqueue(tx) {
@@ -171,7 +171,7 @@ func (r *udpRegistrar) take(req *sip.Request, from net.Addr) bool {
 		r.s.m.requests.WithLabelValues("REGISTER").Inc()
 		r.s.respond(tx, req, 503, "Service Unavailable (registrar busy)", sip.NewHeader("Retry-After", "5"))
 		tx.finish()
-		tx.req = nil
+		tx.req, tx.raw = nil, nil
 	}
 	return true
 }
@@ -244,6 +244,7 @@ type regTx struct {
 	r    *udpRegistrar
 	key  string
 	req  *sip.Request
+	raw  []byte // the request as screened, for rawAnswer; nil: sipgo builds answers
 	addr net.Addr
 
 	// done is made only if someone asks (Done): the table keeps
@@ -265,14 +266,22 @@ func (tx *regTx) Respond(res *sip.Response) error {
 	var buf bytes.Buffer
 	buf.Grow(768) // a REGISTER's answer, with a few Contacts, in one allocation
 	res.StringWrite(&buf)
-	out := buf.Bytes()
+	return tx.answer(buf.Bytes(), res.IsProvisional())
+}
+
+// answer sends a serialised response and, unless provisional, completes
+// the transaction.
+func (tx *regTx) answer(out []byte, provisional bool) error {
+	if tx.final {
+		return errTxDone
+	}
 	tx.r.mu.Lock()
 	tx.last = out
 	tx.r.mu.Unlock()
 	if err := tx.r.conn.send(out, tx.addr); err != nil {
 		return err
 	}
-	if res.IsProvisional() {
+	if provisional {
 		return nil
 	}
 	tx.final = true

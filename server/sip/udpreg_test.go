@@ -86,25 +86,25 @@ func TestUDPRegistrarTakes(t *testing.T) {
 	r.workers.Store(udpRegWorkers) // none may start: the test reads the queue
 	public := parse(t, register("alice", "<sip:alice@127.0.0.1:5099>")...)
 	public.To().Address.Host = "atlanta.example"
-	if r.take(public, peer.LocalAddr()) {
+	if r.take(public, nil, peer.LocalAddr()) {
 		t.Fatal("took a REGISTER for a public AOR")
 	}
 	inv := parse(t, invite("sip:bob@"+testDomain)...)
-	if r.take(inv, peer.LocalAddr()) {
+	if r.take(inv, nil, peer.LocalAddr()) {
 		t.Fatal("took an INVITE")
 	}
 	own := parse(t, register("bob", "<sip:bob@127.0.0.1:5099>")...)
-	if !r.take(own, peer.LocalAddr()) || len(r.jobs) != 1 {
+	if !r.take(own, nil, peer.LocalAddr()) || len(r.jobs) != 1 {
 		t.Fatal("did not queue an overlay REGISTER")
 	}
 	// A retransmission while the first is processed is absorbed (§17.2.2
 	// Trying state): taken, not queued again.
-	if !r.take(own, peer.LocalAddr()) || len(r.jobs) != 1 {
+	if !r.take(own, nil, peer.LocalAddr()) || len(r.jobs) != 1 {
 		t.Fatal("retransmission in Trying was not absorbed")
 	}
 	// The queue is full: 503 at once, kept for retransmissions.
 	other := parse(t, register("carol", "<sip:carol@127.0.0.1:5099>")...)
-	if !r.take(other, peer.LocalAddr()) {
+	if !r.take(other, nil, peer.LocalAddr()) {
 		t.Fatal("a REGISTER with the queue full was not answered")
 	}
 	buf := make([]byte, 4096)
