@@ -25,6 +25,9 @@ func (g *guardConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		}
 		// Responses are not parsed twice: a malformed one is dropped by
 		// sipgo, which is what §18.1.2 asks for anyway.
+		if g.reg != nil && g.reg.absorbed(b[:n], addr) {
+			continue
+		}
 		out, req, ok := screenRequest(b[:n], false)
 		if ok && req != nil && g.reg != nil {
 			req.SetTransport("UDP")

@@ -335,3 +335,93 @@ func (tx *regTx) Done() <-chan struct{} {
 
 // Err implements sip.Transaction.
 func (tx *regTx) Err() error { return nil }
+
+// absorbed answers a retransmission of a REGISTER the table holds
+// (§17.2.2) straight from the datagram, before the guard parses it: under
+// overload the retransmissions come by the tens of thousands, and parsing
+// each only to find it in the table deepened the overload. A miss (or a
+// top Via this quick reading does not take) goes the usual way, where
+// take finds the entry again if there is one, so this is only a shortcut.
+func (r *udpRegistrar) absorbed(msg []byte, from net.Addr) bool {
+	if !bytes.HasPrefix(msg, []byte("REGISTER ")) {
+		return false
+	}
+	key, ok := rawTxKey(msg)
+	if !ok {
+		return false
+	}
+	key += "|" + from.String()
+	r.mu.Lock()
+	tx := r.txs[key]
+	var res []byte
+	var addr net.Addr
+	if tx != nil {
+		res, addr = tx.last, tx.addr
+	}
+	r.mu.Unlock()
+	if tx == nil {
+		return false
+	}
+	if res != nil {
+		r.conn.send(res, addr)
+	}
+	return true
+}
+
+// rawTxKey is regTxKey read from a REGISTER's raw top Via, for the plain
+// form phones send ("SIP/2.0/UDP host[:port];…;branch=z9hG4bK…"); ok is
+// false for anything else (IPv6 references, white space around
+// separators, folding), which then takes the parsed way.
+func rawTxKey(msg []byte) (string, bool) {
+	head, _, _ := bytes.Cut(msg, []byte("\r\n\r\n"))
+	_, fields, _ := bytes.Cut(head, []byte("\r\n"))
+	for len(fields) > 0 {
+		var line []byte
+		line, fields, _ = bytes.Cut(fields, []byte("\r\n"))
+		colon := bytes.IndexByte(line, ':')
+		if colon < 0 || fieldKind(bytes.TrimSpace(line[:colon])) != viaField {
+			continue
+		}
+		if len(fields) > 0 && isWSP(fields[0]) {
+			return "", false // folded
+		}
+		return viaTxKey(bytes.TrimLeft(line[colon+1:], " \t"))
+	}
+	return "", false
+}
+
+func viaTxKey(v []byte) (string, bool) {
+	proto, rest, ok := bytes.Cut(v, []byte(" "))
+	if !ok || !bytes.EqualFold(proto, []byte("SIP/2.0/UDP")) {
+		return "", false
+	}
+	if end := bytes.IndexByte(rest, ','); end >= 0 {
+		rest = rest[:end]
+	}
+	sentBy, params, _ := bytes.Cut(rest, []byte(";"))
+	if len(sentBy) == 0 || bytes.ContainsAny(sentBy, "[] \t") {
+		return "", false
+	}
+	host, port := sentBy, 0
+	if h, p, ok := bytes.Cut(sentBy, []byte(":")); ok {
+		n, err := strconv.Atoi(string(p))
+		if err != nil || n <= 0 || n > 65535 {
+			return "", false
+		}
+		host, port = h, n
+	}
+	for len(params) > 0 {
+		var p []byte
+		p, params, _ = bytes.Cut(params, []byte(";"))
+		name, value, _ := bytes.Cut(p, []byte("="))
+		if !bytes.Equal(name, []byte("branch")) {
+			continue // as regTxKey, which sipgo's case-sensitive Params.Get reads
+		}
+		if len(value) <= len(sip.RFC3261BranchMagicCookie) || !bytes.HasPrefix(value, []byte(sip.RFC3261BranchMagicCookie)) ||
+			bytes.ContainsAny(value, " \t") {
+			return "", false
+		}
+		return string(value) + "|" + strings.ToLower(string(host)) + "|" + strconv.Itoa(port) + "|REGISTER", true
+	}
+	return "", false
+}

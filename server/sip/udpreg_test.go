@@ -197,3 +197,39 @@ func BenchmarkUDPRegister(b *testing.B) {
 		}
 	}
 }
+
+// The quick key read from the raw top Via is the parsed one, for the
+// forms phones send; other forms get none (and take the parsed way).
+func TestRawTxKey(t *testing.T) {
+	for _, via := range []string{
+		"Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-reg1",
+		"v: SIP/2.0/UDP Phone.Example.COM;rport=1;branch=z9hG4bKabc;received=10.0.0.1",
+		"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK-a, SIP/2.0/UDP 10.0.0.2;branch=z9hG4bK-b",
+		"VIA: sip/2.0/udp host:1;branch=z9hG4bKx",
+	} {
+		lines := register("alice", "<sip:alice@127.0.0.1:5099>")
+		lines[1] = via
+		msg := strings.Join(lines, "\r\n") + "\r\n\r\n"
+		req := parse(t, lines...)
+		want, ok := regTxKey(req)
+		got, rawOK := rawTxKey([]byte(msg))
+		if !ok || !rawOK || got != want {
+			t.Errorf("%s: raw key %q %v, parsed %q %v", via, got, rawOK, want, ok)
+		}
+	}
+	for _, via := range []string{
+		"Via: SIP/2.0/UDP [::1]:5099;branch=z9hG4bK-1",
+		"Via: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bK-1",
+		"Via: SIP/2.0/UDP 127.0.0.1:5099 ; branch = z9hG4bK-1",
+		"Via: SIP/2.0/UDP 127.0.0.1:5099;branch=1234",
+		"Via: SIP/2.0/UDP 127.0.0.1:99999;branch=z9hG4bK-1",
+		"Via: SIP/2.0/UDP 127.0.0.1:5099",
+		"Via: SIP/2.0/UDP 127.0.0.1:5099;BRANCH=z9hG4bK-1",
+	} {
+		lines := register("alice", "<sip:alice@127.0.0.1:5099>")
+		lines[1] = via
+		if k, ok := rawTxKey([]byte(strings.Join(lines, "\r\n") + "\r\n\r\n")); ok {
+			t.Errorf("%s: raw key %q", via, k)
+		}
+	}
+}
