@@ -37,19 +37,7 @@ func normalizeMessage(msg []byte) []byte {
 	}
 	pos++ // past the start line
 	for pos < len(head) {
-		// One header field: a line and its continuation lines.
-		end := pos
-		for {
-			nl := bytes.IndexByte(head[end:], '\n')
-			if nl < 0 {
-				end = len(head)
-				break
-			}
-			end += nl + 1
-			if end >= len(head) || (head[end] != ' ' && head[end] != '\t') {
-				break
-			}
-		}
+		end := fieldEnd(head, pos)
 		field := head[pos:end]
 		if repl, ok := normalizeField(field); ok {
 			if out == nil {
@@ -66,6 +54,23 @@ func normalizeMessage(msg []byte) []byte {
 		return msg
 	}
 	return append(out, msg[headLen:]...)
+}
+
+// fieldEnd returns where the header field starting at pos in head ends:
+// past its line and its continuation lines (RFC 3261 §7.3.1 folding), with
+// their line ends.
+func fieldEnd(head []byte, pos int) int {
+	end := pos
+	for {
+		nl := bytes.IndexByte(head[end:], '\n')
+		if nl < 0 {
+			return len(head)
+		}
+		end += nl + 1
+		if end >= len(head) || !isWSP(head[end]) {
+			return end
+		}
+	}
 }
 
 // normalizeField returns the canonical form of one raw header field

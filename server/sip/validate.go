@@ -75,19 +75,7 @@ func badDisplayName(msg []byte) string {
 	head, _, _ := bytes.Cut(msg, []byte("\r\n\r\n"))
 	i := bytes.IndexByte(head, '\n') + 1 // past the start line
 	for i > 0 && i < len(head) {
-		// One header field: a line and its continuation lines.
-		end := i
-		for {
-			nl := bytes.IndexByte(head[end:], '\n')
-			if nl < 0 {
-				end = len(head)
-				break
-			}
-			end += nl + 1
-			if end >= len(head) || !isWSP(head[end]) {
-				break
-			}
-		}
+		end := fieldEnd(head, i)
 		field := head[i:end]
 		i = end
 		colon := bytes.IndexByte(field, ':')
