@@ -45,11 +45,7 @@ func BenchmarkRegister(b *testing.B) {
 // overlay, the set-up of bench/sip/run.sh: look up the current record,
 // sign the next one, validate and store it. Each op registers a new AOR.
 func BenchmarkRegisterLonePeer(b *testing.B) {
-	n, err := New(testConfig(b, nil))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { closeQuietly(n) })
+	n := loneNode(b)
 	key := mustKey(b)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
@@ -63,11 +59,7 @@ func BenchmarkRegisterLonePeer(b *testing.B) {
 // Run it with -cpu 1 under taskset -c 0 to match the one-core SIP
 // benchmark; this is where batch signing pays.
 func BenchmarkRegisterLonePeerParallel(b *testing.B) {
-	n, err := New(testConfig(b, nil))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { closeQuietly(n) })
+	n := loneNode(b)
 	key := mustKey(b)
 	var next atomic.Int64
 	b.ReportAllocs()

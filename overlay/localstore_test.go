@@ -18,11 +18,7 @@ import (
 // value store would have stored (the same datastore key and record bytes
 // but for the receive time), and the DHT's value store reads it back.
 func TestStoreAloneAsValueStore(t *testing.T) {
-	n, err := New(testConfig(t, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { closeQuietly(n) })
+	n := loneNode(t)
 	owner := mustKey(t)
 	reg := sampleReg(t, owner)
 	stamp := time.Now().UnixNano()

@@ -13,11 +13,7 @@ import (
 // validated while the owner's record was being stored then replaced it
 // (Select prefers the earlier claim), though the owner lock refuses it.
 func TestReviewStoreAloneOwnerLockUnderKeyLock(t *testing.T) {
-	n, err := New(testConfig(t, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { closeQuietly(n) })
+	n := loneNode(t)
 	owner, other := mustKey(t), mustKey(t)
 	aor := fmt.Sprintf("sip:held%d@test.overlay", time.Now().UnixNano())
 	key := RegistrationKey(aor)
@@ -38,7 +34,7 @@ func TestReviewStoreAloneOwnerLockUnderKeyLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	mu.Unlock()
-	err = <-done
+	err := <-done
 	if got := n.localValue(key); string(got) != string(ownValue) {
 		t.Fatalf("another owner's record replaced the held one (storeAlone: %v)", err)
 	}

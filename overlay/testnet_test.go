@@ -17,6 +17,17 @@ type testNet struct {
 	nodes []*Node
 }
 
+// loneNode starts one node alone in its overlay, closed when the test ends.
+func loneNode(t testing.TB) *Node {
+	t.Helper()
+	n, err := New(testConfig(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeQuietly(n) })
+	return n
+}
+
 func testConfig(t testing.TB, mod func(*Config)) Config {
 	t.Helper()
 	id, err := LoadOrCreateIdentity(t.TempDir() + "/node.key")
