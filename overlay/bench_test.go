@@ -96,3 +96,20 @@ func BenchmarkLookupLonePeer(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRefreshLonePeer measures the REGISTER a phone sends most: the
+// refresh of a binding it holds. It first registers more AORs than the
+// decoding caches hold, then refreshes them in turn, so that each refresh
+// finds its record the way a peer under real load does: out of cache.
+func BenchmarkRefreshLonePeer(b *testing.B) {
+	n := loneNode(b)
+	key := mustKey(b)
+	const aors = 3 * regCacheSize
+	for i := range aors {
+		register(b, n, fmt.Sprintf("sip:f%d@test.overlay", i), key, binding("d", "sip:x@127.0.0.1", time.Hour))
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		register(b, n, fmt.Sprintf("sip:f%d@test.overlay", i%aors), key, binding("d", "sip:x@127.0.0.1", time.Hour))
+	}
+}

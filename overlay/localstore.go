@@ -3,6 +3,7 @@ package overlay
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -126,18 +127,55 @@ func (n *Node) storedValue(dskey ds.Key, key string) []byte {
 // Writes of one key are serialised so that a concurrent one cannot
 // overwrite a better value. It returns ErrStale when the stored value is
 // at least as good.
-func (n *Node) storeAlone(ctx context.Context, key string, value []byte) error {
+//
+// signed is value's decoding when this node has just signed value with a
+// local key (see signedDecoding), else nil: then its JSON is not decoded
+// again nor its signature verified. The stored value is trusted as it
+// was validated when stored (Validator.storedRegistration); a refresh of
+// a record out of every cache would otherwise decode it three times and
+// verify its signature once more.
+func (n *Node) storeAlone(ctx context.Context, key string, value []byte, signed *parsedReg) error {
 	mu := &n.storeLocks[stripe(key)]
 	mu.Lock()
 	defer mu.Unlock()
+	dskey := storeKey(key)
+	if !strings.HasPrefix(key, regKeyPrefix) {
+		return n.storeServiceAlone(ctx, key, dskey, value)
+	}
 	// Validated under the key's lock: the owner lock checks the stored
 	// value, which a write that held the lock may just have replaced.
+	p := signed
+	if p == nil {
+		var err error
+		if p, err = n.valid.validEntry(key, value); err != nil {
+			return fmt.Errorf("validating record: %w", err)
+		}
+	} else if err := n.valid.checkParsed(key, p); err != nil {
+		return fmt.Errorf("validating record: %w", err)
+	}
+	if old := n.storedValue(dskey, key); old != nil {
+		cur, valid := n.valid.storedRegistration(key, old)
+		if cur != nil {
+			if err := n.valid.ownerLock(cur.reg, p.reg); err != nil {
+				return fmt.Errorf("validating record: %w", err)
+			}
+		}
+		// Select's rule: the new value wins unless the stored one is
+		// strictly better (a republish of the same value is taken). As
+		// the value store does, a stored value that is no longer valid
+		// (expired past its hold) counts as absent.
+		if valid && regRank(cur.reg).better(regRank(p.reg)) {
+			return fmt.Errorf("%w: this node stores a newer value", ErrStale)
+		}
+	}
+	return n.store.Put(ctx, dskey, encodeStored(key, value, time.Now()))
+}
+
+// storeServiceAlone is storeAlone for a service entry (key's lock held).
+func (n *Node) storeServiceAlone(ctx context.Context, key string, dskey ds.Key, value []byte) error {
 	if err := n.valid.Validate(key, value); err != nil {
 		return fmt.Errorf("validating record: %w", err)
 	}
-	dskey := storeKey(key)
-	// As the value store does, a stored value that is no longer valid
-	// (expired past its hold) counts as absent.
 	if old := n.storedValue(dskey, key); old != nil && n.valid.Validate(key, old) == nil {
 		best, err := n.valid.Select(key, [][]byte{value, old})
 		if err != nil {

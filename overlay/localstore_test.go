@@ -3,6 +3,7 @@ package overlay
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ func TestStoreAloneAsValueStore(t *testing.T) {
 	reg.AOR = fmt.Sprintf("sip:layout%d@test.overlay", stamp)
 	key := RegistrationKey(reg.AOR)
 	value := sign(t, reg, owner)
-	if err := n.storeAlone(context.Background(), key, value); err != nil {
+	if err := n.storeAlone(context.Background(), key, value, nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -98,5 +99,48 @@ func TestParseStoredAsProto(t *testing.T) {
 		if ok && (!bytes.Equal(key, rec.GetKey()) || !bytes.Equal(value, rec.GetValue())) {
 			t.Errorf("%s: parseStored read %q %q, proto.Unmarshal %q %q", name, key, value, rec.GetKey(), rec.GetValue())
 		}
+	}
+}
+
+// flushRegCache empties the shared decoding cache, as a busy peer's FIFO
+// does within a fraction of a second.
+func flushRegCache(t testing.TB) {
+	t.Helper()
+	parsedRegs.mu.Lock()
+	defer parsedRegs.mu.Unlock()
+	parsedRegs.m, parsedRegs.order, parsedRegs.bytes = map[string]*parsedReg{}, nil, 0
+}
+
+// TestRefreshOutOfCache: a lone peer trusts the record it stores rather
+// than verifying it again, but every rule of a write still holds when
+// that record is in no cache: the owner's refresh goes on from its
+// sequence number, another owner is refused, and an older value is stale.
+func TestRefreshOutOfCache(t *testing.T) {
+	n := loneNode(t)
+	owner, other := mustKey(t), mustKey(t)
+	aor := fmt.Sprintf("sip:cold%d@test.overlay", time.Now().UnixNano())
+	key := RegistrationKey(aor)
+	first := register(t, n, aor, owner, binding("a", "sip:a@127.0.0.1", time.Hour))
+	old := n.localValue(key)
+
+	flushRegCache(t)
+	second := register(t, n, aor, owner, binding("a", "sip:a2@127.0.0.1", time.Hour))
+	if second.Seq != first.Seq+1 || len(second.Live(time.Now())) != 1 {
+		t.Fatalf("refresh gave seq %d with %d bindings, want seq %d with 1", second.Seq, len(second.Live(time.Now())), first.Seq+1)
+	}
+
+	flushRegCache(t)
+	_, err := n.Register(ctxT(t), RegisterRequest{AOR: aor, Signer: other, Binding: binding("b", "sip:b@127.0.0.1", time.Hour)})
+	if !errors.Is(err, ErrAORHeld) {
+		t.Fatalf("another owner's REGISTER: %v, want ErrAORHeld", err)
+	}
+
+	flushRegCache(t)
+	if err := n.put(ctxT(t), key, old); !errors.Is(err, ErrStale) {
+		t.Fatalf("storing the first record again: %v, want ErrStale", err)
+	}
+	got, err := n.Lookup(ctxT(t), aor)
+	if err != nil || got.Seq != second.Seq || got.Bindings[0].Contact != "sip:a2@127.0.0.1" {
+		t.Fatalf("lookup after the refused writes: %+v, %v", got, err)
 	}
 }

@@ -71,6 +71,24 @@ func (c *regCache) decode(value []byte) (*parsedReg, error) {
 	return &parsedReg{reg: reg, env: env}, nil
 }
 
+// decodeStored is decode for a value this node stores, which was
+// validated when it was stored: a decoding not cached yet is cached, so
+// that the write that usually follows the read of a stored value (a
+// refresh: Register reads the record, storeAlone selects against it)
+// decodes it once. value must be the stored bytes, which nobody changes.
+func (c *regCache) decodeStored(value []byte) (*parsedReg, error) {
+	if p := c.get(value); p != nil {
+		return p, nil
+	}
+	reg, env, err := ParseRegistration(value)
+	if err != nil {
+		return nil, err
+	}
+	p := &parsedReg{reg: reg, env: env}
+	p.sigOK.Store(true)
+	return c.addOwned(value, p), nil
+}
+
 // add caches p as the decoding of value, unless one is cached already,
 // and returns the cached one (p itself when it is not cached). The oldest
 // entries make room; a decoding larger than the whole cache is not kept.
@@ -158,19 +176,30 @@ func (p *parsedReg) estimateSize(keyLen int) int {
 // arrays behind its proofs are shared by its records, read-only too). reg
 // is copied: Register hands it to its caller.
 func trustSigned(value []byte, env *Envelope, reg *Registration, s Signer) {
+	if p := signedDecoding(value, env, reg, s); p != nil {
+		parsedRegs.addOwned(value, p)
+	}
+}
+
+// signedDecoding is the decoding trustSigned caches, for a caller that
+// uses it at once instead (a lone peer's store, see storeAlone); nil when
+// s is not a local key. The same rules apply to value and env.
+func signedDecoding(value []byte, env *Envelope, reg *Registration, s Signer) *parsedReg {
 	if _, ok := s.(*P256Key); !ok || !bytes.Equal(env.Signer, s.PublicKey()) {
-		return
+		return nil
 	}
-	if !roundTrips(reg) {
-		if p, err := parsedRegs.decode(value); err == nil {
-			p.sigOK.Store(true)
-			parsedRegs.addOwned(value, p)
+	var p *parsedReg
+	if roundTrips(reg) {
+		p = &parsedReg{reg: cloneForCache(reg), env: env}
+	} else {
+		reg, env, err := ParseRegistration(value)
+		if err != nil {
+			return nil
 		}
-		return
+		p = &parsedReg{reg: reg, env: env}
 	}
-	p := &parsedReg{reg: cloneForCache(reg), env: env}
 	p.sigOK.Store(true)
-	parsedRegs.addOwned(value, p)
+	return p
 }
 
 // cloneForCache is reg.clone() in one allocation rather than four for

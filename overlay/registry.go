@@ -135,6 +135,7 @@ func (n *Node) currentParsed(ctx context.Context, key string) (*parsedReg, error
 		if value = n.localValue(key); value == nil {
 			return nil, nil
 		}
+		return parsedRegs.decodeStored(value)
 	} else if err != nil {
 		return nil, fmt.Errorf("looking up %s: %w", strings.TrimPrefix(key, regKeyPrefix), err)
 	}
@@ -181,8 +182,7 @@ func (n *Node) publish(ctx context.Context, key string, reg *Registration, s Sig
 	if err != nil {
 		return nil, err
 	}
-	trustSigned(value, env, reg, s)
-	if err := n.put(ctx, key, value); err != nil {
+	if err := n.putSigned(ctx, key, value, signedDecoding(value, env, reg, s)); err != nil {
 		return nil, err
 	}
 	return value, nil
@@ -192,11 +192,23 @@ func (n *Node) publish(ctx context.Context, key string, reg *Registration, s Sig
 // its overlay keeps the value locally; the refresh loop spreads it once
 // peers arrive.
 func (n *Node) put(ctx context.Context, key string, value []byte) error {
+	return n.putSigned(ctx, key, value, nil)
+}
+
+// putSigned is put for a value this node has just signed, with its
+// decoding (signedDecoding; nil for none). Alone, the node stores it
+// without decoding or verifying it again. With peers, the decoding goes
+// into the shared cache (as trustSigned), where the validation of this
+// PUT and of the stored value find it.
+func (n *Node) putSigned(ctx context.Context, key string, value []byte, signed *parsedReg) error {
 	if aor, ok := strings.CutPrefix(key, regKeyPrefix); ok {
 		defer n.lookups.drop(aor) // also when the put fails half-way
 	}
 	if n.dht.RoutingTable().Size() == 0 {
-		return n.putAlone(ctx, key, value)
+		return n.putAlone(ctx, key, value, signed)
+	}
+	if signed != nil {
+		parsedRegs.addOwned(value, signed)
 	}
 	err := n.dht.PutValue(ctx, key, value)
 	if errors.Is(err, kb.ErrLookupFailure) && n.localValue(key) != nil {
@@ -216,11 +228,11 @@ func (n *Node) put(ctx context.Context, key string, value []byte) error {
 // the value store's part alone (storeAlone): validate, select against the
 // stored value, store. The refresh loop spreads the value once peers
 // arrive.
-func (n *Node) putAlone(ctx context.Context, key string, value []byte) error {
+func (n *Node) putAlone(ctx context.Context, key string, value []byte, signed *parsedReg) error {
 	// Set before storing, so that a peer connecting meanwhile kicks a
 	// refresh (the connect notifier reads it).
 	n.unspread.Store(true)
-	if err := n.storeAlone(ctx, key, value); err != nil {
+	if err := n.storeAlone(ctx, key, value, signed); err != nil {
 		return fmt.Errorf("storing %s: %w", key, err)
 	}
 	return nil

@@ -82,6 +82,18 @@ func (v *Validator) ValidateRegistration(key string, value []byte) (*Registratio
 // once its shape and signature are checked: values that fail are dropped
 // with their decoding, whatever a peer sends.
 func (v *Validator) validRegistration(key string, value []byte) (*parsedReg, error) {
+	p, err := v.validEntry(key, value)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.checkOwnerLock(key, p.reg); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// validEntry is validRegistration but for the owner lock.
+func (v *Validator) validEntry(key string, value []byte) (*parsedReg, error) {
 	p := parsedRegs.get(value)
 	cached := p != nil
 	if !cached {
@@ -91,28 +103,53 @@ func (v *Validator) validRegistration(key string, value []byte) (*parsedReg, err
 		}
 		p = &parsedReg{reg: reg, env: env}
 	}
-	if f := p.bodyFor.Load(); f == nil || *f != v.Overlay {
-		if err := v.checkRegistrationShape(p.reg); err != nil {
-			return nil, err
-		}
-		p.bodyFor.Store(v.overlayName())
-	}
-	if !strings.HasPrefix(key, regKeyPrefix) || key[len(regKeyPrefix):] != p.reg.AOR {
-		return nil, fmt.Errorf("%w: key %q does not match AOR %q", ErrBadRecord, key, p.reg.AOR)
-	}
-	if err := v.checkRegistrationTimes(p.reg); err != nil {
-		return nil, err
-	}
-	if err := v.checkRegistrationSigner(p); err != nil {
+	if err := v.checkParsed(key, p); err != nil {
 		return nil, err
 	}
 	if !cached {
 		p = parsedRegs.add(value, p)
 	}
-	if err := v.checkOwnerLock(key, p.reg); err != nil {
-		return nil, err
-	}
 	return p, nil
+}
+
+// checkParsed runs every check of a registration but the owner lock on
+// its decoding: shape, key, times, signer and signature.
+func (v *Validator) checkParsed(key string, p *parsedReg) error {
+	if f := p.bodyFor.Load(); f == nil || *f != v.Overlay {
+		if err := v.checkRegistrationShape(p.reg); err != nil {
+			return err
+		}
+		p.bodyFor.Store(v.overlayName())
+	}
+	if !strings.HasPrefix(key, regKeyPrefix) || key[len(regKeyPrefix):] != p.reg.AOR {
+		return fmt.Errorf("%w: key %q does not match AOR %q", ErrBadRecord, key, p.reg.AOR)
+	}
+	if err := v.checkRegistrationTimes(p.reg); err != nil {
+		return err
+	}
+	return v.checkRegistrationSigner(p)
+}
+
+// storedRegistration returns the decoding of a value this node stores
+// (nil if it does not decode) and whether that value is still valid; one
+// that is not counts as absent, as for the DHT's value store, though its
+// owner lock still holds (checkOwnerLock). Every stored value was
+// validated when it was stored (a peer's PUT by the DHT, this node's own
+// by storeAlone), and its signatures are a function of its bytes: only
+// the checks that depend on the time are run again, the record's times
+// and, for a record with device certificates, their expiry. Its JSON is
+// decoded, but not cached, when the cache does not hold it.
+func (v *Validator) storedRegistration(key string, value []byte) (*parsedReg, bool) {
+	p, err := parsedRegs.decode(value)
+	if err != nil {
+		return nil, false
+	}
+	if len(p.reg.Devices) > 0 {
+		// The certificates' expiry; the signature is known good.
+		p.sigOK.Store(true)
+		return p, v.checkParsed(key, p) == nil
+	}
+	return p, v.checkRegistrationTimes(p.reg) == nil
 }
 
 // checkRegistrationShape runs the checks that depend on the record and
@@ -221,7 +258,7 @@ func (v *Validator) certifiedDevice(reg *Registration, key []byte) bool {
 }
 
 // checkOwnerLock refuses a record of another owner while this node holds a
-// record of the AOR that is live or inside its hold period.
+// live (or held) record for the AOR.
 func (v *Validator) checkOwnerLock(key string, reg *Registration) error {
 	if v.Local == nil {
 		return nil
@@ -234,7 +271,12 @@ func (v *Validator) checkOwnerLock(key string, reg *Registration) error {
 	if err != nil {
 		return nil
 	}
-	cur := p.reg
+	return v.ownerLock(p.reg, reg)
+}
+
+// ownerLock refuses reg when cur, the record this node stores for the
+// AOR, belongs to another owner whose hold has not lapsed.
+func (v *Validator) ownerLock(cur, reg *Registration) error {
 	if bytes.Equal(cur.Owner, reg.Owner) {
 		return nil
 	}
@@ -325,8 +367,11 @@ func (v *Validator) rankOf(key string, val []byte) (rank, bool) {
 	if err != nil {
 		return rank{}, false
 	}
-	reg := p.reg
-	return rank{owner: reg.Owner, seq: reg.Seq, created: reg.Created, expires: reg.Expires}, true
+	return regRank(p.reg), true
+}
+
+func regRank(reg *Registration) rank {
+	return rank{owner: reg.Owner, seq: reg.Seq, created: reg.Created, expires: reg.Expires}
 }
 
 // better reports whether r strictly beats o.
