@@ -81,6 +81,13 @@ func parseStored(buf []byte) (key, value []byte, ok bool) {
 // key and value received at t (proto.Marshal's bytes: fields in order,
 // empty ones left out).
 func encodeStored(key string, value []byte, t time.Time) []byte {
+	out, _ := encodeStoredValue(key, value, t)
+	return out
+}
+
+// encodeStoredValue is encodeStored that also returns the value's bytes
+// within the record, so that a caller may keep those rather than a copy.
+func encodeStoredValue(key string, value []byte, t time.Time) (out, stored []byte) {
 	var stamp [64]byte
 	ts := t.UTC().AppendFormat(stamp[:0], time.RFC3339Nano)
 	size := 0
@@ -89,7 +96,7 @@ func encodeStored(key string, value []byte, t time.Time) []byte {
 			size += 1 + protowire.SizeBytes(n)
 		}
 	}
-	out := make([]byte, 0, size)
+	out = make([]byte, 0, size)
 	if len(key) > 0 {
 		out = protowire.AppendTag(out, pbRecordKey, protowire.BytesType)
 		out = protowire.AppendString(out, key)
@@ -97,9 +104,10 @@ func encodeStored(key string, value []byte, t time.Time) []byte {
 	if len(value) > 0 {
 		out = protowire.AppendTag(out, pbRecordValue, protowire.BytesType)
 		out = protowire.AppendBytes(out, value)
+		stored = out[len(out)-len(value) : len(out) : len(out)]
 	}
 	out = protowire.AppendTag(out, pbRecordTimeReceived, protowire.BytesType)
-	return protowire.AppendBytes(out, ts)
+	return protowire.AppendBytes(out, ts), stored
 }
 
 // localValue returns the value this node stores for key. It aliases the
@@ -134,13 +142,16 @@ func (n *Node) storedValue(dskey ds.Key, key string) []byte {
 // was validated when stored (Validator.storedRegistration); a refresh of
 // a record out of every cache would otherwise decode it three times and
 // verify its signature once more.
-func (n *Node) storeAlone(ctx context.Context, key string, value []byte, signed *parsedReg) error {
+//
+// It returns the value's bytes as stored, which the caller may keep
+// instead of value (read them, never modify them).
+func (n *Node) storeAlone(ctx context.Context, key string, value []byte, signed *parsedReg) ([]byte, error) {
 	mu := &n.storeLocks[stripe(key)]
 	mu.Lock()
 	defer mu.Unlock()
 	dskey := storeKey(key)
 	if !strings.HasPrefix(key, regKeyPrefix) {
-		return n.storeServiceAlone(ctx, key, dskey, value)
+		return value, n.storeServiceAlone(ctx, key, dskey, value)
 	}
 	// Validated under the key's lock: the owner lock checks the stored
 	// value, which a write that held the lock may just have replaced.
@@ -148,16 +159,16 @@ func (n *Node) storeAlone(ctx context.Context, key string, value []byte, signed 
 	if p == nil {
 		var err error
 		if p, err = n.valid.validEntry(key, value); err != nil {
-			return fmt.Errorf("validating record: %w", err)
+			return nil, fmt.Errorf("validating record: %w", err)
 		}
 	} else if err := n.valid.checkParsed(key, p); err != nil {
-		return fmt.Errorf("validating record: %w", err)
+		return nil, fmt.Errorf("validating record: %w", err)
 	}
 	if old := n.storedValue(dskey, key); old != nil {
 		cur, valid := n.valid.storedRegistration(key, old)
 		if cur != nil {
 			if err := n.valid.ownerLock(cur.reg, p.reg); err != nil {
-				return fmt.Errorf("validating record: %w", err)
+				return nil, fmt.Errorf("validating record: %w", err)
 			}
 		}
 		// Select's rule: the new value wins unless the stored one is
@@ -165,10 +176,14 @@ func (n *Node) storeAlone(ctx context.Context, key string, value []byte, signed 
 		// the value store does, a stored value that is no longer valid
 		// (expired past its hold) counts as absent.
 		if valid && regRank(cur.reg).better(regRank(p.reg)) {
-			return fmt.Errorf("%w: this node stores a newer value", ErrStale)
+			return nil, fmt.Errorf("%w: this node stores a newer value", ErrStale)
 		}
 	}
-	return n.store.Put(ctx, dskey, encodeStored(key, value, time.Now()))
+	out, stored := encodeStoredValue(key, value, time.Now())
+	if err := n.store.Put(ctx, dskey, out); err != nil {
+		return nil, err
+	}
+	return stored, nil
 }
 
 // storeServiceAlone is storeAlone for a service entry (key's lock held).

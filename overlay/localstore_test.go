@@ -26,8 +26,9 @@ func TestStoreAloneAsValueStore(t *testing.T) {
 	reg.AOR = fmt.Sprintf("sip:layout%d@test.overlay", stamp)
 	key := RegistrationKey(reg.AOR)
 	value := sign(t, reg, owner)
-	if err := n.storeAlone(context.Background(), key, value, nil); err != nil {
-		t.Fatal(err)
+	stored, err := n.storeAlone(context.Background(), key, value, nil)
+	if err != nil || !bytes.Equal(stored, value) {
+		t.Fatalf("storeAlone kept %q, %v; want the value", stored, err)
 	}
 
 	vs := records.NewValueStore(n.store, record.NamespacedValidator{keyNamespace: n.valid}, time.Hour)

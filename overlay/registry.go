@@ -182,25 +182,26 @@ func (n *Node) publish(ctx context.Context, key string, reg *Registration, s Sig
 	if err != nil {
 		return nil, err
 	}
-	if err := n.putSigned(ctx, key, value, signedDecoding(value, env, reg, s)); err != nil {
-		return nil, err
-	}
-	return value, nil
+	// Kept: the bytes as the node stores them (the lone peer's store
+	// holds them in its record; the envelope's own bytes then go).
+	return n.putSigned(ctx, key, value, signedDecoding(value, env, reg, s))
 }
 
 // put stores a value locally and at the closest peers. A node alone in
 // its overlay keeps the value locally; the refresh loop spreads it once
 // peers arrive.
 func (n *Node) put(ctx context.Context, key string, value []byte) error {
-	return n.putSigned(ctx, key, value, nil)
+	_, err := n.putSigned(ctx, key, value, nil)
+	return err
 }
 
 // putSigned is put for a value this node has just signed, with its
 // decoding (signedDecoding; nil for none). Alone, the node stores it
 // without decoding or verifying it again. With peers, the decoding goes
 // into the shared cache (as trustSigned), where the validation of this
-// PUT and of the stored value find it.
-func (n *Node) putSigned(ctx context.Context, key string, value []byte, signed *parsedReg) error {
+// PUT and of the stored value find it. It returns the value as stored
+// (see storeAlone) or value itself.
+func (n *Node) putSigned(ctx context.Context, key string, value []byte, signed *parsedReg) ([]byte, error) {
 	if aor, ok := strings.CutPrefix(key, regKeyPrefix); ok {
 		defer n.lookups.drop(aor) // also when the put fails half-way
 	}
@@ -213,12 +214,12 @@ func (n *Node) putSigned(ctx context.Context, key string, value []byte, signed *
 	err := n.dht.PutValue(ctx, key, value)
 	if errors.Is(err, kb.ErrLookupFailure) && n.localValue(key) != nil {
 		n.unspread.Store(true)
-		return nil
+		return value, nil
 	}
 	if err != nil {
-		return fmt.Errorf("storing %s: %w", key, err)
+		return nil, fmt.Errorf("storing %s: %w", key, err)
 	}
-	return nil
+	return value, nil
 }
 
 // putAlone stores a value when the routing table is empty. PutValue would
@@ -228,14 +229,15 @@ func (n *Node) putSigned(ctx context.Context, key string, value []byte, signed *
 // the value store's part alone (storeAlone): validate, select against the
 // stored value, store. The refresh loop spreads the value once peers
 // arrive.
-func (n *Node) putAlone(ctx context.Context, key string, value []byte, signed *parsedReg) error {
+func (n *Node) putAlone(ctx context.Context, key string, value []byte, signed *parsedReg) ([]byte, error) {
 	// Set before storing, so that a peer connecting meanwhile kicks a
 	// refresh (the connect notifier reads it).
 	n.unspread.Store(true)
-	if err := n.storeAlone(ctx, key, value, signed); err != nil {
-		return fmt.Errorf("storing %s: %w", key, err)
+	stored, err := n.storeAlone(ctx, key, value, signed)
+	if err != nil {
+		return nil, fmt.Errorf("storing %s: %w", key, err)
 	}
-	return nil
+	return stored, nil
 }
 
 // PutRecord stores a registration record signed elsewhere (a browser that

@@ -27,7 +27,7 @@ func TestReviewStoreAloneOwnerLockUnderKeyLock(t *testing.T) {
 	mu := &n.storeLocks[stripe(key)]
 	mu.Lock() // the owner's write is in progress
 	done := make(chan error, 1)
-	go func() { done <- n.storeAlone(context.Background(), key, otherValue, nil) }()
+	go func() { _, err := n.storeAlone(context.Background(), key, otherValue, nil); done <- err }()
 	time.Sleep(100 * time.Millisecond) // the other write waits for the key
 	if err := n.store.Put(context.Background(), storeKey(key), encodeStored(key, ownValue, time.Now())); err != nil {
 		mu.Unlock()
