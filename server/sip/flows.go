@@ -79,7 +79,9 @@ func contactHostPort(contact string) string {
 // put adds fl, replacing the flow of its AOR and instance; it fails
 // with errTooManyFlows when fl's source is at its cap.
 func (f *flows) put(fl *flow) error {
-	fl.hostPort = contactHostPort(fl.contact)
+	if fl.hostPort == "" {
+		fl.hostPort = contactHostPort(fl.contact)
+	}
 	now := time.Now()
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -98,6 +99,7 @@ func (s *Service) authorized(req *sip.Request, tx sip.ServerTransaction, user st
 type contactUpdate struct {
 	wildcard bool
 	uri      string
+	hostPort string // the URI's host:port (port 0 if none), for the flows index
 	instance string
 	regID    int
 	q        float64
@@ -125,7 +127,8 @@ func (s *Service) parseContacts(req *sip.Request) ([]contactUpdate, int, string)
 			out = append(out, contactUpdate{wildcard: true})
 			continue
 		}
-		u := contactUpdate{uri: c.Address.String(), expires: def, q: 1}
+		u := contactUpdate{uri: c.Address.String(), expires: def, q: 1,
+			hostPort: net.JoinHostPort(c.Address.Host, strconv.Itoa(c.Address.Port))}
 		if v, ok := c.Params.Get("expires"); ok {
 			n, err := strconv.ParseUint(v, 10, 32)
 			if err != nil {
@@ -203,7 +206,7 @@ func (s *Service) applyBindings(ctx context.Context, aor string, req *sip.Reques
 		if err != nil {
 			return nil, err
 		}
-		if err := s.flows.put(&flow{aor: aor, instance: u.instance, contact: u.uri, source: req.Source(),
+		if err := s.flows.put(&flow{aor: aor, instance: u.instance, contact: u.uri, hostPort: u.hostPort, source: req.Source(),
 			transport: req.Transport(), expires: exp}); err != nil {
 			return nil, err
 		}

@@ -86,7 +86,13 @@ func (r *udpRegistrar) stop() { close(r.stopped) }
 
 // work runs queued REGISTERs until it has been idle for udpRegIdle.
 func (r *udpRegistrar) work() {
-	defer r.workers.Add(-1)
+	defer func() {
+		if r.workers.Add(-1) == 0 {
+			// Quiet now: nothing calls complete to drop the kept
+			// responses, so drop them once their Timer J has run.
+			time.AfterFunc(timerJ, func() { r.sweep(time.Now()) })
+		}
+	}()
 	idle := time.NewTimer(udpRegIdle)
 	defer idle.Stop()
 	for {
@@ -204,6 +210,19 @@ func (r *udpRegistrar) complete(tx *regTx, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.done = append(r.done, doneTx{key: tx.key, at: now.Add(timerJ)})
+	r.dropExpired(now)
+}
+
+// sweep drops the kept responses whose Timer J has fired.
+func (r *udpRegistrar) sweep(now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dropExpired(now)
+}
+
+// dropExpired drops expired entries, and the oldest ones past maxRegTx
+// (mu held).
+func (r *udpRegistrar) dropExpired(now time.Time) {
 	for r.head < len(r.done) && (r.done[r.head].at.Before(now) || len(r.done)-r.head > maxRegTx) {
 		delete(r.txs, r.done[r.head].key)
 		r.done[r.head] = doneTx{}

@@ -140,6 +140,12 @@ func TestUDPRegistrarExpiry(t *testing.T) {
 	if len(r.done)-r.head != 1 {
 		t.Fatalf("expiry list holds %d, want 1", len(r.done)-r.head)
 	}
+	// Once traffic stops, the sweep the last worker schedules drops the
+	// rest without a REGISTER to trigger it.
+	r.sweep(t0.Add(2*timerJ + 2*time.Second))
+	if r.pending() != 0 {
+		t.Fatalf("%d entries after the quiet sweep, want 0", r.pending())
+	}
 }
 
 func TestRegTxKey(t *testing.T) {
