@@ -5,6 +5,9 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	requests  *prometheus.CounterVec // method
 	responses *prometheus.CounterVec // method, class
+	// registersShed counts REGISTERs dropped because the UDP registrar's
+	// queue was full (see udpRegShed): a sign of overload before any 503.
+	registersShed prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -15,9 +18,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "p2psip_sip_responses_total", Help: "SIP responses this peer generated, by method and class.",
 		}, []string{"method", "class"}),
+		registersShed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "p2psip_sip_registers_shed_total",
+			Help: "REGISTERs over UDP dropped because the registrar's queue was full; their retransmissions are tried again, and get 503 after a few drops.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.responses)
+		reg.MustRegister(m.requests, m.responses, m.registersShed)
 	}
 	return m
 }

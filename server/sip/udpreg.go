@@ -38,13 +38,22 @@ const (
 	// goroutines (sipgo starts one per message) start with, and make
 	// every other message's goroutine grow its stack.
 	udpRegIdle = 5 * time.Second
-	// udpRegQueue is the backlog in front of the workers; when it is
-	// full, REGISTERs get 503 at once, so a slow overlay never stalls
-	// the socket's other traffic. It absorbs a second or two of load at
-	// thousands of REGISTERs a second, the length of a GC cycle over a
-	// large registration table on one core; a REGISTER waiting in it is
-	// retransmitted (Timer E) and the retransmissions are absorbed.
+	// udpRegQueue is the backlog in front of the workers. It absorbs a
+	// second or two of load at thousands of REGISTERs a second, the
+	// length of a GC cycle over a large registration table on one core;
+	// a REGISTER waiting in it is retransmitted (Timer E) and the
+	// retransmissions are absorbed.
 	udpRegQueue = 16384
+	// udpRegShed is how many times a REGISTER (its first sending and its
+	// retransmissions) finds the queue full and is dropped, as a full
+	// socket buffer would drop it, before it gets 503. Dropping first
+	// rides out a dip in capacity (a GC cycle): the client retransmits
+	// at 0.5, 1.5 and 3.5 s (Timer E, RFC 3261 §17.1.2.2) and is served
+	// late rather than refused. A REGISTER still refused after that
+	// meets a lasting overload, and 503 with Retry-After tells its
+	// client to back off (RFC 3261 §21.5.4) where more retransmissions,
+	// each parsed again, would only deepen it.
+	udpRegShed = 3
 	// timerJ is how long a final response is kept to answer
 	// retransmissions of its request: 64*T1 over UDP (RFC 3261 §17.2.2).
 	timerJ = 64 * 500 * time.Millisecond
@@ -156,7 +165,8 @@ func (r *udpRegistrar) take(req *sip.Request, raw []byte, from net.Addr) bool {
 	// have its request swallowed while the kept answer goes elsewhere.
 	key += "|" + from.String()
 	r.mu.Lock()
-	if tx := r.txs[key]; tx != nil {
+	tx := r.txs[key]
+	if tx != nil && !tx.shed {
 		res := tx.last
 		r.mu.Unlock()
 		// §17.2.2: a retransmission in the Trying state is absorbed;
@@ -166,20 +176,47 @@ func (r *udpRegistrar) take(req *sip.Request, raw []byte, from net.Addr) bool {
 		}
 		return true
 	}
-	tx := &regTx{r: r, key: key, req: req, raw: bytes.Clone(raw), addr: from}
-	r.txs[key] = tx
+	if tx == nil {
+		tx = &regTx{r: r, key: key, addr: from}
+		r.txs[key] = tx
+	}
+	// A new transaction, or the retransmission of one the full queue
+	// dropped: it takes this request.
+	tx.req, tx.raw, tx.shed = req, bytes.Clone(raw), false
 	r.mu.Unlock()
 	if !r.enqueue(tx) {
-		// Overloaded: say so at once (RFC 3261 §21.5.4) rather than
-		// queue without bound, or hand the request to sipgo's costlier
-		// path, which would only deepen the overload. The answer is
-		// kept like any other, so retransmissions get it too.
-		r.s.m.requests.WithLabelValues("REGISTER").Inc()
-		r.s.respond(tx, req, 503, "Service Unavailable (registrar busy)", sip.NewHeader("Retry-After", "5"))
-		tx.finish()
-		tx.req, tx.raw = nil, nil
+		r.overloaded(tx, req)
 	}
 	return true
+}
+
+// overloaded deals with a REGISTER that found the queue full: dropped,
+// kept in the table as shed so that its retransmission is tried again,
+// until udpRegShed drops, then answered 503 (see udpRegShed). Either
+// way the overload does not reach sipgo's costlier path.
+func (r *udpRegistrar) overloaded(tx *regTx, req *sip.Request) {
+	r.mu.Lock()
+	tx.drops++
+	drops := tx.drops
+	if drops < udpRegShed {
+		tx.shed = true
+		tx.req, tx.raw = nil, nil
+		if drops == 1 {
+			// Expires with the others, should the client give up (if
+			// it does not, this also ends its Timer J a few seconds
+			// early, which costs at most a REGISTER processed twice).
+			r.done = append(r.done, doneTx{key: tx.key, at: time.Now().Add(timerJ)})
+		}
+		r.mu.Unlock()
+		r.s.m.registersShed.Inc()
+		return
+	}
+	r.mu.Unlock()
+	// The answer is kept like any other, so retransmissions get it too.
+	r.s.m.requests.WithLabelValues("REGISTER").Inc()
+	r.s.respond(tx, req, 503, "Service Unavailable (registrar busy)", sip.NewHeader("Retry-After", "5"))
+	tx.finish()
+	tx.req, tx.raw = nil, nil
 }
 
 // regTxKey is the server transaction key of RFC 3261 §17.2.3: the top
@@ -273,6 +310,8 @@ type regTx struct {
 	terminated bool          // guarded by doneMu
 	final      bool          // set by the worker's goroutine only
 	last       []byte        // guarded by r.mu; the last response sent
+	drops      int           // guarded by r.mu; times the queue was full for it
+	shed       bool          // guarded by r.mu; its latest sending was dropped (see overloaded)
 }
 
 var _ sip.ServerTransaction = (*regTx)(nil)
@@ -374,12 +413,13 @@ func (r *udpRegistrar) absorbed(msg []byte, from net.Addr) bool {
 	tx := r.txs[key]
 	var res []byte
 	var addr net.Addr
+	shed := false
 	if tx != nil {
-		res, addr = tx.last, tx.addr
+		res, addr, shed = tx.last, tx.addr, tx.shed
 	}
 	r.mu.Unlock()
-	if tx == nil {
-		return false
+	if tx == nil || shed {
+		return false // new, or dropped before: take tries to queue it
 	}
 	if res != nil {
 		r.conn.send(res, addr)

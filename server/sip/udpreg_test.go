@@ -102,12 +102,27 @@ func TestUDPRegistrarTakes(t *testing.T) {
 	if !r.take(own, nil, peer.LocalAddr()) || len(r.jobs) != 1 {
 		t.Fatal("retransmission in Trying was not absorbed")
 	}
-	// The queue is full: 503 at once, kept for retransmissions.
+	// The queue is full: the REGISTER is dropped, as a full socket buffer
+	// would drop it, and so is its first retransmission; each is tried
+	// again (not absorbed before the parse), and the third gets 503.
 	other := parse(t, register("carol", "<sip:carol@127.0.0.1:5099>")...)
+	raw := []byte(other.String())
+	buf := make([]byte, 4096)
+	for i := 1; i < udpRegShed; i++ {
+		if !r.take(other, nil, peer.LocalAddr()) {
+			t.Fatalf("sending %d with the queue full was not taken", i)
+		}
+		if r.absorbed(raw, peer.LocalAddr()) {
+			t.Fatalf("the retransmission of a dropped REGISTER (%d) was absorbed", i)
+		}
+		_ = peer.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if n, _, err := peer.ReadFrom(buf); err == nil {
+			t.Fatalf("sending %d with the queue full was answered: %q", i, buf[:n])
+		}
+	}
 	if !r.take(other, nil, peer.LocalAddr()) {
 		t.Fatal("a REGISTER with the queue full was not answered")
 	}
-	buf := make([]byte, 4096)
 	_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
 	n, _, err := peer.ReadFrom(buf)
 	if err != nil || !strings.HasPrefix(string(buf[:n]), "SIP/2.0 503 ") || !strings.Contains(string(buf[:n]), "Retry-After: 5") {
@@ -115,6 +130,18 @@ func TestUDPRegistrarTakes(t *testing.T) {
 	}
 	if r.pending() != 2 {
 		t.Fatalf("table holds %d entries, want 2", r.pending())
+	}
+	// A dropped REGISTER whose retransmission finds room is queued.
+	dave := parse(t, register("dave", "<sip:dave@127.0.0.1:5099>")...)
+	if !r.take(dave, nil, peer.LocalAddr()) || len(r.jobs) != 1 {
+		t.Fatal("a REGISTER with the queue full was queued or not taken")
+	}
+	<-r.jobs
+	if !r.take(dave, nil, peer.LocalAddr()) || len(r.jobs) != 1 {
+		t.Fatal("the retransmission of a dropped REGISTER was not queued once there was room")
+	}
+	if !r.take(dave, nil, peer.LocalAddr()) || len(r.jobs) != 1 {
+		t.Fatal("a retransmission of the queued REGISTER was not absorbed")
 	}
 }
 
