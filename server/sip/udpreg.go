@@ -57,8 +57,8 @@ const (
 	// timerJ is how long a final response is kept to answer
 	// retransmissions of its request: 64*T1 over UDP (RFC 3261 §17.2.2).
 	timerJ = 64 * 500 * time.Millisecond
-	// maxRegTx bounds the table (about 1 KB an entry): past it the
-	// oldest completed entries go early (a late retransmission of theirs
+	// maxRegTx bounds the kept answers (about 600 bytes each, see
+	// keptAnswers): past it the oldest go early (a late retransmission of theirs
 	// is then processed again, which for a REGISTER rewrites the same
 	// binding). 2^19 covers Timer J at 16000 REGISTERs a second.
 	maxRegTx = 1 << 19
@@ -75,8 +75,9 @@ type udpRegistrar struct {
 	stopped chan struct{}
 
 	mu   sync.Mutex
-	txs  map[string]*regTx // guarded by mu; by RFC 3261 §17.2.3 key
-	done []doneTx          // guarded by mu; completed, in order of expiry
+	txs  map[string]*regTx // guarded by mu; in progress or shed, by RFC 3261 §17.2.3 key
+	kept *keptAnswers      // guarded by mu; completed: their final responses
+	done []doneTx          // guarded by mu; shed ones, in order of expiry
 	head int               // guarded by mu; first live index of done
 }
 
@@ -86,7 +87,7 @@ type doneTx struct {
 }
 
 func newUDPRegistrar(s *Service, conn *guardConn) *udpRegistrar {
-	return &udpRegistrar{s: s, conn: conn, jobs: make(chan *regTx, udpRegQueue), txs: map[string]*regTx{},
+	return &udpRegistrar{s: s, conn: conn, jobs: make(chan *regTx, udpRegQueue), txs: map[string]*regTx{}, kept: newKeptAnswers(),
 		stopped: make(chan struct{})}
 }
 
@@ -177,6 +178,13 @@ func (r *udpRegistrar) take(req *sip.Request, raw []byte, from net.Addr) bool {
 		return true
 	}
 	if tx == nil {
+		if res := r.kept.get(key); res != nil {
+			r.mu.Unlock()
+			r.conn.send(res, from) // the key names the source
+			return true
+		}
+	}
+	if tx == nil {
 		tx = &regTx{r: r, key: key, addr: from}
 		r.txs[key] = tx
 	}
@@ -242,11 +250,15 @@ func regTxKey(req *sip.Request) (string, bool) {
 	return b.String(), true
 }
 
-// complete keeps tx's final response for Timer J and drops expired ones.
+// complete moves tx's final response to the kept answers for Timer J,
+// and drops expired ones.
 func (r *udpRegistrar) complete(tx *regTx, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.done = append(r.done, doneTx{key: tx.key, at: now.Add(timerJ)})
+	if r.txs[tx.key] == tx {
+		delete(r.txs, tx.key)
+	}
+	r.kept.put(tx.key, tx.last, now.Add(timerJ))
 	r.dropExpired(now)
 }
 
@@ -257,11 +269,14 @@ func (r *udpRegistrar) sweep(now time.Time) {
 	r.dropExpired(now)
 }
 
-// dropExpired drops expired entries, and the oldest ones past maxRegTx
-// (mu held).
+// dropExpired drops expired answers, the oldest ones past maxRegTx, and
+// shed transactions whose client gave up (mu held).
 func (r *udpRegistrar) dropExpired(now time.Time) {
-	for r.head < len(r.done) && (r.done[r.head].at.Before(now) || len(r.done)-r.head > maxRegTx) {
-		delete(r.txs, r.done[r.head].key)
+	r.kept.expire(now, maxRegTx)
+	for r.head < len(r.done) && r.done[r.head].at.Before(now) {
+		if tx := r.txs[r.done[r.head].key]; tx != nil && tx.shed {
+			delete(r.txs, r.done[r.head].key)
+		}
 		r.done[r.head] = doneTx{}
 		r.head++
 	}
@@ -284,11 +299,12 @@ func (r *udpRegistrar) forget(tx *regTx) {
 	r.mu.Unlock()
 }
 
-// pending is the number of transactions in the table (tests, metrics).
+// pending is the number of transactions in the table, in progress or
+// kept (tests, metrics).
 func (r *udpRegistrar) pending() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.txs)
+	return len(r.txs) + r.kept.len()
 }
 
 // regTx is a non-INVITE server transaction over UDP (RFC 3261 §17.2.2)
@@ -412,17 +428,21 @@ func (r *udpRegistrar) absorbed(msg []byte, from net.Addr) bool {
 	r.mu.Lock()
 	tx := r.txs[key]
 	var res []byte
-	var addr net.Addr
 	shed := false
-	if tx != nil {
-		res, addr, shed = tx.last, tx.addr, tx.shed
+	if tx == nil {
+		res = r.kept.get(key)
+	} else {
+		res, shed = tx.last, tx.shed
 	}
 	r.mu.Unlock()
-	if tx == nil || shed {
-		return false // new, or dropped before: take tries to queue it
+	switch {
+	case tx == nil && res == nil:
+		return false // new: take queues it
+	case shed:
+		return false // dropped before: take tries to queue it again
 	}
 	if res != nil {
-		r.conn.send(res, addr)
+		r.conn.send(res, from) // the key names the source
 	}
 	return true
 }

@@ -68,7 +68,8 @@ func TestUDPRegisterRetransmission(t *testing.T) {
 
 // REGISTERs of public AORs stay with sipgo (the proxy relays them with a
 // client transaction); requests without an RFC 3261 branch too. With the
-// queue full, a REGISTER gets 503 at once.
+// queue full, a REGISTER is dropped, and gets 503 when it keeps finding
+// the queue full.
 func TestUDPRegistrarTakes(t *testing.T) {
 	ts := newTestService(t, nil)
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -82,7 +83,7 @@ func TestUDPRegistrarTakes(t *testing.T) {
 	}
 	defer peer.Close()
 	g := &guardConn{PacketConn: pc, s: ts.Service}
-	r := &udpRegistrar{s: ts.Service, conn: g, jobs: make(chan *regTx, 1), txs: map[string]*regTx{}}
+	r := &udpRegistrar{s: ts.Service, conn: g, jobs: make(chan *regTx, 1), txs: map[string]*regTx{}, kept: newKeptAnswers()}
 	r.workers.Store(udpRegWorkers) // none may start: the test reads the queue
 	public := parse(t, register("alice", "<sip:alice@127.0.0.1:5099>")...)
 	public.To().Address.Host = "atlanta.example"
@@ -148,24 +149,21 @@ func TestUDPRegistrarTakes(t *testing.T) {
 // Completed transactions leave the table after Timer J, oldest first, and
 // the table never outgrows its bound.
 func TestUDPRegistrarExpiry(t *testing.T) {
-	r := &udpRegistrar{txs: map[string]*regTx{}}
+	r := &udpRegistrar{txs: map[string]*regTx{}, kept: newKeptAnswers()}
 	t0 := time.Now()
 	for i := range 3000 {
-		tx := &regTx{key: string(rune('a'+i%26)) + strings.Repeat("x", i/26)}
+		tx := &regTx{key: string(rune('a'+i%26)) + strings.Repeat("x", i/26), last: []byte("SIP/2.0 200 OK\r\n\r\n")}
 		r.txs[tx.key] = tx
 		r.complete(tx, t0)
 	}
-	if r.pending() != 3000 {
-		t.Fatalf("%d entries, want 3000", r.pending())
+	if r.pending() != 3000 || len(r.txs) != 0 {
+		t.Fatalf("%d entries, %d in progress; want 3000 kept", r.pending(), len(r.txs))
 	}
-	late := &regTx{key: "late"}
+	late := &regTx{key: "late", last: []byte("SIP/2.0 200 OK\r\n\r\n")}
 	r.txs["late"] = late
 	r.complete(late, t0.Add(timerJ+time.Second))
-	if r.pending() != 1 || r.txs["late"] == nil {
+	if r.pending() != 1 || r.kept.get("late") == nil {
 		t.Fatalf("%d entries after Timer J, want only the late one", r.pending())
-	}
-	if len(r.done)-r.head != 1 {
-		t.Fatalf("expiry list holds %d, want 1", len(r.done)-r.head)
 	}
 	// Once traffic stops, the sweep the last worker schedules drops the
 	// rest without a REGISTER to trigger it.

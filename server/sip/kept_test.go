@@ -1,0 +1,76 @@
+package sip
+
+import (
+	"bytes"
+	"fmt"
+	"hash/maphash"
+	"testing"
+	"time"
+)
+
+func TestKeptAnswers(t *testing.T) {
+	k := newKeptAnswers()
+	t0 := time.Now()
+	big := bytes.Repeat([]byte("x"), keptChunkSize+10) // larger than a chunk
+	for i := range 5000 {
+		ans := []byte(fmt.Sprintf("SIP/2.0 200 OK %d\r\n\r\n", i))
+		if i == 2500 {
+			ans = big
+		}
+		k.put(fmt.Sprintf("z9hG4bK%d|127.0.0.1|5060|REGISTER", i), ans, t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	if k.len() != 5000 {
+		t.Fatalf("%d kept, want 5000", k.len())
+	}
+	if got := k.get("z9hG4bK42|127.0.0.1|5060|REGISTER"); string(got) != "SIP/2.0 200 OK 42\r\n\r\n" {
+		t.Fatalf("get = %q", got)
+	}
+	if got := k.get("z9hG4bK2500|127.0.0.1|5060|REGISTER"); !bytes.Equal(got, big) {
+		t.Fatalf("the answer larger than a chunk came back with %d bytes", len(got))
+	}
+	if k.get("z9hG4bK5000|127.0.0.1|5060|REGISTER") != nil {
+		t.Fatal("got an answer for a key never kept")
+	}
+
+	// Timer J: the first 3000 fire, in order; their chunks go.
+	chunks := len(k.chunks)
+	k.expire(t0.Add(2999*time.Millisecond+1), 1<<20)
+	if k.len() != 2000 || k.get("z9hG4bK2999|127.0.0.1|5060|REGISTER") != nil || k.get("z9hG4bK3000|127.0.0.1|5060|REGISTER") == nil {
+		t.Fatalf("after Timer J of the first 3000: %d kept", k.len())
+	}
+	if len(k.chunks) >= chunks {
+		t.Fatalf("still %d chunks, had %d", len(k.chunks), chunks)
+	}
+	// The bound drops the oldest early.
+	k.expire(t0, 10)
+	if k.len() != 10 || k.get("z9hG4bK4989|127.0.0.1|5060|REGISTER") != nil || k.get("z9hG4bK4990|127.0.0.1|5060|REGISTER") == nil {
+		t.Fatalf("after the bound: %d kept", k.len())
+	}
+	k.expire(t0.Add(time.Hour), 1<<20)
+	if k.len() != 0 || len(k.index) != 0 || len(k.chunks) != 1 {
+		t.Fatalf("after all expired: %d kept, %d indexed, %d chunks", k.len(), len(k.index), len(k.chunks))
+	}
+	k.put("again", []byte("answer"), t0.Add(time.Hour))
+	if string(k.get("again")) != "answer" {
+		t.Fatal("the table does not take answers after emptying")
+	}
+}
+
+// A key whose hash names another key's entry gets nothing, not the other
+// key's answer.
+func TestKeptAnswersCollision(t *testing.T) {
+	k := newKeptAnswers()
+	k.put("a", []byte("answer of a"), time.Now().Add(time.Minute))
+	k.index[maphash.String(k.seed, "b")] = k.index[maphash.String(k.seed, "a")] // forge a collision
+	if got := k.get("b"); got != nil {
+		t.Fatalf("b got %q", got)
+	}
+	// A later entry with the colliding hash takes the index; the earlier
+	// one's expiry then leaves it alone.
+	k.put("b", []byte("answer of b"), time.Now().Add(2*time.Minute))
+	k.index[maphash.String(k.seed, "a")] = k.index[maphash.String(k.seed, "b")]
+	k.expire(time.Now().Add(90*time.Second), 1<<20)
+	if got := k.get("b"); string(got) != "answer of b" {
+		t.Fatalf("b after a expired: %q", got)
+	}
+}
