@@ -54,6 +54,11 @@ const (
 	// client to back off (RFC 3261 §21.5.4) where more retransmissions,
 	// each parsed again, would only deepen it.
 	udpRegShed = 3
+	// udpRegPersist is how many seconds in a row the registrar drops
+	// REGISTERs unread (see dropUnread) before it takes the overload for
+	// a lasting one and answers 503 instead: longer than the slowdown of
+	// a GC cycle over a large heap on one core.
+	udpRegPersist = 10
 	// timerJ is how long a final response is kept to answer
 	// retransmissions of its request: 64*T1 over UDP (RFC 3261 §17.2.2).
 	timerJ = 64 * 500 * time.Millisecond
@@ -72,6 +77,8 @@ type udpRegistrar struct {
 
 	workers atomic.Int32 // running workers
 	idle    atomic.Int32 // workers waiting for a job
+	dropSec atomic.Int64 // Unix second of the last REGISTER dropped unread
+	dropRun atomic.Int64 // seconds in a row, up to dropSec, with such drops
 	stopped chan struct{}
 
 	mu   sync.Mutex
@@ -437,7 +444,8 @@ func (r *udpRegistrar) absorbed(msg []byte, from net.Addr) bool {
 	r.mu.Unlock()
 	switch {
 	case tx == nil && res == nil:
-		return false // new: take queues it
+		// New: take queues it, unless the queue is full.
+		return r.dropUnread(msg)
 	case shed:
 		return false // dropped before: take tries to queue it again
 	}
@@ -445,6 +453,54 @@ func (r *udpRegistrar) absorbed(msg []byte, from net.Addr) bool {
 		r.conn.send(res, from) // the key names the source
 	}
 	return true
+}
+
+// dropUnread drops a new REGISTER for this registrar's domain when the
+// queue is full, before the guard parses it, as a full socket buffer
+// would drop it. Under overload most of the CPU went into parsing
+// REGISTERs only to find the queue full, then their retransmissions, so
+// that overload fed itself until steps of load failed whole; unread,
+// they cost next to nothing, the queue is served at full speed, and the
+// client's retransmission (Timer E) gets in when there is room. A
+// lasting overload (drops in each of udpRegPersist seconds) goes back to
+// the parsed way, where a REGISTER that keeps finding the queue full
+// gets 503 and its client backs off (see overloaded).
+func (r *udpRegistrar) dropUnread(msg []byte) bool {
+	if len(r.jobs) < cap(r.jobs) || !r.s.isOverlayHost(rawRequestHost(msg)) {
+		return false
+	}
+	now := time.Now().Unix()
+	switch last := r.dropSec.Swap(now); {
+	case last == now:
+	case last == now-1:
+		r.dropRun.Add(1)
+	default:
+		r.dropRun.Store(1)
+	}
+	if r.dropRun.Load() > udpRegPersist {
+		return false
+	}
+	r.s.m.registersShed.Inc()
+	return true
+}
+
+// rawRequestHost is the host of a request line's SIP URI, as sent ("" if
+// it does not read as one): "REGISTER sip:host[:port][;…] SIP/2.0".
+func rawRequestHost(msg []byte) string {
+	line, _, _ := bytes.Cut(msg, []byte("\r\n"))
+	_, uri, _ := bytes.Cut(line, []byte(" "))
+	uri, _, _ = bytes.Cut(uri, []byte(" "))
+	rest, ok := bytes.CutPrefix(uri, []byte("sip:"))
+	if !ok {
+		return ""
+	}
+	if at := bytes.IndexByte(rest, '@'); at >= 0 {
+		rest = rest[at+1:]
+	}
+	if end := bytes.IndexAny(rest, ":;?>"); end >= 0 {
+		rest = rest[:end]
+	}
+	return string(rest)
 }
 
 // rawTxKey is regTxKey read from a REGISTER's raw top Via, for the plain

@@ -264,3 +264,60 @@ func TestRawTxKey(t *testing.T) {
 		}
 	}
 }
+
+func TestRawRequestHost(t *testing.T) {
+	for in, want := range map[string]string{
+		"REGISTER sip:p2psip.local SIP/2.0\r\nVia: x":          "p2psip.local",
+		"REGISTER sip:P2PSIP.local:5060;transport=udp SIP/2.0": "P2PSIP.local",
+		"REGISTER sip:alice@p2psip.local SIP/2.0":              "p2psip.local",
+		"REGISTER sips:p2psip.local SIP/2.0":                   "",
+		"REGISTER":                                             "",
+		"":                                                     "",
+	} {
+		if got := rawRequestHost([]byte(in)); got != want {
+			t.Errorf("rawRequestHost(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// FuzzRawRequestHost: whatever the datagram, the host read from its
+// request line is a piece of that line.
+func FuzzRawRequestHost(f *testing.F) {
+	f.Add([]byte("REGISTER sip:p2psip.local SIP/2.0\r\n"))
+	f.Add([]byte("REGISTER sip:a@b:1;x?y SIP/2.0\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		line, _, _ := bytes.Cut(data, []byte("\r\n"))
+		if h := rawRequestHost(data); !bytes.Contains(line, []byte(h)) || strings.ContainsAny(h, " :;?>") {
+			t.Fatalf("host %q from %q", h, line)
+		}
+	})
+}
+
+// With the queue full, a new REGISTER for the registrar's domain is
+// dropped before the parse, answered by nothing; after udpRegPersist
+// seconds of such drops the overload counts as lasting and REGISTERs take
+// the parsed way again, towards 503.
+func TestUDPRegistrarDropsUnread(t *testing.T) {
+	ts := newTestService(t, nil)
+	r := &udpRegistrar{s: ts.Service, jobs: make(chan *regTx, 1), txs: map[string]*regTx{}, kept: newKeptAnswers()}
+	r.jobs <- &regTx{} // full
+	raw := []byte(strings.Join(register("erin", "<sip:erin@127.0.0.1:5099>"), "\r\n") + "\r\n\r\n")
+	from := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5099}
+	if !r.absorbed(raw, from) {
+		t.Fatal("a new REGISTER with the queue full was parsed")
+	}
+	other := bytes.Replace(raw, []byte("REGISTER sip:"+testDomain), []byte("REGISTER sip:atlanta.example"), 1)
+	if bytes.Equal(other, raw) || r.absorbed(other, from) {
+		t.Fatal("a REGISTER for another domain was dropped unread")
+	}
+	r.dropSec.Store(time.Now().Unix() - 1)
+	r.dropRun.Store(udpRegPersist)
+	if r.absorbed(raw, from) {
+		t.Fatal("after a lasting overload a REGISTER was still dropped unread")
+	}
+	<-r.jobs
+	r.dropRun.Store(0)
+	if r.absorbed(raw, from) {
+		t.Fatal("with room in the queue a new REGISTER was not handed on")
+	}
+}
