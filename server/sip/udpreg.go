@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -171,7 +172,7 @@ func (r *udpRegistrar) take(req *sip.Request, raw []byte, from net.Addr) bool {
 	// client's to choose, so another client (a copied or weak branch, a
 	// shared private sent-by behind NATs) must not match this entry and
 	// have its request swallowed while the kept answer goes elsewhere.
-	key += "|" + from.String()
+	key = string(appendSource([]byte(key+"|"), from))
 	r.mu.Lock()
 	tx := r.txs[key]
 	if tx != nil && !tx.shed {
@@ -427,11 +428,15 @@ func (r *udpRegistrar) absorbed(msg []byte, from net.Addr) bool {
 	if !bytes.HasPrefix(msg, []byte("REGISTER ")) {
 		return false
 	}
-	key, ok := rawTxKey(msg)
+	// The key is built on the stack: most of these datagrams are only
+	// looked up and dropped or answered.
+	var buf [256]byte
+	kb, ok := appendRawTxKey(buf[:0], msg)
 	if !ok {
 		return false
 	}
-	key += "|" + from.String()
+	kb = appendSource(append(kb, '|'), from)
+	key := unsafe.String(unsafe.SliceData(kb), len(kb)) // not kept: lookups only
 	r.mu.Lock()
 	tx := r.txs[key]
 	var res []byte
@@ -508,6 +513,12 @@ func rawRequestHost(msg []byte) string {
 // false for anything else (IPv6 references, white space around
 // separators, folding), which then takes the parsed way.
 func rawTxKey(msg []byte) (string, bool) {
+	k, ok := appendRawTxKey(nil, msg)
+	return string(k), ok
+}
+
+// appendRawTxKey appends rawTxKey's key to dst.
+func appendRawTxKey(dst, msg []byte) ([]byte, bool) {
 	head, _, _ := bytes.Cut(msg, []byte("\r\n\r\n"))
 	_, fields, _ := bytes.Cut(head, []byte("\r\n"))
 	for len(fields) > 0 {
@@ -518,30 +529,32 @@ func rawTxKey(msg []byte) (string, bool) {
 			continue
 		}
 		if len(fields) > 0 && isWSP(fields[0]) {
-			return "", false // folded
+			return dst, false // folded
 		}
-		return viaTxKey(bytes.TrimLeft(line[colon+1:], " \t"))
+		return appendViaTxKey(dst, bytes.TrimLeft(line[colon+1:], " \t"))
 	}
-	return "", false
+	return dst, false
 }
 
-func viaTxKey(v []byte) (string, bool) {
+// appendViaTxKey appends the transaction key of a top Via field's value
+// to dst.
+func appendViaTxKey(dst, v []byte) ([]byte, bool) {
 	proto, rest, ok := bytes.Cut(v, []byte(" "))
 	if !ok || !bytes.EqualFold(proto, []byte("SIP/2.0/UDP")) {
-		return "", false
+		return dst, false
 	}
 	if end := bytes.IndexByte(rest, ','); end >= 0 {
 		rest = rest[:end]
 	}
 	sentBy, params, _ := bytes.Cut(rest, []byte(";"))
 	if len(sentBy) == 0 || bytes.ContainsAny(sentBy, "[] \t") {
-		return "", false
+		return dst, false
 	}
 	host, port := sentBy, 0
 	if h, p, ok := bytes.Cut(sentBy, []byte(":")); ok {
 		n, err := strconv.Atoi(string(p))
 		if err != nil || n <= 0 || n > 65535 {
-			return "", false
+			return dst, false
 		}
 		host, port = h, n
 	}
@@ -554,9 +567,29 @@ func viaTxKey(v []byte) (string, bool) {
 		}
 		if len(value) <= len(sip.RFC3261BranchMagicCookie) || !bytes.HasPrefix(value, []byte(sip.RFC3261BranchMagicCookie)) ||
 			bytes.ContainsAny(value, " \t") {
-			return "", false
+			return dst, false
 		}
-		return string(value) + "|" + strings.ToLower(string(host)) + "|" + strconv.Itoa(port) + "|REGISTER", true
+		dst = append(append(dst, value...), '|')
+		for _, c := range host {
+			if c >= 0x80 {
+				return dst, false // regTxKey lowers it the Unicode way
+			}
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			dst = append(dst, c)
+		}
+		dst = append(strconv.AppendInt(append(dst, '|'), int64(port), 10), "|REGISTER"...)
+		return dst, true
 	}
-	return "", false
+	return dst, false
+}
+
+// appendSource appends the source address that completes a transaction
+// key (see take), the same way for the parsed and the raw lookups.
+func appendSource(dst []byte, from net.Addr) []byte {
+	if u, ok := from.(*net.UDPAddr); ok {
+		return u.AddrPort().AppendTo(dst)
+	}
+	return append(dst, from.String()...)
 }
