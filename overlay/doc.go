@@ -82,7 +82,11 @@
 // even if the peers that stored it are gone. Close withdraws what the node
 // hosts. A node without peers stores its writes in its own value store
 // directly (validated as every write is) and spreads them when the first
-// peer arrives.
+// peer arrives. Such a node trusts what it stores: a value it has just
+// signed is not decoded or verified again, and the value it stores
+// already, validated when it was stored, is only checked for the time
+// (expiry, device certificates), so a refresh of a record out of every
+// cache costs no signature verification.
 //
 // # Transports and discovery
 //
