@@ -77,15 +77,11 @@ func (c *regCache) decode(value []byte) (*parsedReg, error) {
 // refresh: Register reads the record, storeAlone selects against it)
 // decodes it once. value must be the stored bytes, which nobody changes.
 func (c *regCache) decodeStored(value []byte) (*parsedReg, error) {
-	if p := c.get(value); p != nil {
-		return p, nil
+	p, err := c.decode(value)
+	if err != nil || p.sigOK.Load() {
+		return p, err // cached (every cached decoding has its signature checked)
 	}
-	reg, env, err := ParseRegistration(value)
-	if err != nil {
-		return nil, err
-	}
-	p := &parsedReg{reg: reg, env: env}
-	p.sigOK.Store(true)
+	p.sigOK.Store(true) // validated when it was stored
 	return c.addOwned(value, p), nil
 }
 
