@@ -172,7 +172,7 @@ func (r *udpRegistrar) take(req *sip.Request, raw []byte, from net.Addr) bool {
 	// client's to choose, so another client (a copied or weak branch, a
 	// shared private sent-by behind NATs) must not match this entry and
 	// have its request swallowed while the kept answer goes elsewhere.
-	key = string(appendSource([]byte(key+"|"), from))
+	key = string(appendSource(append([]byte(key), '|'), from))
 	r.mu.Lock()
 	tx := r.txs[key]
 	if tx != nil && !tx.shed {
@@ -191,8 +191,6 @@ func (r *udpRegistrar) take(req *sip.Request, raw []byte, from net.Addr) bool {
 			r.conn.send(res, from) // the key names the source
 			return true
 		}
-	}
-	if tx == nil {
 		tx = &regTx{r: r, key: key, addr: from}
 		r.txs[key] = tx
 	}
@@ -218,9 +216,8 @@ func (r *udpRegistrar) overloaded(tx *regTx, req *sip.Request) {
 		tx.shed = true
 		tx.req, tx.raw = nil, nil
 		if drops == 1 {
-			// Expires with the others, should the client give up (if
-			// it does not, this also ends its Timer J a few seconds
-			// early, which costs at most a REGISTER processed twice).
+			// Goes after Timer J should the client give up; an entry
+			// queued again by then is left alone (dropExpired).
 			r.done = append(r.done, doneTx{key: tx.key, at: time.Now().Add(timerJ)})
 		}
 		r.mu.Unlock()
