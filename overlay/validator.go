@@ -139,6 +139,12 @@ func (v *Validator) checkParsed(key string, p *parsedReg) error {
 // the checks that depend on the time are run again, the record's times
 // and, for a record with device certificates, their expiry. Its JSON is
 // decoded, but not cached, when the cache does not hold it.
+//
+// This rests on every writer of the node's datastore validating what it
+// writes: storeAlone, and go-libp2p-kad-dht's records.ValueStore.Put
+// (v0.42, for a peer's PUT and the node's own PutValue). A new writer,
+// or a kad-dht that stops validating, would make this a way around the
+// signature check; TestStoreAloneAsValueStore pins the layout both use.
 func (v *Validator) storedRegistration(key string, value []byte) (*parsedReg, bool) {
 	p, err := parsedRegs.decode(value)
 	if err != nil {

@@ -32,6 +32,7 @@ type keptAnswers struct {
 	first  uint64   // sequence number of ents[head]
 	chunks [][]byte // append-only; chunks[0] is chunk number chunk0
 	chunk0 uint64
+	bytes  int // keys and answers of the live entries
 }
 
 type keptEntry struct {
@@ -46,6 +47,12 @@ type keptEntry struct {
 // keptChunkSize is the size of the chunks keys and answers are appended
 // to: a few thousand answers each, so the chunks are few pointers.
 const keptChunkSize = 1 << 20
+
+// maxKeptBytes bounds the keys and answers kept, whatever their count:
+// both are sized by the sender (its branch, its Via fields), up to a
+// datagram each. 512 MiB holds Timer J at 16000 REGISTERs a second of
+// ordinary ones (≈ 600 bytes); past it the oldest go early.
+const maxKeptBytes = 512 << 20
 
 func newKeptAnswers() *keptAnswers {
 	return &keptAnswers{seed: maphash.MakeSeed(), index: map[uint64]uint64{}}
@@ -69,6 +76,7 @@ func (k *keptAnswers) put(key string, answer []byte, at time.Time) {
 	k.ents = append(k.ents, keptEntry{hash: h, at: at.UnixNano(), chunk: k.chunk0 + uint64(last),
 		off: uint32(off), keyLen: uint32(len(key)), ansLen: uint32(len(answer))})
 	k.index[h] = seq
+	k.bytes += need
 }
 
 // get returns the answer kept under key, or nil. The caller may use it
@@ -91,13 +99,16 @@ func (k *keptAnswers) get(key string) []byte {
 func (k *keptAnswers) len() int { return len(k.ents) - k.head }
 
 // expire drops the answers whose Timer J has fired by now, and the oldest
-// ones past limit, and then the chunks no answer needs any more.
+// ones past limit entries or maxKeptBytes, and then the chunks no answer
+// needs any more.
 func (k *keptAnswers) expire(now time.Time, limit int) {
 	t := now.UnixNano()
-	for k.head < len(k.ents) && (k.ents[k.head].at < t || k.len() > limit) {
-		if e := k.ents[k.head]; k.index[e.hash] == k.first {
+	for k.head < len(k.ents) && (k.ents[k.head].at < t || k.len() > limit || k.bytes > maxKeptBytes) {
+		e := k.ents[k.head]
+		if k.index[e.hash] == k.first {
 			delete(k.index, e.hash)
 		}
+		k.bytes -= int(e.keyLen + e.ansLen)
 		k.head++
 		k.first++
 	}

@@ -74,3 +74,27 @@ func TestKeptAnswersCollision(t *testing.T) {
 		t.Fatalf("b after a expired: %q", got)
 	}
 }
+
+// Keys and answers are the sender's to size: the table is bounded in
+// bytes as well as in entries.
+func TestKeptAnswersByteBound(t *testing.T) {
+	k := newKeptAnswers()
+	at := time.Now().Add(time.Hour)
+	big := bytes.Repeat([]byte("y"), 30000) // about a datagram
+	for i := range 2 * maxKeptBytes / len(big) {
+		k.put(fmt.Sprintf("z9hG4bK%d|h|5060|REGISTER", i), big, at)
+		k.expire(time.Now(), 1<<30)
+	}
+	if k.bytes > maxKeptBytes {
+		t.Fatalf("%d bytes kept, bound %d", k.bytes, maxKeptBytes)
+	}
+	held := 0
+	for _, c := range k.chunks {
+		held += cap(c)
+	}
+	// Chunks also hold the tail each leaves unused (here ≈ 3 %) and
+	// the partly expired oldest one.
+	if limit := maxKeptBytes*9/8 + 2*keptChunkSize; held > limit {
+		t.Fatalf("chunks hold %d bytes, bound %d", held, limit)
+	}
+}

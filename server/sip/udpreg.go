@@ -45,16 +45,21 @@ const (
 	// a REGISTER waiting in it is retransmitted (Timer E) and the
 	// retransmissions are absorbed.
 	udpRegQueue = 16384
-	// udpRegShed is how many times a REGISTER (its first sending and its
-	// retransmissions) finds the queue full and is dropped, as a full
-	// socket buffer would drop it, before it gets 503. Dropping first
-	// rides out a dip in capacity (a GC cycle): the client retransmits
-	// at 0.5, 1.5 and 3.5 s (Timer E, RFC 3261 §17.1.2.2) and is served
-	// late rather than refused. A REGISTER still refused after that
+	// udpRegShed is the number of times a REGISTER (its first sending
+	// and its retransmissions) may find the queue full on the parsed
+	// way: the first udpRegShed-1 times it is dropped, as a full socket
+	// buffer would drop it, the udpRegShed-th time it gets 503. Dropping
+	// first rides out a dip in capacity (a GC cycle): the client
+	// retransmits at 0.5 and 1.5 s (Timer E, RFC 3261 §17.1.2.2) and is
+	// served late rather than refused. A REGISTER still refused then
 	// meets a lasting overload, and 503 with Retry-After tells its
 	// client to back off (RFC 3261 §21.5.4) where more retransmissions,
 	// each parsed again, would only deepen it.
 	udpRegShed = 3
+	// maxShed bounds the dropped REGISTERs kept in the table (their
+	// keys are the sender's to choose, up to a datagram's size): past
+	// it a REGISTER that finds the queue full gets 503 at once.
+	maxShed = 4096
 	// udpRegPersist is how many seconds in a row the registrar drops
 	// REGISTERs unread (see dropUnread) before it takes the overload for
 	// a lasting one and answers 503 instead: longer than the slowdown of
@@ -211,15 +216,13 @@ func (r *udpRegistrar) take(req *sip.Request, raw []byte, from net.Addr) bool {
 func (r *udpRegistrar) overloaded(tx *regTx, req *sip.Request) {
 	r.mu.Lock()
 	tx.drops++
-	drops := tx.drops
-	if drops < udpRegShed {
+	if tx.drops < udpRegShed && len(r.done)-r.head < maxShed {
 		tx.shed = true
 		tx.req, tx.raw = nil, nil
-		if drops == 1 {
-			// Goes after Timer J should the client give up; an entry
-			// queued again by then is left alone (dropExpired).
-			r.done = append(r.done, doneTx{key: tx.key, at: time.Now().Add(timerJ)})
-		}
+		// Goes after Timer J should the client give up; an entry
+		// queued again by then is left alone (dropExpired). Each drop
+		// adds one, so that none is left without.
+		r.done = append(r.done, doneTx{key: tx.key, at: time.Now().Add(timerJ)})
 		r.mu.Unlock()
 		r.s.m.registersShed.Inc()
 		return
@@ -466,7 +469,10 @@ func (r *udpRegistrar) absorbed(msg []byte, from net.Addr) bool {
 // client's retransmission (Timer E) gets in when there is room. A
 // lasting overload (drops in each of udpRegPersist seconds) goes back to
 // the parsed way, where a REGISTER that keeps finding the queue full
-// gets 503 and its client backs off (see overloaded).
+// gets 503 and its client backs off (see overloaded). It goes by the
+// Request-URI (the registrar's domain, RFC 3261 §10.2), not the To: a
+// REGISTER for a public AOR sent to this domain, which sipgo would relay,
+// is dropped too while the queue is full.
 func (r *udpRegistrar) dropUnread(msg []byte) bool {
 	if len(r.jobs) < cap(r.jobs) || !r.s.isOverlayHost(rawRequestHost(msg)) {
 		return false
@@ -521,6 +527,9 @@ func appendRawTxKey(dst, msg []byte) ([]byte, bool) {
 	for len(fields) > 0 {
 		var line []byte
 		line, fields, _ = bytes.Cut(fields, []byte("\r\n"))
+		if len(line) > 0 && isWSP(line[0]) {
+			continue // the continuation of a folded field, not a field
+		}
 		colon := bytes.IndexByte(line, ':')
 		if colon < 0 || fieldKind(bytes.TrimSpace(line[:colon])) != viaField {
 			continue
@@ -544,8 +553,8 @@ func appendViaTxKey(dst, v []byte) ([]byte, bool) {
 		rest = rest[:end]
 	}
 	sentBy, params, _ := bytes.Cut(rest, []byte(";"))
-	if len(sentBy) == 0 || bytes.ContainsAny(sentBy, "[] \t") {
-		return dst, false
+	if len(sentBy) == 0 || hasCtlOrSpace(params) || bytes.IndexByte(params, '"') >= 0 {
+		return dst, false // quoted strings may hide ';': left to the parse
 	}
 	host, port := sentBy, 0
 	if h, p, ok := bytes.Cut(sentBy, []byte(":")); ok {
@@ -555,31 +564,74 @@ func appendViaTxKey(dst, v []byte) ([]byte, bool) {
 		}
 		host, port = h, n
 	}
+	if !plainHost(host) {
+		return dst, false // IPv6 references and anything odd: left to the parse
+	}
+	var branch []byte
 	for len(params) > 0 {
 		var p []byte
 		p, params, _ = bytes.Cut(params, []byte(";"))
+		if len(p) == 0 {
+			return dst, false // ";;": left to the parse, which reads it its own way
+		}
 		name, value, _ := bytes.Cut(p, []byte("="))
 		if !bytes.Equal(name, []byte("branch")) {
 			continue // as regTxKey, which sipgo's case-sensitive Params.Get reads
 		}
-		if len(value) <= len(sip.RFC3261BranchMagicCookie) || !bytes.HasPrefix(value, []byte(sip.RFC3261BranchMagicCookie)) ||
-			bytes.ContainsAny(value, " \t") {
-			return dst, false
+		if branch != nil {
+			return dst, false // two: sipgo keeps the last, leave it to the parse
 		}
-		dst = append(append(dst, value...), '|')
-		for _, c := range host {
-			if c >= 0x80 {
-				return dst, false // regTxKey lowers it the Unicode way
-			}
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			dst = append(dst, c)
-		}
-		dst = append(strconv.AppendInt(append(dst, '|'), int64(port), 10), "|REGISTER"...)
-		return dst, true
+		branch = value
 	}
-	return dst, false
+	if len(branch) <= len(sip.RFC3261BranchMagicCookie) || !bytes.HasPrefix(branch, []byte(sip.RFC3261BranchMagicCookie)) ||
+		!isToken(branch) {
+		return dst, false
+	}
+	dst = append(append(dst, branch...), '|')
+	for _, c := range host {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return append(strconv.AppendInt(append(dst, '|'), int64(port), 10), "|REGISTER"...), true
+}
+
+// plainHost reports whether h is a host name or IPv4 address in the
+// plain form the raw reading takes: letters, digits, '.' and '-'.
+func plainHost(h []byte) bool {
+	if len(h) == 0 {
+		return false
+	}
+	for _, c := range h {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// isToken reports whether b is an RFC 3261 token (§25.1), the grammar of
+// a branch value.
+func isToken(b []byte) bool {
+	for _, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-.!%*_+`'~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// hasCtlOrSpace reports whether b holds a byte sipgo would trim or split
+// on (white space, CR, VT, FF and other controls): such keys are left to
+// the parse.
+func hasCtlOrSpace(b []byte) bool {
+	for _, c := range b {
+		if c <= ' ' || c == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // appendSource appends the source address that completes a transaction

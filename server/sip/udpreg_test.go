@@ -342,3 +342,28 @@ func BenchmarkAbsorbed(b *testing.B) {
 		}
 	}
 }
+
+// FuzzRawTxKeyAgrees: wherever the raw reading of a top Via gives a key,
+// it is the key the parsed request gives, so that a lookup before the
+// parse never finds another transaction's entry.
+func FuzzRawTxKeyAgrees(f *testing.F) {
+	f.Add("127.0.0.1:5099", "branch=z9hG4bK-1")
+	f.Add("Host.Example", "rport;branch=z9hG4bKx;received=1.2.3.4")
+	f.Add("h", "branch=z9hG4bKa;branch=z9hG4bKb")
+	f.Fuzz(func(t *testing.T, sentBy, params string) {
+		lines := register("alice", "<sip:alice@127.0.0.1:5099>")
+		lines[1] = "Via: SIP/2.0/UDP " + sentBy + ";" + params
+		msg := []byte(strings.Join(lines, "\r\n") + "\r\n\r\n")
+		raw, rawOK := appendRawTxKey(nil, msg)
+		if !rawOK {
+			return
+		}
+		_, req, ok := screenRequest(msg, false)
+		if !ok || req == nil {
+			return // refused by the guard: nothing is kept under any key
+		}
+		if parsed, ok := regTxKey(req); !ok || parsed != string(raw) {
+			t.Fatalf("%q: raw key %q, parsed %q (%v)", lines[1], raw, parsed, ok)
+		}
+	})
+}
