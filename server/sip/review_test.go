@@ -51,9 +51,7 @@ func TestReviewShedBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	r := &udpRegistrar{s: ts.Service, conn: &guardConn{PacketConn: pc, s: ts.Service}, jobs: make(chan *regTx, 1),
-		txs: map[string]*regTx{}, kept: newKeptAnswers()}
-	r.workers.Store(udpRegWorkers) // none may start: the queue stays full
+	r := stalledRegistrar(ts.Service, &guardConn{PacketConn: pc, s: ts.Service})
 	r.jobs <- &regTx{}
 	from := pc.LocalAddr()
 	for i := range 2 * maxShed {
@@ -75,8 +73,7 @@ func TestReviewShedBounded(t *testing.T) {
 // passed while it was being queued again, it still goes after Timer J.
 func TestReviewShedReshedExpires(t *testing.T) {
 	ts := newTestService(t, nil)
-	r := &udpRegistrar{s: ts.Service, jobs: make(chan *regTx, 1), txs: map[string]*regTx{}, kept: newKeptAnswers()}
-	r.workers.Store(udpRegWorkers)
+	r := stalledRegistrar(ts.Service, nil)
 	r.jobs <- &regTx{}
 	from := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5099}
 	req := parse(t, register("zed", "<sip:zed@127.0.0.1:5099>")...)

@@ -83,8 +83,7 @@ func TestUDPRegistrarTakes(t *testing.T) {
 	}
 	defer peer.Close()
 	g := &guardConn{PacketConn: pc, s: ts.Service}
-	r := &udpRegistrar{s: ts.Service, conn: g, jobs: make(chan *regTx, 1), txs: map[string]*regTx{}, kept: newKeptAnswers()}
-	r.workers.Store(udpRegWorkers) // none may start: the test reads the queue
+	r := stalledRegistrar(ts.Service, g)
 	public := parse(t, register("alice", "<sip:alice@127.0.0.1:5099>")...)
 	public.To().Address.Host = "atlanta.example"
 	if r.take(public, nil, peer.LocalAddr()) {
@@ -144,6 +143,15 @@ func TestUDPRegistrarTakes(t *testing.T) {
 	if !r.take(dave, nil, peer.LocalAddr()) || len(r.jobs) != 1 {
 		t.Fatal("a retransmission of the queued REGISTER was not absorbed")
 	}
+}
+
+// stalledRegistrar is a UDP registrar whose queue holds one REGISTER and
+// that starts no worker: what is queued stays there for the test to read,
+// and one more fills the queue.
+func stalledRegistrar(s *Service, conn *guardConn) *udpRegistrar {
+	r := &udpRegistrar{s: s, conn: conn, jobs: make(chan *regTx, 1), txs: map[string]*regTx{}, kept: newKeptAnswers()}
+	r.workers.Store(udpRegWorkers)
+	return r
 }
 
 // Completed transactions leave the table after Timer J, oldest first, and
@@ -299,7 +307,7 @@ func FuzzRawRequestHost(f *testing.F) {
 // the parsed way again, towards 503.
 func TestUDPRegistrarDropsUnread(t *testing.T) {
 	ts := newTestService(t, nil)
-	r := &udpRegistrar{s: ts.Service, jobs: make(chan *regTx, 1), txs: map[string]*regTx{}, kept: newKeptAnswers()}
+	r := stalledRegistrar(ts.Service, nil)
 	r.jobs <- &regTx{} // full
 	raw := []byte(strings.Join(register("erin", "<sip:erin@127.0.0.1:5099>"), "\r\n") + "\r\n\r\n")
 	from := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5099}
@@ -327,10 +335,9 @@ func TestUDPRegistrarDropsUnread(t *testing.T) {
 // thousands a second, so it should not allocate.
 func BenchmarkAbsorbed(b *testing.B) {
 	ts := newTestService(b, nil)
-	r := &udpRegistrar{s: ts.Service, jobs: make(chan *regTx, 1), txs: map[string]*regTx{}, kept: newKeptAnswers()}
+	r := stalledRegistrar(ts.Service, nil)
 	raw := []byte(strings.Join(register("erin", "<sip:erin@127.0.0.1:5099>"), "\r\n") + "\r\n\r\n")
 	from := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5099}
-	r.workers.Store(udpRegWorkers) // none may start: the request stays queued
 	req := parse(b, register("erin", "<sip:erin@127.0.0.1:5099>")...)
 	if !r.take(req, raw, from) || len(r.jobs) != 1 {
 		b.Fatal("not queued")
