@@ -43,3 +43,6 @@ var (
 	// ErrJoin means a join URL or bootstrap peer could not be used.
 	ErrJoin = errors.New("overlay: join failed")
 )
+
+// ErrUnreachable means no connection or stream to a node could be made.
+var ErrUnreachable = errors.New("overlay: node unreachable")
