@@ -261,7 +261,8 @@ func (f *fork) cancelBranches() {
 }
 
 // cancelFor builds the CANCEL of a forwarded INVITE (§9.1): same
-// Request-URI, top Via, Route, Call-ID, From, To and CSeq number.
+// Request-URI, top Via, Route, Call-ID, From, To and CSeq number, and
+// Content-Length: 0.
 func cancelFor(inv *sip.Request) *sip.Request {
 	c := sip.NewRequest(sip.CANCEL, inv.Recipient)
 	c.AppendHeader(inv.Via().Clone())
@@ -278,6 +279,9 @@ func cancelFor(inv *sip.Request) *sip.Request {
 	if cs := inv.CSeq(); cs != nil {
 		c.AppendHeader(&sip.CSeqHeader{SeqNo: cs.SeqNo, MethodName: sip.CANCEL})
 	}
+	// §18.3, §20.14: a stream receiver frames by Content-Length; without
+	// it the CANCEL is a framing error and the callee keeps ringing.
+	c.SetBody(nil)
 	c.SetTransport(inv.Transport())
 	c.SetDestination(inv.Destination())
 	return c
