@@ -26,12 +26,22 @@ type target struct {
 const branchMagic = "z9hG4bK-p2p-"
 
 // loopHash covers what stays the same when a request comes back unchanged
-// (§16.3 step 4, §16.6 step 8): a spiral changes the Request-URI and
-// hashes differently. The Vias are left out: in a loop the top one is
-// another hop's. The fields go through one stack buffer and one SHA-256
-// call: the hash is taken for every proxied request.
+// (§16.3 step 4, §16.6 step 8): the Request-URI, Call-ID, CSeq, the tags,
+// Proxy-Require and Proxy-Authorization, and the Route values (RFC 5393
+// §4). A spiral changes the Request-URI or the remaining route set and
+// hashes differently: a call between two users of this peer through
+// another proxy (this peer, the other proxy, this peer again) carries a
+// shorter route set on its second pass. The hash is taken before
+// stripSelfRoute, so the top Routes with a dialog token (this peer's
+// Record-Route entries; a foreign one there is refused anyway) are left
+// out: the route set that remains is the same whether or not a looping
+// request still carries them, and a request that comes back after this
+// peer removed its entries hashes as it did the first time. The Vias are
+// left out: in a loop the top one is another hop's.
+// The fields go through one stack buffer and one SHA-256 call: the hash
+// is taken for every proxied request.
 func loopHash(req *sip.Request) string {
-	var buf [256]byte
+	var buf [512]byte
 	b := append(buf[:0], req.Recipient.String()...)
 	if c := req.CallID(); c != nil {
 		b = append(b, *c...)
@@ -48,10 +58,54 @@ func loopHash(req *sip.Request) string {
 	if to := req.To(); to != nil {
 		b = append(b, to.Params.GetOr("tag", "")...)
 	}
+	own := true // still among the top Routes this peer recorded
+	for _, h := range req.Headers() {
+		switch v := h.(type) {
+		case *sip.RouteHeader:
+			if own && v.Address.UriParams.Has(dialogTokenParam) {
+				continue
+			}
+			own = false
+			b = append(b, 0, 'R')
+			b = appendURI(b, &v.Address)
+		default:
+			if n := h.Name(); strings.EqualFold(n, "Proxy-Require") || strings.EqualFold(n, "Proxy-Authorization") {
+				b = append(b, 0, 'P')
+				b = append(b, n...)
+				b = append(b, ':')
+				b = append(b, h.Value()...)
+			}
+		}
+	}
 	sum := sha256.Sum256(b)
 	var out [16]byte
 	hex.Encode(out[:], sum[:8])
 	return string(out[:])
+}
+
+// appendURI appends u's parts to b without building its string form.
+func appendURI(b []byte, u *sip.Uri) []byte {
+	b = append(b, u.Scheme...)
+	b = append(b, ':')
+	b = append(b, u.Raw()...)
+	b = append(b, u.User...)
+	b = append(b, '@')
+	b = append(b, u.Host...)
+	b = append(b, ':')
+	b = strconv.AppendInt(b, int64(u.Port), 10)
+	for _, kv := range u.UriParams {
+		b = append(b, ';')
+		b = append(b, kv.K...)
+		b = append(b, '=')
+		b = append(b, kv.V...)
+	}
+	for _, kv := range u.Headers {
+		b = append(b, '&')
+		b = append(b, kv.K...)
+		b = append(b, '=')
+		b = append(b, kv.V...)
+	}
+	return b
 }
 
 // looped reports whether req already passed this peer unchanged.
