@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -119,6 +120,9 @@ func hopsFor(transport string, ips []string, port int) []Hop {
 // records name, in order and preference (RFC 3263 §4.1, RFC 3403).
 func (r *Resolver) naptr(ctx context.Context, host string) ([]srvName, error) {
 	ans, err := r.query(ctx, host, dns.TypeNAPTR)
+	if noRecords(err) {
+		return nil, nil // §4.1: as for no NAPTR records, try SRV
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -147,6 +151,9 @@ func (r *Resolver) naptr(ctx context.Context, host string) ([]srvName, error) {
 // the weighted shuffle is left out: order is deterministic).
 func (r *Resolver) srv(ctx context.Context, s srvName) ([]Hop, error) {
 	ans, err := r.query(ctx, s.name, dns.TypeSRV)
+	if noRecords(err) {
+		return nil, nil // §4.2: as for no SRV records, try A
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -212,9 +219,34 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.
 		return nil, fmt.Errorf("%w: %s %s: %w", ErrResolve, dns.TypeToString[qtype], name, err)
 	}
 	if in.Rcode != dns.RcodeSuccess && in.Rcode != dns.RcodeNameError {
-		return nil, fmt.Errorf("%w: %s %s: %s", ErrResolve, dns.TypeToString[qtype], name, dns.RcodeToString[in.Rcode])
+		return nil, &rcodeError{fmt.Errorf("%w: %s %s: %s", ErrResolve, dns.TypeToString[qtype], name, dns.RcodeToString[in.Rcode]), in.Rcode}
 	}
 	return in.Answer, nil
+}
+
+// rcodeError is a DNS answer with an error rcode; it wraps ErrResolve.
+type rcodeError struct {
+	err   error
+	rcode int
+}
+
+func (e *rcodeError) Error() string { return e.err.Error() }
+func (e *rcodeError) Unwrap() error { return e.err }
+
+// noRecords reports a NAPTR or SRV answer that RFC 3263 resolution takes
+// as "no such records" and falls back from, as Kamailio does: a server
+// that refuses the type, fails on it or does not implement it (dnsmasq
+// with only A and SRV records answers NAPTR with REFUSED).
+func noRecords(err error) bool {
+	var re *rcodeError
+	if !errors.As(err, &re) {
+		return false
+	}
+	switch re.rcode {
+	case dns.RcodeRefused, dns.RcodeServerFailure, dns.RcodeNotImplemented:
+		return true
+	}
+	return false
 }
 
 // Kinds of address a public-side hop must not have (see hopKind).
