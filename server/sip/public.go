@@ -104,6 +104,12 @@ func (s *Service) overlaySender(ctx context.Context, req *sip.Request) (string, 
 	return "", fmt.Errorf("%w: %s has no binding at node %s", overlay.ErrNotOwner, aor, node)
 }
 
+// Reasons publicTargets gives when it cannot hand a request to a proxy.
+const (
+	noProxyReason       = "Service Unavailable (no P2P SIP proxy for other domains in the overlay)"
+	notRegisteredReason = "Forbidden (not from a device registered at this peer: register first, from the address you send from)"
+)
+
 // publicTargets routes a request for another domain (§3.4 of the draft):
 // a proxy peer resolves the domain (RFC 3263) for overlay users; other
 // peers hand their own users' requests to a proxy found in the overlay.
@@ -134,12 +140,18 @@ func (s *Service) publicTargets(ctx context.Context, req *sip.Request) ([]target
 		// (no DNS rebinding between the check and the send).
 		return []target{{ruri: req.Recipient, dest: hop.Addr, transport: hop.Transport}}, 0, ""
 	}
-	if sender == "" || s.cfg.FindProxy == nil {
-		return nil, 503, "Service Unavailable (no P2P SIP proxy for other domains in the overlay)"
+	if s.cfg.FindProxy == nil {
+		return nil, 503, noProxyReason
+	}
+	if sender == "" {
+		// Not from a registered device's flow (e.g. another source port
+		// than the one it registered from): no proxy will take it, but
+		// the fault is the sender's, not a missing proxy.
+		return nil, 403, notRegisteredReason
 	}
 	proxies, err := s.cfg.FindProxy(ctx)
 	if err != nil || len(proxies) == 0 {
-		return nil, 503, "Service Unavailable (no P2P SIP proxy for other domains in the overlay)"
+		return nil, 503, noProxyReason
 	}
 	var pu sip.Uri
 	if err := sip.ParseUri(proxies[0], &pu); err != nil {
@@ -173,7 +185,7 @@ func (s *Service) relayRegister(req *sip.Request, tx sip.ServerTransaction) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	targets, code, reason := s.publicTargets(ctx, req)
 	cancel()
-	if code == 503 {
+	if code == 503 && reason == noProxyReason {
 		code, reason = 403, "Forbidden (not an AOR of "+s.cfg.Domain+", and no P2P SIP proxy to relay it)"
 	}
 	if code != 0 {
