@@ -89,14 +89,3 @@ func TestParseConfigProxyPrivateTargets(t *testing.T) {
 		t.Fatalf("from P2PSIP_PROXY_PRIVATE_TARGETS: %v %v, want true", c.ProxyPrivateTargets, err)
 	}
 }
-
-func TestMultiaddrIP(t *testing.T) {
-	for in, want := range map[string]string{
-		"/ip4/10.1.2.3/tcp/4001": "10.1.2.3", "/ip6/fd00::1/udp/4001/quic-v1": "fd00::1",
-		"/dns4/peer.example/tcp/443/tls/ws": "", "": "",
-	} {
-		if got := multiaddrIP(in); got != want {
-			t.Errorf("%q: %q, want %q", in, got, want)
-		}
-	}
-}

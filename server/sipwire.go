@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
@@ -108,13 +107,14 @@ func startSIP(cfg Config, node *overlay.Node, owner overlay.Signer, l *sipListen
 	}
 	scfg := sipsvc.Config{Domain: cfg.Overlay, Locator: node, Owner: owner, Users: users,
 		Host: sipHost(cfg), Aliases: sipAliases(cfg), Logger: log, Registerer: reg, FindProxy: proxyFinder(node),
+		Peers: node,
 		RegistrationsPerSource: cfg.RegsPerSource}
 	if cfg.RegsPerSource == 0 {
 		scfg.RegistrationsPerSource = -1 // the flag's 0 is "no cap"
 	}
 	if cfg.hasRole("proxy") {
 		scfg.Proxy = &sipsvc.ProxyConfig{FQDN: cfg.FQDN, Resolver: &sipsvc.Resolver{Server: cfg.DNS},
-			AllowPrivateTargets: cfg.ProxyPrivateTargets, IsOverlayPeer: overlayPeerIP(node)}
+			AllowPrivateTargets: cfg.ProxyPrivateTargets}
 	}
 	svc, err := sipsvc.New(scfg)
 	if err != nil {
@@ -134,10 +134,12 @@ func startSIP(cfg Config, node *overlay.Node, owner overlay.Signer, l *sipListen
 	if l.tls != nil {
 		serve("tls", func() error { return svc.ServeTLS(l.tls) })
 	}
+	serve("peer streams", svc.ServePeers)
 	return svc, nil
 }
 
-// proxyFinder looks the overlay's proxies up in its service records,
+// proxyFinder looks the overlay's proxies up in its service records and
+// returns their node ids (the SIP service reaches them over streams),
 // caching the answer briefly: every outbound request would otherwise
 // cost a DHT query.
 func proxyFinder(node *overlay.Node) func(ctx context.Context) ([]string, error) {
@@ -157,7 +159,7 @@ func proxyFinder(node *overlay.Node) func(ctx context.Context) ([]string, error)
 		cached = cached[:0]
 		for _, e := range entries {
 			if e.Node != node.ID() {
-				cached = append(cached, e.URIs...)
+				cached = append(cached, e.Node)
 			}
 		}
 		at = time.Now()
@@ -194,29 +196,4 @@ func sipAliases(cfg Config) []string {
 		}
 	}
 	return out
-}
-
-// overlayPeerIP reports whether an IP address is one of the overlay peers'
-// (from their libp2p addresses): the proxy lets dialogs reach them even on
-// private addresses.
-func overlayPeerIP(node *overlay.Node) func(ip string) bool {
-	return func(ip string) bool {
-		for _, p := range node.Peers() {
-			for _, a := range p.Addrs {
-				if host := multiaddrIP(a); host != "" && host == ip {
-					return true
-				}
-			}
-		}
-		return false
-	}
-}
-
-// multiaddrIP is the IP of a /ip4/… or /ip6/… multiaddr, or "".
-func multiaddrIP(a string) string {
-	parts := strings.Split(a, "/")
-	if len(parts) > 2 && (parts[1] == "ip4" || parts[1] == "ip6") {
-		return parts[2]
-	}
-	return ""
 }

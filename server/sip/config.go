@@ -36,10 +36,6 @@ type ProxyConfig struct {
 	// the proxy's host and networks reach (SSRF). Unspecified, multicast
 	// and broadcast addresses are refused either way.
 	AllowPrivateTargets bool
-	// IsOverlayPeer reports whether an IP address is an overlay peer's:
-	// inside a dialog, the next hop toward the overlay side is another
-	// peer, which may sit on a private address. Default nil: none.
-	IsOverlayPeer func(ip string) bool
 }
 
 // Config configures the service; New checks it once.
@@ -53,7 +49,11 @@ type Config struct {
 	Owner overlay.Signer
 	// Proxy, when set, makes this peer a public P2P SIP proxy.
 	Proxy *ProxyConfig
-	// FindProxy returns the SIP URIs of the proxies announced in the
+	// Peers carries SIP to and from the other peers of the overlay, over
+	// streams of the overlay's own connections (see peerlink.go). Default
+	// nil: this peer reaches no other (a lone peer, or a unit test).
+	Peers PeerNet
+	// FindProxy returns the node ids of the proxies announced in the
 	// overlay, for requests to other domains. Default nil: none.
 	FindProxy func(ctx context.Context) ([]string, error)
 	// Users holds digest credentials local to this peer. Default: none,

@@ -10,6 +10,9 @@ var (
 	// ErrResolve means RFC 3263 resolution of a SIP URI failed.
 	ErrResolve = errors.New("sip: cannot resolve")
 
+	// errPeerGone means a request's stream to a peer closed before it
+	// was sent.
+	errPeerGone = errors.New("sip: peer stream gone")
 	// errTxDone means a final response was already sent on a transaction.
 	errTxDone = errors.New("sip: transaction already answered")
 )

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -30,7 +31,7 @@ const testDomain = "test.overlay"
 const otherPeer = "12D3KooWGzh6p9pQdE4b1fzhSWY3eDPfGqmy1PoMT5tXLxkWnMXU"
 
 func newFakeLocator() *fakeLocator {
-	return &fakeLocator{id: "12D3KooWSelfSelfSelfSelfSelfSelfSelfSelfSelfSelfSelf", regs: map[string]*overlay.Registration{}, owner: map[string]string{}}
+	return &fakeLocator{id: "12D3KooWLnMNNLerCB8pWAeGMvtPGrbfWZKkn3VEJwJsbWHQ6CnH", regs: map[string]*overlay.Registration{}, owner: map[string]string{}}
 }
 
 func (f *fakeLocator) ID() string { return f.id }
@@ -138,8 +139,14 @@ func newTestService(t testing.TB, users *Users) *testService {
 	ts.forwarded = &forwardRecorder{}
 	s.client.TxRequester = &siptest.ClientTxRequester{OnRequest: ts.forwarded.answer}
 	s.sendStateless = func(r *sip.Request) error { ts.stateless = append(ts.stateless, r); return nil }
+	s.peerDest = func(_ context.Context, node string) (string, error) { return ts.peerAddr(node), nil }
 	t.Cleanup(func() { _ = s.Close() })
 	return ts
+}
+
+// peerAddr is the address of the test's one stream to node.
+func (ts *testService) peerAddr(node string) string {
+	return (&net.TCPAddr{IP: syntheticIP(node), Port: 1}).String()
 }
 
 // handle dispatches a request as the sipgo server would and returns the

@@ -24,9 +24,12 @@ type fork struct {
 	timerC <-chan time.Time
 
 	mu       sync.Mutex
-	branches []*branch     // guarded by mu
-	final    bool          // guarded by mu; a final response went upstream
-	best     *sip.Response // guarded by mu
+	branches []*branch // guarded by mu
+	final    bool      // guarded by mu; a final response went upstream
+	// cancelled: a CANCEL or a 2xx ended the fork; branches not yet sent
+	// are not sent.
+	cancelled bool          // guarded by mu
+	best      *sip.Response // guarded by mu
 }
 
 type branch struct {
@@ -86,25 +89,46 @@ func (f *fork) run() {
 	}
 	var wg sync.WaitGroup
 	for _, b := range f.branches {
-		tx, err := f.s.client.TransactionRequest(ctx, b.out, prebuilt)
-		if err != nil {
-			f.s.log.Debug("branch failed to start", "ruri", b.out.Recipient.String(), "err", err)
-			f.onFinal(b, sip.NewResponseFromRequest(f.req, 503, "Service Unavailable (next hop unreachable)", nil), false)
-			continue
-		}
-		f.mu.Lock()
-		b.tx = tx
-		f.mu.Unlock()
 		if len(f.branches) == 1 {
-			f.watch(b) // one branch: this goroutine waits anyway
+			f.start(ctx, b) // one branch: this goroutine waits anyway
 			continue
 		}
+		// Branches start at once: opening a stream to one peer must not
+		// hold up the others (§16.7: parallel forking).
 		wg.Add(1)
-		go func() { defer wg.Done(); f.watch(b) }()
+		go func() { defer wg.Done(); f.start(ctx, b) }()
 	}
 	// sipgo ends the server transaction when the handler returns: wait.
 	wg.Wait()
 	f.finish()
+}
+
+// start sends one branch, through a stream when its next hop is a peer,
+// and relays its responses.
+func (f *fork) start(ctx context.Context, b *branch) {
+	if err := f.s.dialPeer(ctx, b.out); err != nil {
+		f.s.log.Info("branch to an overlay peer failed: no stream to it", "ruri", b.out.Recipient.String(), "err", err)
+		f.onFinal(b, sip.NewResponseFromRequest(f.req, 503, "Service Unavailable (overlay peer unreachable)", nil), false)
+		return
+	}
+	f.mu.Lock()
+	cancelled := f.cancelled
+	f.mu.Unlock()
+	if cancelled {
+		// The caller gave up while the stream opened (§16.10).
+		f.onFinal(b, sip.NewResponseFromRequest(f.req, 487, "Request Terminated", nil), false)
+		return
+	}
+	tx, err := f.s.client.TransactionRequest(ctx, b.out, prebuilt)
+	if err != nil {
+		f.s.log.Debug("branch failed to start", "ruri", b.out.Recipient.String(), "err", err)
+		f.onFinal(b, sip.NewResponseFromRequest(f.req, 503, "Service Unavailable (next hop unreachable)", nil), false)
+		return
+	}
+	f.mu.Lock()
+	b.tx = tx
+	f.mu.Unlock()
+	f.watch(b)
 }
 
 // watch relays one branch's responses.
@@ -202,7 +226,7 @@ func (f *fork) relay(res *sip.Response) {
 	if v == nil || res.CallID() == nil {
 		return
 	}
-	if v.Host == f.s.cfg.Host && countVias(res.Headers()) > f.reqVias {
+	if (v.Host == f.s.cfg.Host || f.s.isPeerHost(v.Host)) && countVias(res.Headers()) > f.reqVias {
 		res.RemoveHeader("Via")
 	}
 	// The response still carries where it arrived; it goes where the
@@ -233,6 +257,7 @@ func countVias(hs []sip.Header) int {
 // (§16.10); branches without a provisional response are left to time out.
 func (f *fork) cancelBranches() {
 	f.mu.Lock()
+	f.cancelled = true
 	var pending []*branch
 	for _, b := range f.branches {
 		if !b.done && b.tx != nil && b.provisional {
@@ -243,7 +268,11 @@ func (f *fork) cancelBranches() {
 	for _, b := range pending {
 		c := cancelFor(b.out)
 		ctx, cancel := context.WithTimeout(context.Background(), 32*time.Second)
-		tx, err := f.s.client.TransactionRequest(ctx, c, prebuilt)
+		err := f.s.dialPeer(ctx, c) // the INVITE's stream may have closed
+		var tx sip.ClientTransaction
+		if err == nil {
+			tx, err = f.s.client.TransactionRequest(ctx, c, prebuilt)
+		}
 		if err == nil {
 			go func() {
 				defer cancel()

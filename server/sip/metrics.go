@@ -8,6 +8,11 @@ type metrics struct {
 	// registersShed counts REGISTERs dropped because the UDP registrar's
 	// queue was full (see udpRegShed): a sign of overload before any 503.
 	registersShed prometheus.Counter
+	// peerStreams counts the live SIP streams to other peers, by
+	// direction (in, out) and path (direct, relayed).
+	peerStreams *prometheus.GaugeVec
+	// peerOpens counts attempts to open a SIP stream to a peer, by result.
+	peerOpens *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -22,9 +27,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "p2psip_sip_registers_shed_total",
 			Help: "REGISTERs over UDP dropped because the registrar's queue was full; their retransmissions are tried again, and get 503 after a few drops.",
 		}),
+		peerStreams: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "p2psip_sip_peer_streams", Help: "Live SIP streams to other overlay peers, by direction and path (direct or through a circuit relay).",
+		}, []string{"direction", "path"}),
+		peerOpens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "p2psip_sip_peer_stream_opens_total", Help: "Attempts to open a SIP stream to another overlay peer, by result (ok, failed).",
+		}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.responses, m.registersShed)
+		reg.MustRegister(m.requests, m.responses, m.registersShed, m.peerStreams, m.peerOpens)
 	}
 	return m
 }

@@ -129,7 +129,7 @@ func FuzzOwnerHeader(f *testing.F) {
 // calls for the alias come back to the page.
 func TestBrowserPublicAccount(t *testing.T) {
 	ts := newTestService(t, nil)
-	ts.cfg.FindProxy = func(context.Context) ([]string, error) { return []string{"sip:127.0.0.8:5060"}, nil }
+	ts.cfg.FindProxy = func(context.Context) ([]string, error) { return []string{otherPeer}, nil }
 	browser, _ := overlay.NewP256Key()
 	alias := "sip:quiet-otter-pub@" + testDomain
 	soon := time.Now().Add(24 * time.Hour)
@@ -170,8 +170,9 @@ func TestBrowserPublicAccount(t *testing.T) {
 		t.Fatal("the alias is not owned by the browser's key")
 	}
 	fw := ts.forwarded.Requests()
-	if len(fw) != 1 || fw[0].GetHeader(senderHeader) == nil || fw[0].GetHeader(OwnerHeader) != nil ||
-		fw[0].Route() == nil || fw[0].Route().Address.Host != "127.0.0.8" {
+	proxyHost, _ := PeerHost(otherPeer)
+	if len(fw) != 1 || fw[0].GetHeader(OwnerHeader) != nil ||
+		fw[0].Route() == nil || fw[0].Route().Address.Host != proxyHost || fw[0].Destination() != ts.peerAddr(otherPeer) {
 		t.Fatalf("relayed REGISTER: %v", fw)
 	}
 	if got := fw[0].Contact().Address.String(); got != "sip:quiet-otter-pub@"+testDomain {
@@ -197,7 +198,7 @@ func TestBrowserPublicAccount(t *testing.T) {
 // registered last.
 func TestPublicAliasInDialog(t *testing.T) {
 	ts := newTestService(t, nil)
-	ts.cfg.FindProxy = func(context.Context) ([]string, error) { return []string{"sip:127.0.0.8:5060"}, nil }
+	ts.cfg.FindProxy = func(context.Context) ([]string, error) { return []string{otherPeer}, nil }
 	soon := time.Now().Add(24 * time.Hour)
 	regPublic := func(name, source, instance string) {
 		browser, _ := overlay.NewP256Key()

@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"context"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -80,6 +81,10 @@ func (s *Service) onAck(req *sip.Request, _ sip.ServerTransaction) {
 		return
 	}
 	out := s.prepare(req, targets[0], false, loopHash(req))
+	if err := s.dialPeer(context.Background(), out); err != nil {
+		s.log.Debug("forwarding ACK: no stream to the next peer", "err", err)
+		return
+	}
 	if err := s.sendStateless(out); err != nil {
 		s.log.Debug("forwarding ACK failed", "err", err)
 	}
@@ -124,15 +129,25 @@ func (s *Service) prepare(req *sip.Request, t target, recordRoute bool, loop str
 	for i := len(t.routes) - 1; i >= 0; i-- {
 		out.PrependHeader(&sip.RouteHeader{Address: t.routes[i]})
 	}
+	_, fromPeer := s.fromPeer(req)
+	_, toPeer := nextPeer(out)
 	transport := t.transport
-	if transport == "" {
+	switch {
+	case toPeer:
+		// Another peer: a stream of the overlay, whose address dialPeer
+		// sets at send time. No socket of this peer's is involved.
+		transport = "TCP"
+		out.SetTransport(transport)
+		out.Laddr = sip.Addr{}
+	case transport == "":
 		transport = out.Transport()
-	} else {
+	default:
 		out.SetDestination(t.dest)
 		out.SetTransport(transport)
 	}
-	// Step 8: our Via, with RFC 3581 received/rport on the previous hop.
-	if via := out.Via(); via != nil {
+	// Step 8: our Via, with RFC 3581 received/rport on the previous hop
+	// (a peer's stream has no address worth recording).
+	if via := out.Via(); via != nil && !fromPeer {
 		if host, port, ok := splitSource(req.Source()); ok {
 			if via.Params.Has("rport") {
 				via.Params.Add("rport", port)
@@ -142,9 +157,15 @@ func (s *Service) prepare(req *sip.Request, t target, recordRoute bool, loop str
 			}
 		}
 	}
-	s.setLocalAddr(out, transport)
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: transport,
 		Host: s.cfg.Host, Port: s.port(sip.NetworkToLower(transport)), Params: make(sip.HeaderParams, 0, 1)}
+	if toPeer {
+		// Toward a peer this peer is its node name: its addresses may be
+		// private ones the next peer cannot reach.
+		via.Host, via.Port = s.peerHost, 0
+	} else {
+		s.setLocalAddr(out, transport)
+	}
 	via.Params.Add("branch", branchMagic+loop+"-"+sip.GenerateBranchN(8)[7:])
 	// Step 4: Record-Route, so in-dialog requests come through this peer.
 	// It goes under our Via; a single one goes on in the same prepend
@@ -153,7 +174,7 @@ func (s *Service) prepare(req *sip.Request, t target, recordRoute bool, loop str
 		out.PrependHeader(via)
 		return out
 	}
-	if upper, lower := s.recordRoutes(req, hopTransport(t, transport)); upper == nil {
+	if upper, lower := s.recordRoutes(req, hopTransport(t, transport), toPeer); upper == nil {
 		out.PrependHeader(via, lower)
 	} else {
 		out.PrependHeader(lower)

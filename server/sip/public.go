@@ -2,47 +2,14 @@ package sip
 
 import (
 	"context"
-	"encoding/base64"
-	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/p2psip/p2psip/overlay"
 )
-
-// senderHeader carries an overlay peer's word that the request comes from
-// a user registered through it: the user's overlay AOR, the peer's node
-// ID, a timestamp and the node's signature over them and the request's
-// Call-ID, CSeq (number and method) and Request-URI target, so a copied
-// header cannot carry another request. The public proxy checks the signature and that the
-// overlay record of the AOR has a binding hosted by that node, so only
-// overlay users can send through it (no open relay, no toll fraud).
-const senderHeader = "P-P2PSIP-Sender"
-
-const senderSkew = 5 * time.Minute
-
-func senderMessage(aor string, req *sip.Request, ts int64) []byte {
-	callID, cseq := callIDAndCSeq(req)
-	u := req.Recipient
-	target := strings.ToLower(u.Scheme) + ":" + u.User + "@" + strings.ToLower(u.Host) + ":" + strconv.Itoa(u.Port)
-	return fmt.Appendf(nil, "p2psip/sender/v2\n%s\n%s\n%s\n%s\n%d", aor, callID, cseq, target, ts)
-}
-
-func callIDAndCSeq(req *sip.Request) (string, string) {
-	var callID, cseq string
-	if c := req.CallID(); c != nil {
-		callID = c.Value()
-	}
-	if c := req.CSeq(); c != nil {
-		cseq = c.Value()
-	}
-	return callID, cseq
-}
 
 // isOverlayHost reports whether host names the overlay.
 func (s *Service) isOverlayHost(host string) bool {
@@ -55,53 +22,6 @@ func (s *Service) localSender(req *sip.Request) string {
 		return fl.aor
 	}
 	return ""
-}
-
-// vouch adds the sender header for a local device's request.
-func (s *Service) vouch(req *sip.Request, aor string) error {
-	req.RemoveHeader(senderHeader)
-	ts := time.Now().Unix()
-	sig, err := s.cfg.Locator.Sign(senderMessage(aor, req, ts))
-	if err != nil {
-		return err
-	}
-	req.AppendHeader(sip.NewHeader(senderHeader, fmt.Sprintf("<%s>;node=%s;ts=%d;sig=%s", aor, s.cfg.Locator.ID(), ts,
-		base64.RawURLEncoding.EncodeToString(sig))))
-	return nil
-}
-
-// overlaySender checks the sender header of a request from another peer
-// and returns the overlay AOR it vouches for.
-func (s *Service) overlaySender(ctx context.Context, req *sip.Request) (string, error) {
-	h := req.GetHeader(senderHeader)
-	if h == nil {
-		return "", fmt.Errorf("%w: no %s", ErrBadRequest, senderHeader)
-	}
-	var params sip.HeaderParams
-	var u sip.Uri
-	if _, err := sip.ParseAddressValue(h.Value(), &u, &params); err != nil {
-		return "", fmt.Errorf("%w: %s: %w", ErrBadRequest, senderHeader, err)
-	}
-	aor := "sip:" + u.User + "@" + u.Host
-	node := params.GetOr("node", "")
-	ts, _ := strconv.ParseInt(params.GetOr("ts", ""), 10, 64)
-	sig, err := base64.RawURLEncoding.DecodeString(params.GetOr("sig", ""))
-	if err != nil || time.Since(time.Unix(ts, 0)).Abs() > senderSkew {
-		return "", fmt.Errorf("%w: stale or malformed %s", ErrBadRequest, senderHeader)
-	}
-	if err := overlay.VerifyNodeSignature(node, senderMessage(aor, req, ts), sig); err != nil {
-		return "", err
-	}
-	reg, err := s.cfg.Locator.Lookup(ctx, aor)
-	if err != nil {
-		return "", err
-	}
-	for _, b := range reg.Live(time.Now()) {
-		if b.Node == node {
-			return aor, nil
-		}
-	}
-	return "", fmt.Errorf("%w: %s has no binding at node %s", overlay.ErrNotOwner, aor, node)
 }
 
 // Reasons publicTargets gives when it cannot hand a request to a proxy.
@@ -117,13 +37,17 @@ func (s *Service) publicTargets(ctx context.Context, req *sip.Request) ([]target
 	sender := s.localSender(req)
 	if s.cfg.Proxy != nil {
 		if sender == "" {
-			var err error
-			if sender, err = s.overlaySender(ctx, req); err != nil {
-				s.log.Info("refused to relay for a non-overlay sender", "ruri", req.Recipient.String(), "err", err)
+			// Another peer's user: the peer's stream is authenticated by
+			// its node key, and a peer forwards only its registered
+			// devices' requests (the branch below).
+			node, ok := s.fromPeer(req)
+			if !ok {
+				s.log.Info("refused to relay for a sender neither registered here nor an overlay peer",
+					"ruri", req.Recipient.String(), "source", req.Source())
 				return nil, 403, "Forbidden (only users registered in the overlay may use this proxy)"
 			}
+			sender = "node " + node
 		}
-		req.RemoveHeader(senderHeader) // the public side need not see it
 		hops, err := s.cfg.Proxy.Resolver.Resolve(ctx, req.Recipient)
 		if err != nil {
 			s.log.Warn("DNS lookup of a public domain failed", "ruri", req.Recipient.String(), "err", err)
@@ -153,16 +77,44 @@ func (s *Service) publicTargets(ctx context.Context, req *sip.Request) ([]target
 	if err != nil || len(proxies) == 0 {
 		return nil, 503, noProxyReason
 	}
-	var pu sip.Uri
-	if err := sip.ParseUri(proxies[0], &pu); err != nil {
+	node, ok := s.pickPeer(ctx, proxies)
+	if !ok {
+		return nil, 503, "Service Unavailable (no P2P SIP proxy of the overlay is reachable)"
+	}
+	host, err := PeerHost(node)
+	if err != nil {
 		return nil, 503, "Service Unavailable (bad proxy record)"
 	}
-	pu.UriParams.Add("lr", "")
-	if err := s.vouch(req, sender); err != nil {
-		return nil, 500, "Server Internal Error"
-	}
+	pu := sip.Uri{Scheme: "sip", Host: host, UriParams: sip.HeaderParams{{K: "lr", V: ""}}}
 	return []target{{ruri: req.Recipient, routes: []sip.Uri{pu}}}, 0, ""
 }
+
+// pickPeer chooses among nodes (in the order given) the first that this
+// peer has a stream to, else the first it can open one to: a proxy that
+// left the overlay stays in the service records until they expire.
+func (s *Service) pickPeer(ctx context.Context, nodes []string) (string, bool) {
+	if s.links == nil {
+		return nodes[0], true
+	}
+	for _, n := range nodes {
+		if s.links.live(n) != nil {
+			return n, true
+		}
+	}
+	for _, n := range nodes {
+		dctx, cancel := context.WithTimeout(ctx, pickPeerTimeout)
+		_, err := s.links.ensure(dctx, n)
+		cancel()
+		if err == nil {
+			return n, true
+		}
+		s.log.Info("overlay proxy unreachable, trying the next", "node", n, "err", err)
+	}
+	return "", false
+}
+
+// pickPeerTimeout bounds one attempt of pickPeer.
+const pickPeerTimeout = 4 * time.Second
 
 // relayRegister relays the REGISTER of a public AOR (e.g.
 // alice@atlanta.example with contact sip:alice1@<overlay>) toward its
@@ -276,10 +228,11 @@ func interfaceAddrs() []netip.Addr {
 // device. A proxy peer checks that hop like a public one: a dialog's route
 // set and remote target come from the request, and whoever is in a dialog
 // through the proxy could otherwise point them at the proxy's own
-// networks. Overlay peers, the dialog's other side, may be on private
-// addresses.
+// networks. Overlay peers, the dialog's other side, are named by node
+// id and reached over streams.
 func (s *Service) dialogHop(ctx context.Context, req *sip.Request, next sip.Uri) ([]target, int, string) {
-	if s.cfg.Proxy == nil {
+	if _, ok := NodeOfHost(next.Host); ok || s.cfg.Proxy == nil {
+		// Another peer, reached by node name over a stream, never by DNS.
 		return []target{{ruri: req.Recipient}}, 0, ""
 	}
 	hops, err := s.cfg.Proxy.Resolver.Resolve(ctx, next)
@@ -289,13 +242,6 @@ func (s *Service) dialogHop(ctx context.Context, req *sip.Request, next sip.Uri)
 	}
 	if len(hops) == 0 {
 		return nil, 404, "Not Found (no SIP server for the next hop)"
-	}
-	if peer := s.cfg.Proxy.IsOverlayPeer; peer != nil {
-		for _, h := range hops {
-			if host, _, err := net.SplitHostPort(h.Addr); err == nil && peer(host) {
-				return []target{{ruri: req.Recipient, dest: h.Addr, transport: h.Transport}}, 0, ""
-			}
-		}
 	}
 	hop, code, reason := s.publicHop(req, "in-dialog", hops)
 	if code != 0 {

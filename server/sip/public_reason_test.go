@@ -14,7 +14,7 @@ func TestPublicTargetsReason(t *testing.T) {
 	ts := newTestService(t, nil)
 	var proxies []string
 	ts.cfg.FindProxy = func(context.Context) ([]string, error) { return proxies, nil }
-	proxies = []string{"sip:127.0.0.8:5060"}
+	proxies = []string{otherPeer}
 	if c := codes(ts.handle(parse(t, register("alice", "<sip:alice@127.0.0.1:5099>")...))); c[len(c)-1] != 200 {
 		t.Fatalf("register: %v", c)
 	}
@@ -55,7 +55,7 @@ func TestPublicTargetsReason(t *testing.T) {
 		res := last(t, ts.handle(req))
 		return res.StatusCode, res.Reason
 	}
-	proxies = []string{"sip:127.0.0.8:5060"}
+	proxies = []string{otherPeer}
 	if code, reason := pubReg("127.0.0.1:6000"); code != 403 || reason != notRegisteredReason {
 		t.Fatalf("public REGISTER from an unregistered source: %d %s", code, reason)
 	}

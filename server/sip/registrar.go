@@ -182,8 +182,9 @@ func (s *Service) applyBindings(ctx context.Context, aor string, req *sip.Reques
 		}
 	}
 	var last *overlay.Registration
-	// Other peers reach this one over TCP: INVITEs with SDP outgrow UDP.
-	self := s.selfURI("tcp")
+	// Other peers reach this one by its node name, over a stream of the
+	// overlay (RFC 3327: the Path names this peer as the way to the flow).
+	self := s.peerURI()
 	path := "<" + self.String() + ">"
 	for _, u := range updates {
 		if u.wildcard {

@@ -115,7 +115,10 @@ func (s *Service) looped(req *sip.Request) bool { return s.loopedAs(req, loopHas
 func (s *Service) loopedAs(req *sip.Request, loop string) bool {
 	for _, h := range req.Headers() {
 		v, ok := h.(*sip.ViaHeader)
-		if !ok || v.Host != s.cfg.Host || v.Port != s.port(sip.NetworkToLower(v.Transport)) {
+		if !ok {
+			continue
+		}
+		if !s.isPeerHost(v.Host) && (v.Host != s.cfg.Host || v.Port != s.port(sip.NetworkToLower(v.Transport))) {
 			continue // another element's Via (peers may share a host)
 		}
 		if b := v.Params.GetOr("branch", ""); len(b) >= len(branchMagic)+len(loop) &&
@@ -207,22 +210,6 @@ func (s *Service) recordRouteURI(req *sip.Request, transport string) sip.Uri {
 	u := s.selfURI(transport)
 	u.UriParams.Add(dialogTokenParam, s.dialogToken(req))
 	return u
-}
-
-// recordRoutes are the Record-Routes this peer adds to the copy of req it
-// sends over outTransport: lower always, upper (above it) or nil. When one
-// side is a WebSocket or TLS flow and the other is not, one URI cannot
-// serve both sides (a peer cannot open a WebSocket to this peer's HTTPS
-// port the way a browser does), so the peer record-routes twice (RFC 5658
-// §4): the lower entry faces the side req came from, the upper entry the
-// side out goes to. stripSelfRoute removes both when a request returns.
-func (s *Service) recordRoutes(req *sip.Request, outTransport string) (upper, lower *sip.RecordRouteHeader) {
-	in := sip.NetworkToLower(req.Transport())
-	lower = &sip.RecordRouteHeader{Address: s.recordRouteURI(req, in)}
-	if o := sip.NetworkToLower(outTransport); o != in && (streamSecure(in) || streamSecure(o)) {
-		upper = &sip.RecordRouteHeader{Address: s.recordRouteURI(req, o)}
-	}
-	return upper, lower
 }
 
 // streamSecure reports transports whose URI cannot be reused for the

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -25,6 +27,13 @@ type Service struct {
 	flows  *flows
 	m      *metrics
 	rrKey  []byte // keys the dialog tokens in Record-Route
+	// peerHost names this peer on the wire toward other peers
+	// (peername.go); links carries SIP to them (nil without Config.Peers).
+	peerHost string
+	links    *peerLinks
+	// peerDest returns the address of a live stream to a node (links'
+	// ensure); tests replace it to keep traffic off the network.
+	peerDest func(ctx context.Context, node string) (string, error)
 
 	// sendStateless sends a request outside any transaction (ACK of a
 	// 2xx); tests replace it to keep traffic off the network.
@@ -55,7 +64,13 @@ func New(cfg Config) (*Service, error) {
 	// It is process-wide: the first service's logger serves them all
 	// (tests start several peers in one process).
 	setSipgoLogger.Do(func() { sip.SetDefaultLogger(cfg.Logger.With("component", "sipgo")) })
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("p2psip"), sipgo.WithUserAgentHostname(cfg.Host))
+	peerHost, err := PeerHost(cfg.Locator.ID())
+	if err != nil {
+		return nil, fmt.Errorf("%w: node id %q: %w", ErrBadConfig, cfg.Locator.ID(), err)
+	}
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("p2psip"), sipgo.WithUserAgentHostname(cfg.Host),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerTransports(sip.TransportsConfig{
+			TCP: &sip.TransportTCP{DialerCreate: tcpDialer}})))
 	if err != nil {
 		return nil, fmt.Errorf("creating SIP user agent: %w", err)
 	}
@@ -68,7 +83,12 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("creating SIP client: %w", err)
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "sip"), ua: ua, srv: srv, client: client,
-		flows: newFlows(cfg.RegistrationsPerSource), ports: map[string]int{}, m: newMetrics(cfg.Registerer), rrKey: make([]byte, 32)}
+		flows: newFlows(cfg.RegistrationsPerSource), ports: map[string]int{}, m: newMetrics(cfg.Registerer), rrKey: make([]byte, 32),
+		peerHost: peerHost}
+	if cfg.Peers != nil {
+		s.links = newPeerLinks(s, cfg.Peers, cfg.Locator.ID())
+		s.peerDest = s.links.ensure
+	}
 	s.sendStateless = func(r *sip.Request) error { return client.WriteRequest(r, prebuilt) }
 	if _, err := rand.Read(s.rrKey); err != nil {
 		return nil, fmt.Errorf("generating dialog key: %w", err)
@@ -131,8 +151,32 @@ func (s *Service) ServeTLS(ln net.Listener) error {
 	return s.srv.ServeTLS(&closeNotifyListener{Listener: ln, onClose: s.connClosed("TLS"), s: s})
 }
 
+// ServePeers serves SIP to and from the other overlay peers, over the
+// streams of Config.Peers, until Close.
+func (s *Service) ServePeers() error {
+	if s.links == nil {
+		return fmt.Errorf("%w: no Peers configured", ErrBadConfig)
+	}
+	return s.srv.ServeTCP(s.links)
+}
+
+// tcpDialer is sipgo's TCP dialer, less dials to the made-up addresses of
+// peer streams (peerlink.go): those go nowhere, so they fail at once.
+func tcpDialer(laddr net.Addr) net.Dialer {
+	return net.Dialer{Timeout: 30 * time.Second, LocalAddr: laddr,
+		ControlContext: func(_ context.Context, _, address string, _ syscall.RawConn) error {
+			if isSynthetic(address) {
+				return fmt.Errorf("%w: no stream to the peer at %s", errPeerGone, address)
+			}
+			return nil
+		}}
+}
+
 // Close stops the service's transports.
 func (s *Service) Close() error {
+	if s.links != nil {
+		_ = s.links.Close()
+	}
 	s.mu.Lock()
 	closers := s.closers
 	s.closers = nil
@@ -168,8 +212,20 @@ func (s *Service) selfURI(transport string) sip.Uri {
 		UriParams: sip.HeaderParams{{K: "transport", V: t}, {K: "lr", V: ""}}}
 }
 
+// peerURI is this peer's URI toward other peers (Path, Record-Route):
+// its node name, which they resolve to a stream (peerlink.go).
+func (s *Service) peerURI() sip.Uri {
+	return sip.Uri{Scheme: "sip", Host: s.peerHost, UriParams: sip.HeaderParams{{K: "lr", V: ""}}}
+}
+
+// isPeerHost reports whether host is this peer's node name.
+func (s *Service) isPeerHost(host string) bool { return strings.EqualFold(host, s.peerHost) }
+
 // isSelf reports whether u names this peer.
 func (s *Service) isSelf(u sip.Uri) bool {
+	if s.isPeerHost(u.Host) {
+		return true
+	}
 	if u.Host != s.cfg.Host && !slices.Contains(s.cfg.Aliases, u.Host) {
 		return false
 	}

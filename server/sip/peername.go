@@ -1,0 +1,51 @@
+package sip
+
+import (
+	"strings"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multibase"
+)
+
+// peerDomain is the suffix of the host names that name overlay peers on
+// the wire: "<node id as a base36 CIDv1>.p2psip.invalid". RFC 6761 §6.4
+// reserves .invalid, so no resolver anywhere answers for these names and a
+// request that escapes the overlay fails at once instead of reaching a
+// stranger. A peer resolves them to a stream of the overlay (peerlink.go),
+// never to DNS.
+//
+// The node id goes in base36 because host names are case-insensitive
+// (base58 peer ids are not); a base36 CIDv1 of an Ed25519 peer id is 62
+// characters, which fits one DNS label (RFC 1035 §2.3.4: 63), the same
+// form libp2p uses for IPNS names on subdomain gateways.
+const peerDomain = ".p2psip.invalid"
+
+// PeerHost is the host name that names node id on the wire.
+func PeerHost(id string) (string, error) {
+	pid, err := peer.Decode(id)
+	if err != nil {
+		return "", err
+	}
+	label, err := peer.ToCid(pid).StringOfBase(multibase.Base36)
+	if err != nil {
+		return "", err
+	}
+	return label + peerDomain, nil
+}
+
+// NodeOfHost returns the node id a peer host name names, and false for any
+// other host. It accepts the name in any letter case.
+func NodeOfHost(host string) (string, bool) {
+	if len(host) <= len(peerDomain) || !strings.EqualFold(host[len(host)-len(peerDomain):], peerDomain) {
+		return "", false
+	}
+	label := strings.ToLower(host[:len(host)-len(peerDomain)])
+	if len(label) > 63 || !strings.HasPrefix(label, "k") {
+		return "", false // only the lower-case base36 multibase prefix
+	}
+	pid, err := peer.Decode(label)
+	if err != nil {
+		return "", false
+	}
+	return pid.String(), true
+}
