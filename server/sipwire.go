@@ -107,7 +107,7 @@ func startSIP(cfg Config, node *overlay.Node, owner overlay.Signer, l *sipListen
 	}
 	scfg := sipsvc.Config{Domain: cfg.Overlay, Locator: node, Owner: owner, Users: users,
 		Host: sipHost(cfg), Aliases: sipAliases(cfg), Logger: log, Registerer: reg, FindProxy: proxyFinder(node),
-		Peers: node,
+		Peers:                  node,
 		RegistrationsPerSource: cfg.RegsPerSource}
 	if cfg.RegsPerSource == 0 {
 		scfg.RegistrationsPerSource = -1 // the flag's 0 is "no cap"

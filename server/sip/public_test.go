@@ -176,4 +176,3 @@ func TestProxyChecksDialogHops(t *testing.T) {
 		}
 	}
 }
-
