@@ -425,15 +425,34 @@ func statusRaw(t *testing.T, p *peer) (map[string]any, string) {
 	return m, res.Stdout
 }
 
-// circuitRelays returns the node ids of the relays in p's circuit addresses
-// (…/p2p/<relay>/p2p-circuit…) as its status lists them.
+// circuitRelays returns the node ids of the relays p holds reservations on,
+// as its status shows them: any "relays" list of node ids in the JSON, and
+// the relays named in its circuit addresses (…/p2p/<relay>/p2p-circuit).
 func circuitRelays(t *testing.T, p *peer) (map[string]bool, string) {
 	t.Helper()
-	_, raw := statusRaw(t, p)
+	doc, raw := statusRaw(t, p)
 	relays := map[string]bool{}
 	for _, m := range regexp.MustCompile(`/p2p/([1-9A-HJ-NP-Za-km-z]+)/p2p-circuit`).FindAllStringSubmatch(raw, -1) {
 		relays[m[1]] = true
 	}
+	var walk func(v any, key string)
+	walk = func(v any, key string) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				walk(e, k)
+			}
+		case []any:
+			for _, e := range x {
+				if id, ok := e.(string); ok && key == "relays" && !strings.HasPrefix(id, "/") {
+					relays[id] = true
+				} else {
+					walk(e, key)
+				}
+			}
+		}
+	}
+	walk(doc, "")
 	return relays, raw
 }
 
@@ -477,17 +496,42 @@ func (ph *phone) register(t *testing.T, registrar, password string) pxSippResult
 type callSpec struct {
 	what       string // "alice1 calls carol@atlanta.example"
 	caller     *phone
-	via        string // the caller's next hop (host:port): its peer or its registrar
-	calleeAOR  string // user@domain dialled
-	callee     *phone // the UA that must ring
-	calleeByes bool   // the callee hangs up (else the caller)
-	hops       string // the path, for failure messages
+	via        string  // the caller's next hop (host:port): its peer or its registrar
+	calleeAOR  string  // user@domain dialled
+	callee     *phone  // the UA that must ring
+	calleeByes bool    // the callee hangs up (else the caller)
+	hops       string  // the path, for failure messages
+	peers      []*peer // the peers on the path, whose logs a failure shows
 }
 
 // callResult is a finished call with both sides' sipp results.
 type callResult struct {
 	uac, uas pxSippResult
 	ok       bool
+	logs     []string // "NAME: lines" the peers on the path logged during the call
+}
+
+// peerLogNoteRE picks the log lines that tell what a peer did with a call:
+// anything above debug, and its dials.
+var peerLogNoteRE = regexp.MustCompile(`level=(INFO|WARN|ERROR)|Dialing|unreachable|refused|timeout`)
+
+// logSince returns the notable lines p logged after its stderr was before.
+func logSince(p *peer, before string) string {
+	now := p.stderr.String()
+	added := now
+	if strings.HasPrefix(now, before) {
+		added = now[len(before):]
+	}
+	var lines []string
+	for _, l := range strings.Split(added, "\n") {
+		if peerLogNoteRE.MatchString(l) {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > 25 {
+		lines = append([]string{fmt.Sprintf("… %d lines before", len(lines)-25)}, lines[len(lines)-25:]...)
+	}
+	return strings.Join(lines, "\n")
 }
 
 // call runs one call and reports which side failed and what each saw.
@@ -499,6 +543,10 @@ func (c callSpec) run(t *testing.T, timeout time.Duration) callResult {
 	}
 	if timeout == 0 {
 		timeout = rCallTimeout
+	}
+	before := make([]string, len(c.peers))
+	for i, p := range c.peers {
+		before[i] = p.stderr.String()
 	}
 	uas := c.callee.env.startSipp(t, pxSippOpts{name: "UAS " + c.callee.name, scenario: uasScen,
 		ip: c.callee.ip, port: c.callee.port, timeout: timeout + 5*time.Second})
@@ -514,6 +562,11 @@ func (c callSpec) run(t *testing.T, timeout time.Duration) callResult {
 	}
 	res := callResult{uac: uac, uas: uas.wait()}
 	res.ok = res.uac.Code == 0 && res.uas.Code == 0
+	if !res.ok {
+		for i, p := range c.peers {
+			res.logs = append(res.logs, p.Name+" logged during the call:\n"+logSince(p, before[i]))
+		}
+	}
 	return res
 }
 
@@ -550,6 +603,9 @@ func (c callSpec) explain(r callResult) string {
 		fmt.Fprintf(&b, "the ACK never reached the callee")
 	default:
 		fmt.Fprintf(&b, "see the sipp logs (caller got %q)", finals)
+	}
+	for _, l := range r.logs {
+		fmt.Fprintf(&b, "\n=== %s", l)
 	}
 	fmt.Fprintf(&b, "\n=== caller %s (%s):\n%s\n=== callee %s (%s):\n%s", c.caller.name, c.caller.addr(), r.uac, c.callee.name, c.callee.addr(), r.uas)
 	return b.String()

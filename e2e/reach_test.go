@@ -9,6 +9,7 @@ package e2e
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -76,13 +77,13 @@ func testReachLAN(t *testing.T, mode natMode) {
 
 	calls := []callSpec{
 		{what: "alice1 calls carol@" + rPublic, caller: alice1, via: viaL, calleeAOR: "carol@" + rPublic, callee: carol,
-			hops: "alice1 → L → P → Kamailio → carol"},
+			hops: "alice1 → L → P → Kamailio → carol", peers: []*peer{L, P}},
 		{what: "alice1 calls carol@" + rPublic, caller: alice1, via: viaL, calleeAOR: "carol@" + rPublic, callee: carol, calleeByes: true,
-			hops: "alice1 → L → P → Kamailio → carol"},
+			hops: "alice1 → L → P → Kamailio → carol", peers: []*peer{L, P}},
 		{what: "carol calls alice@" + rPublic, caller: carolCaller, via: pxAddr(rPubKam, 5060), calleeAOR: "alice@" + rPublic, callee: alice1,
-			hops: "carol → Kamailio → DNS → P → overlay → L → alice1"},
+			hops: "carol → Kamailio → DNS → P → overlay → L → alice1", peers: []*peer{P, L}},
 		{what: "carol calls alice@" + rPublic, caller: carolCaller, via: pxAddr(rPubKam, 5060), calleeAOR: "alice@" + rPublic, callee: alice1, calleeByes: true,
-			hops: "carol → Kamailio → DNS → P → overlay → L → alice1"},
+			hops: "carol → Kamailio → DNS → P → overlay → L → alice1", peers: []*peer{P, L}},
 	}
 	for _, c := range calls {
 		name := c.what + map[bool]string{true: ", callee hangs up", false: ", caller hangs up"}[c.calleeByes]
@@ -100,13 +101,10 @@ func testReachLAN(t *testing.T, mode natMode) {
 			if c.callee == alice1 {
 				inv = pxFirstReceived(res.uac.Msgs, "SIP/2.0 200")
 			}
-			for _, h := range []string{"Via", "Record-Route", "Path"} {
-				for _, v := range pxHeaders(inv, h, "") {
-					if privL.MatchString(v) {
-						t.Errorf("the public side got a %s naming L's private address %s (unreachable from there): %s\n%s", h, s.peerIP, v, inv)
-					}
-				}
-			}
+			// The route set as the public side uses it: a UAS takes the
+			// Record-Routes of the request in order, a UAC those of the 2xx
+			// reversed (RFC 3261 §12.1).
+			checkNoPrivateHop(t, inv, s.peerIP, c.callee == alice1)
 		})
 	}
 
@@ -116,6 +114,41 @@ func testReachLAN(t *testing.T, mode natMode) {
 				n, map[natMode]string{httpsOnly: "all dropped by the router", allPorts: "passed by the open NAT"}[mode])
 		}
 	})
+}
+
+var p2pdRE = regexp.MustCompile(`p2pd=([^;>]+)`)
+
+// checkNoPrivateHop checks a message the public side got: no Via names L
+// by its private address (P would answer there), and a Record-Route or
+// Path entry that does (L's own, facing its LAN) comes right after L's
+// entry facing the overlay, with the same dialog token (double
+// Record-Route, RFC 5658): L consumes it itself, so nobody outside
+// ever sends to it.
+func checkNoPrivateHop(t *testing.T, msg, lanIP string, reverse bool) {
+	t.Helper()
+	for _, v := range pxHeaders(msg, "Via", "v") {
+		if privL.MatchString(v) {
+			t.Errorf("the public side got a Via naming L's private address %s, where no answer can reach it: %s\n%s", lanIP, v, msg)
+		}
+	}
+	for _, h := range []string{"Record-Route", "Path"} {
+		set := pxHeaders(msg, h, "")
+		if reverse {
+			slices.Reverse(set)
+		}
+		for i, v := range set {
+			if !privL.MatchString(v) {
+				continue
+			}
+			tok := p2pdRE.FindStringSubmatch(v)
+			if i > 0 && !privL.MatchString(set[i-1]) && tok != nil {
+				if prev := p2pdRE.FindStringSubmatch(set[i-1]); prev != nil && prev[1] == tok[1] {
+					continue // L's LAN-facing half of its double Record-Route
+				}
+			}
+			t.Errorf("the public side got a %s naming L's private address %s that the hop before L would route to (no overlay-facing entry of L before it): %s\n%s", h, lanIP, v, msg)
+		}
+	}
 }
 
 // registerHop says where a public REGISTER of user stopped.
@@ -199,17 +232,17 @@ func TestReachTwoNATs(t *testing.T) {
 		aor  string
 	}{{LA, bob1.aor}, {LB, alice1.aor}} {
 		eventually(t, 20*time.Second, 500*time.Millisecond, x.from.Name+" finds "+x.aor+" in the overlay", func() (bool, string) {
-			reg, res, found := lookupAOR(t, x.from, x.aor)
+			reg, res, found := lookupAOR(t, x.from, "sip:"+x.aor)
 			return found && len(reg.Bindings) > 0, res.String()
 		})
 	}
 
 	viaA, viaB := pxAddr(sa.peerIP, 5060), pxAddr(sb.peerIP, 5060)
 	calls := []callSpec{
-		{what: "alice1 calls bob1", caller: alice1, via: viaA, calleeAOR: bob1.aor, callee: bob1, hops: "alice1 → LA → overlay → LB → bob1"},
-		{what: "alice1 calls bob1", caller: alice1, via: viaA, calleeAOR: bob1.aor, callee: bob1, calleeByes: true, hops: "alice1 → LA → overlay → LB → bob1"},
-		{what: "bob1 calls alice1", caller: bob1, via: viaB, calleeAOR: alice1.aor, callee: alice1, hops: "bob1 → LB → overlay → LA → alice1"},
-		{what: "bob1 calls alice1", caller: bob1, via: viaB, calleeAOR: alice1.aor, callee: alice1, calleeByes: true, hops: "bob1 → LB → overlay → LA → alice1"},
+		{what: "alice1 calls bob1", caller: alice1, via: viaA, calleeAOR: bob1.aor, callee: bob1, hops: "alice1 → LA → overlay → LB → bob1", peers: []*peer{LA, P, LB}},
+		{what: "alice1 calls bob1", caller: alice1, via: viaA, calleeAOR: bob1.aor, callee: bob1, calleeByes: true, hops: "alice1 → LA → overlay → LB → bob1", peers: []*peer{LA, P, LB}},
+		{what: "bob1 calls alice1", caller: bob1, via: viaB, calleeAOR: alice1.aor, callee: alice1, hops: "bob1 → LB → overlay → LA → alice1", peers: []*peer{LB, P, LA}},
+		{what: "bob1 calls alice1", caller: bob1, via: viaB, calleeAOR: alice1.aor, callee: alice1, calleeByes: true, hops: "bob1 → LB → overlay → LA → alice1", peers: []*peer{LB, P, LA}},
 	}
 	for _, c := range calls {
 		name := c.what + map[bool]string{true: ", callee hangs up", false: ", caller hangs up"}[c.calleeByes]
@@ -275,7 +308,8 @@ func TestReachAdHocMDNS(t *testing.T) {
 		for _, byes := range []bool{false, true} {
 			c := callSpec{what: caller.name + " calls " + callee.name, caller: caller, via: pxAddr(hosts[i].peerIP, 5060),
 				calleeAOR: callee.aor, callee: callee, calleeByes: byes,
-				hops: fmt.Sprintf("%s → %s → %s → %s", caller.name, peers[i].Name, peers[(i+1)%len(peers)].Name, callee.name)}
+				hops:  fmt.Sprintf("%s → %s → %s → %s", caller.name, peers[i].Name, peers[(i+1)%len(peers)].Name, callee.name),
+				peers: []*peer{peers[i], peers[(i+1)%len(peers)]}}
 			name := c.what + map[bool]string{true: ", callee hangs up", false: ", caller hangs up"}[byes]
 			t.Run(name, func(t *testing.T) {
 				// The callee's binding may take a moment to be found.
@@ -350,7 +384,7 @@ func TestReachRelayFailover(t *testing.T) {
 		t.Fatalf("dave1 could not register at the public peer %s (%s:5060):\n%s", survivor.Name, survivorIP, res)
 	}
 	inbound := callSpec{what: "dave1 calls alice1", caller: dave1, via: pxAddr(survivorIP, 5060), calleeAOR: alice1.aor, callee: alice1,
-		hops: "dave1 → " + survivor.Name + " → overlay → L → alice1"}
+		hops: "dave1 → " + survivor.Name + " → overlay → L → alice1", peers: []*peer{survivor, L}}
 	t.Run("inbound call before the relay dies", func(t *testing.T) {
 		if res := inbound.run(t, 12*time.Second); !res.ok {
 			t.Error(inbound.explain(res))
