@@ -790,7 +790,8 @@ func TestProxyNoOpenRelay(t *testing.T) {
 	}{
 		{"INVITE bob@atlanta.example straight to the proxy", "invite_expect.xml", pxAddr(pxProxyIP, pxSIPPort), 5090, 403},
 		{"REGISTER x@atlanta.example at H", "register_expect.xml", pxAddr(pxHomeIP, pxSIPPort), 5091, 403},
-		{"INVITE bob@atlanta.example at H", "invite_expect.xml", pxAddr(pxHomeIP, pxSIPPort), 5092, 503},
+		// Not from a registered device: 403 that says so, not 503 "no proxy".
+		{"INVITE bob@atlanta.example at H", "invite_expect.xml", pxAddr(pxHomeIP, pxSIPPort), 5092, 403},
 		{"REGISTER x@atlanta.example straight to the proxy", "register_expect.xml", pxAddr(pxProxyIP, pxSIPPort), 5093, 403},
 	}
 	for _, c := range cases {

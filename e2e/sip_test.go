@@ -253,7 +253,7 @@ func TestSIPErrors(t *testing.T) {
 			headers: []string{"Content-Type: text/plain"}, body: "hello"}, []int{404}},
 		{"REGISTER other domain", "udp", sipMsg{method: "REGISTER", ruri: "sip:other.example", to: other, from: other,
 			headers: []string{"Expires: 3600"}}, []int{403}},
-		{"INVITE other domain", "udp", sipMsg{method: "INVITE", ruri: other}, []int{503}},
+		{"INVITE other domain", "udp", sipMsg{method: "INVITE", ruri: other}, []int{403}}, // not from a registered device
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -161,9 +161,11 @@ func (l *peerLinks) hand(ctx context.Context, st overlay.Stream, dir string) (*p
 	select {
 	case l.accept <- conn:
 	case <-ctx.Done():
+		l.drop(c)
 		_ = st.Reset()
 		return nil, ctx.Err()
 	case <-l.done:
+		l.drop(c)
 		_ = st.Reset()
 		return nil, net.ErrClosed
 	}
@@ -192,14 +194,18 @@ func (l *peerLinks) newConn(st overlay.Stream, dir string) *peerConn {
 			break
 		}
 	}
-	l.mu.Unlock()
 	path := "direct"
 	if st.Relayed() {
 		path = "relayed"
 	}
-	return &peerConn{st: st, node: node, links: l, dir: dir, path: path, ready: make(chan struct{}),
+	c := &peerConn{st: st, node: node, links: l, dir: dir, path: path, ready: make(chan struct{}),
 		laddr: &net.TCPAddr{IP: syntheticIP(l.self), Port: int(port)},
 		raddr: &net.TCPAddr{IP: syntheticIP(node), Port: int(port)}}
+	// The sender of what arrives on c is known from the first byte: sipgo
+	// may hand a request to a handler before add runs.
+	l.byAddr[c.raddr.String()] = c
+	l.mu.Unlock()
+	return c
 }
 
 // add records a stream sipgo has taken; the oldest of a node's streams
@@ -216,7 +222,6 @@ func (l *peerLinks) add(c *peerConn) {
 		evict, cs = cs[0], cs[1:]
 	}
 	l.byNode[c.node] = cs
-	l.byAddr[c.raddr.String()] = c
 	c.added = true
 	l.mu.Unlock()
 	l.s.m.peerStreams.WithLabelValues(c.dir, c.path).Inc()
@@ -243,8 +248,8 @@ func (l *peerLinks) drop(c *peerConn) {
 		} else {
 			l.byNode[c.node] = cs
 		}
-		delete(l.byAddr, c.raddr.String())
 	}
+	delete(l.byAddr, c.raddr.String())
 	l.mu.Unlock()
 	if added {
 		l.s.m.peerStreams.WithLabelValues(c.dir, c.path).Dec()
