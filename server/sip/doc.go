@@ -1,16 +1,46 @@
 // Package sip is the peer's SIP service (RFC 3261) on top of the overlay:
 //
 //   - a registrar for *@<overlay>: REGISTER bindings go into the overlay's
-//     owner-locked registration records, with the peer's own SIP URI as the
+//     owner-locked registration records, with the peer's own name as the
 //     binding's Path (RFC 3327), so that any peer can route to it;
 //   - an edge proxy: requests for overlay AORs are delivered to the local
 //     flows of the devices registered here, or forwarded along the Path of
 //     bindings hosted by other peers (found by DHT lookup). Every forwarding
 //     peer Record-Routes (RFC 3261 §16.6 step 4), so in-dialog requests
 //     follow the same peers; the forwarding is transaction-stateful with
-//     parallel forking (§16.7) and CANCEL (§16.10).
+//     parallel forking (§16.7) and CANCEL (§16.10);
+//   - with ProxyConfig, the overlay's P2P SIP proxy toward public SIP
+//     domains (RFC 3263 resolution, public REGISTER relay with the digest
+//     challenge passed through to the user agent).
 //
-// Devices reach their peer over UDP, TCP or TLS. Flows are remembered per
-// binding (the source address of the REGISTER, RFC 5626 §5), so devices
-// behind NAT or with unroutable contacts still receive their calls.
+// Devices reach their peer over UDP, TCP, TLS or WebSocket. Flows are
+// remembered per binding (the source address of the REGISTER, RFC 5626
+// §5), so devices behind NAT or with unroutable contacts still receive
+// their calls.
+//
+// # SIP between peers
+//
+// Peers never send SIP to each other's sockets: a peer on a LAN that
+// passes only HTTPS, or behind NAT, has none another network could reach.
+// Every hop between peers runs over a stream of the overlay's own libp2p
+// connection (protocol /p2psip/<overlay>/sip/1.0.0, direct, hole-punched
+// or through a circuit relay), framed as SIP over TCP (§18.3). On the
+// wire a peer is named by its node id, "<base36 CIDv1>.p2psip.invalid"
+// (peername.go), in Via, Path and Record-Route; a peer resolves such a
+// name to a stream, never to DNS (.invalid cannot resolve, RFC 6761). A
+// stream is authenticated by both node keys, so the node it comes from is
+// the sender's identity: a proxy peer relays to public domains only for
+// devices registered at itself or for requests that arrive on another
+// peer's stream (and that peer relays only its own registered devices').
+//
+// sipgo has no pluggable transport, so the streams are fed to its TCP
+// transport as connections with made-up addresses (peerlink.go explains
+// how); dialPeer (peerroute.go) is the one place where a request to a
+// peer gets its destination. The choice keeps sipgo unpatched, and one
+// path between peers (no UDP beside it) keeps routing simple: the
+// benchmark in bench/README.md compares it with the old UDP path.
+//
+// Where the two sides of a peer are reached differently (a peer stream on
+// one side, a phone, browser or public domain on the other), the peer
+// record-routes twice (RFC 5658 §4), one entry facing each side.
 package sip
