@@ -491,6 +491,42 @@ func (ph *phone) register(t *testing.T, registrar, password string) pxSippResult
 	return ph.env.runSipp(t, o)
 }
 
+var retryAfterRE = regexp.MustCompile(`(?mi)^\s*Retry-After:\s*(\d+)`)
+
+// registerOverlay registers ph's overlay AOR at its peer (host:port). A
+// phone honours a 5xx with Retry-After (the peer may still be settling into
+// the overlay): up to three attempts, each logged.
+func (ph *phone) registerOverlay(t *testing.T, peerAddr string) pxSippResult {
+	t.Helper()
+	var res pxSippResult
+	for n := 1; n <= 3; n++ {
+		res = ph.register(t, peerAddr, "")
+		if res.Code == 0 {
+			if n > 1 {
+				t.Logf("%s registered at %s on attempt %d", ph.aor, peerAddr, n)
+			}
+			return res
+		}
+		// The 5xx is in the message trace, or (unexpected there) in the
+		// error log.
+		answer := pxFirstReceived(res.Msgs, "SIP/2.0 5")
+		if i := strings.Index(res.Errs, "SIP/2.0 5"); answer == "" && i >= 0 {
+			answer = res.Errs[i:]
+		}
+		m := retryAfterRE.FindStringSubmatch(answer)
+		if m == nil || n == 3 {
+			return res
+		}
+		line, _, _ := strings.Cut(answer, "\n")
+		wait, _ := strconv.Atoi(m[1])
+		wait = min(max(wait, 1), 10)
+		ra := m[1]
+		t.Logf("%s: REGISTER at %s answered %q with Retry-After %s: retrying in %d s", ph.aor, peerAddr, strings.TrimSpace(line), ra, wait)
+		time.Sleep(time.Duration(wait) * time.Second)
+	}
+	return res
+}
+
 // callSpec is one call: caller dials callee's AOR through the caller's
 // outbound hop; hangup says who sends the BYE.
 type callSpec struct {

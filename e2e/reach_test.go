@@ -47,7 +47,7 @@ func testReachLAN(t *testing.T, mode natMode) {
 	r.checkMasquerade(s, rPubP)
 
 	alice1 := newPhone(r, s.lan, "alice1", rOverlay, s.phoneIP, 5070)
-	if res := alice1.register(t, pxAddr(s.peerIP, 5060), ""); res.Code != 0 {
+	if res := alice1.registerOverlay(t, pxAddr(s.peerIP, 5060)); res.Code != 0 {
 		t.Fatalf("alice1@%s could not register at L (%s:5060) on its own LAN:\n%s", rOverlay, s.peerIP, res)
 	}
 	carol := newPhone(r, "pub", "carol", rPublic, rPubCar, 5080)
@@ -219,7 +219,7 @@ func TestReachTwoNATs(t *testing.T) {
 		at *peer
 		ip string
 	}{{alice1, LA, sa.peerIP}, {bob1, LB, sb.peerIP}} {
-		if res := x.ph.register(t, pxAddr(x.ip, 5060), ""); res.Code != 0 {
+		if res := x.ph.registerOverlay(t, pxAddr(x.ip, 5060)); res.Code != 0 {
 			t.Errorf("%s could not register at %s on its own LAN:\n%s", x.ph.aor, x.at.Name, res)
 		}
 	}
@@ -299,7 +299,7 @@ func TestReachAdHocMDNS(t *testing.T) {
 		waitPeers(t, p, rJoinWait, others...)
 	}
 	for i, ph := range phones {
-		if res := ph.register(t, pxAddr(hosts[i].peerIP, 5060), ""); res.Code != 0 {
+		if res := ph.registerOverlay(t, pxAddr(hosts[i].peerIP, 5060)); res.Code != 0 {
 			t.Fatalf("%s could not register at its peer %s:\n%s", ph.aor, peers[i].Name, res)
 		}
 	}
@@ -349,7 +349,7 @@ func TestReachRelayFailover(t *testing.T) {
 	waitPeers(t, P2, 10*time.Second, P1)
 
 	alice1 := newPhone(r, s.lan, "alice1", rOverlay, s.phoneIP, 5070)
-	if res := alice1.register(t, pxAddr(s.peerIP, 5060), ""); res.Code != 0 {
+	if res := alice1.registerOverlay(t, pxAddr(s.peerIP, 5060)); res.Code != 0 {
 		t.Fatalf("alice1@%s could not register at L:\n%s", rOverlay, res)
 	}
 
@@ -380,7 +380,7 @@ func TestReachRelayFailover(t *testing.T) {
 	}
 
 	dave1 := newPhone(r, "pub", "dave1", rOverlay, rPubDave, 5080)
-	if res := dave1.register(t, pxAddr(survivorIP, 5060), ""); res.Code != 0 {
+	if res := dave1.registerOverlay(t, pxAddr(survivorIP, 5060)); res.Code != 0 {
 		t.Fatalf("dave1 could not register at the public peer %s (%s:5060):\n%s", survivor.Name, survivorIP, res)
 	}
 	inbound := callSpec{what: "dave1 calls alice1", caller: dave1, via: pxAddr(survivorIP, 5060), calleeAOR: alice1.aor, callee: alice1,
