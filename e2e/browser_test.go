@@ -27,7 +27,8 @@ import (
 
 // TestBrowser drives the web softphone (docs/softphone.md) in headless
 // Chromium against two peers in one overlay: register, call with audio both
-// ways, DTMF, hold, hang-up; a name held by another browser; the widget on an
+// ways, DTMF, hold, hang-up; a call cancelled while it rings on the other
+// peer; a name held by another browser; the widget on an
 // allowed and on a refused origin; timing over 20 calls; a peer restart; and
 // a closed tab releasing its name. It runs inside a network namespace (see
 // runBrowserSuiteInNetns). P2PSIP_SCREENSHOTS=1 writes docs/screenshots/*.png;
@@ -45,6 +46,7 @@ func TestBrowser(t *testing.T) {
 	}
 	t.Run("call", s.testCall)
 	t.Run("callee-hangs-up", s.testCalleeHangsUp)
+	t.Run("cancel-while-ringing", s.testCancelWhileRinging)
 	t.Run("name-taken", s.testNameTaken)
 	t.Run("widget", s.testWidget)
 	t.Run("timing", s.testTiming)
