@@ -429,17 +429,28 @@ func statusRaw(t *testing.T, p *peer) (map[string]any, string) {
 // as its status shows them: any "relays" list of node ids in the JSON, and
 // the relays named in its circuit addresses (…/p2p/<relay>/p2p-circuit).
 func circuitRelays(t *testing.T, p *peer) (map[string]bool, string) {
+	relays, raw, _ := relayStatus(t, p)
+	return relays, raw
+}
+
+// relayStatus is circuitRelays, and whether the status has a "relays" field
+// at all (the overlay exposes its reservations).
+func relayStatus(t *testing.T, p *peer) (map[string]bool, string, bool) {
 	t.Helper()
 	doc, raw := statusRaw(t, p)
 	relays := map[string]bool{}
 	for _, m := range regexp.MustCompile(`/p2p/([1-9A-HJ-NP-Za-km-z]+)/p2p-circuit`).FindAllStringSubmatch(raw, -1) {
 		relays[m[1]] = true
 	}
+	exposed := false
 	var walk func(v any, key string)
 	walk = func(v any, key string) {
 		switch x := v.(type) {
 		case map[string]any:
 			for k, e := range x {
+				if k == "relays" {
+					exposed = true
+				}
 				walk(e, k)
 			}
 		case []any:
@@ -453,7 +464,7 @@ func circuitRelays(t *testing.T, p *peer) (map[string]bool, string) {
 		}
 	}
 	walk(doc, "")
-	return relays, raw
+	return relays, raw, exposed
 }
 
 // ---- phones -----------------------------------------------------------------
