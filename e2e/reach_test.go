@@ -434,6 +434,8 @@ func TestReachRelayFailover(t *testing.T) {
 				}
 				break
 			}
+			why, _, _ := strings.Cut(inbound.explain(res), "\n")
+			t.Logf("attempt %d, started %s after the kill: %s", n, start.Sub(killed).Round(100*time.Millisecond), why)
 			if time.Since(killed) > recoverWithin {
 				t.Fatalf("no inbound call reached alice1 within %s of %s's death (%d attempts); the last:\n%s", recoverWithin, victim.Name, n, inbound.explain(res))
 			}
