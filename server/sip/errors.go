@@ -13,6 +13,9 @@ var (
 	// errPeerGone means a request's stream to a peer closed before it
 	// was sent.
 	errPeerGone = errors.New("sip: peer stream gone")
+	// errTooManyStreams means a peer opened more SIP streams than it may
+	// hold.
+	errTooManyStreams = errors.New("sip: too many streams from one peer")
 	// errTxDone means a final response was already sent on a transaction.
 	errTxDone = errors.New("sip: transaction already answered")
 )

@@ -56,19 +56,21 @@ type peerLinks struct {
 	mu     sync.Mutex
 	seq    uint16                 // guarded by mu; the last port handed out
 	byNode map[string][]*peerConn // guarded by mu; live streams per node, oldest first
-	byAddr map[string]*peerConn   // guarded by mu; live streams by remote address
+	byAddr map[string]*peerConn   // guarded by mu; open streams by remote address, taken or not
+	open   map[string]int         // guarded by mu; open streams per node, taken or not
 }
 
-// maxStreamsPerNode bounds the streams one peer may hold open to this one;
-// the oldest goes when another opens. Two (one each way) is the norm.
-const maxStreamsPerNode = 8
+// maxStreamsPerNode bounds the streams one peer may hold open with this
+// one; a stream beyond it is refused (reset), never one in use closed to
+// make room. Two (one each way) is the norm.
+const maxStreamsPerNode = 16
 
 // peerStreamWait bounds how long a new stream waits for sipgo to take it.
 const peerStreamWait = 5 * time.Second
 
 func newPeerLinks(s *Service, pn PeerNet, self string) *peerLinks {
 	l := &peerLinks{s: s, net: pn, self: self, accept: make(chan net.Conn), done: make(chan struct{}),
-		byNode: map[string][]*peerConn{}, byAddr: map[string]*peerConn{}}
+		byNode: map[string][]*peerConn{}, byAddr: map[string]*peerConn{}, open: map[string]int{}}
 	pn.HandleSIPStreams(func(st overlay.Stream) {
 		ctx, cancel := context.WithTimeout(context.Background(), peerStreamWait)
 		defer cancel()
@@ -157,6 +159,11 @@ func (l *peerLinks) nodeOf(source string) (string, bool) {
 // does only once the stream is in its connection pool.
 func (l *peerLinks) hand(ctx context.Context, st overlay.Stream, dir string) (*peerConn, error) {
 	c := l.newConn(st, dir)
+	if c == nil {
+		_ = st.Reset()
+		l.s.log.Warn("refused a SIP stream: the peer holds too many", "node", st.RemoteNode(), "max", maxStreamsPerNode)
+		return nil, fmt.Errorf("%w: %s holds %d SIP streams", errTooManyStreams, st.RemoteNode(), maxStreamsPerNode)
+	}
 	conn := newGuardStreamConn(&closeNotifyConn{Conn: c, onClose: func(string) {}}, l.s)
 	select {
 	case l.accept <- conn:
@@ -179,9 +186,15 @@ func (l *peerLinks) hand(ctx context.Context, st overlay.Stream, dir string) (*p
 	return c, nil
 }
 
+// newConn dresses st, or returns nil when its node holds too many streams.
 func (l *peerLinks) newConn(st overlay.Stream, dir string) *peerConn {
 	node := st.RemoteNode()
 	l.mu.Lock()
+	if l.open[node] >= maxStreamsPerNode {
+		l.mu.Unlock()
+		return nil
+	}
+	l.open[node]++
 	var port uint16
 	for {
 		l.seq++
@@ -208,32 +221,30 @@ func (l *peerLinks) newConn(st overlay.Stream, dir string) *peerConn {
 	return c
 }
 
-// add records a stream sipgo has taken; the oldest of a node's streams
-// goes when the node holds too many.
+// add records a stream sipgo has taken.
 func (l *peerLinks) add(c *peerConn) {
 	l.mu.Lock()
 	if c.closed {
 		l.mu.Unlock()
 		return
 	}
-	cs := append(l.byNode[c.node], c)
-	var evict *peerConn
-	if len(cs) > maxStreamsPerNode {
-		evict, cs = cs[0], cs[1:]
-	}
-	l.byNode[c.node] = cs
+	l.byNode[c.node] = append(l.byNode[c.node], c)
 	c.added = true
 	l.mu.Unlock()
 	l.s.m.peerStreams.WithLabelValues(c.dir, c.path).Inc()
-	if evict != nil {
-		_ = evict.Close()
-	}
 }
 
 // drop forgets a closed stream.
 func (l *peerLinks) drop(c *peerConn) {
 	l.mu.Lock()
+	if c.closed {
+		l.mu.Unlock()
+		return
+	}
 	c.closed = true
+	if l.open[c.node]--; l.open[c.node] <= 0 {
+		delete(l.open, c.node)
+	}
 	added := c.added
 	if added {
 		cs := l.byNode[c.node]

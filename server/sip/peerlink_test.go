@@ -47,9 +47,15 @@ func (n pipeNode) OpenSIPStream(_ context.Context, id string) (overlay.Stream, e
 		return nil, overlay.ErrUnreachable
 	}
 	n.net.opens.Add(1)
+	near, far := pipePair(n.id, id)
+	go h(far)
+	return near, nil
+}
+
+// pipePair is a stream from node from to node to: near is from's end.
+func pipePair(from, to string) (near, far pipeEnd) {
 	a, b := net.Pipe()
-	go h(pipeEnd{b, n.id})
-	return pipeEnd{a, id}, nil
+	return pipeEnd{a, to}, pipeEnd{b, from}
 }
 
 func (n pipeNode) HandleSIPStreams(f func(overlay.Stream)) {
@@ -59,7 +65,7 @@ func (n pipeNode) HandleSIPStreams(f func(overlay.Stream)) {
 }
 
 // newPipePeer starts a service with real sipgo layers on pn under id.
-func newPipePeer(t *testing.T, pn *pipeNet, id string) *Service {
+func newPipePeer(t testing.TB, pn *pipeNet, id string) *Service {
 	t.Helper()
 	owner, err := overlay.NewP256Key()
 	if err != nil {

@@ -70,7 +70,11 @@ func New(cfg Config) (*Service, error) {
 	}
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("p2psip"), sipgo.WithUserAgentHostname(cfg.Host),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerTransports(sip.TransportsConfig{
-			TCP: &sip.TransportTCP{DialerCreate: tcpDialer}})))
+			TCP: &sip.TransportTCP{DialerCreate: tcpDialer}})),
+		// A transaction whose stream (a peer's, or a device's TCP, TLS or
+		// WebSocket flow) closes ends at once with a transport error
+		// (RFC 3261 §17.1.4: 503 upstream) instead of waiting out Timer F.
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerTerminateOnConnClose()))
 	if err != nil {
 		return nil, fmt.Errorf("creating SIP user agent: %w", err)
 	}
