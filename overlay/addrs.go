@@ -26,10 +26,18 @@ func isWS(a ma.Multiaddr) bool {
 // advertised rewrites the host's listen addresses: the loopback WebSocket
 // backend is hidden (it is reachable only through the HTTPS port), and the
 // HTTPS port is advertised as /tls/ws on every address it serves.
+// Circuit addresses (<relay addr>/p2p/<relay>/p2p-circuit, added by
+// AutoRelay while the node is private) pass untouched, whatever transport
+// reaches the relay (often the relay's own /tls/ws on 443); their IP is the
+// relay's, never one of ours.
 func (n *Node) advertised(addrs []ma.Multiaddr) []ma.Multiaddr {
 	out := make([]ma.Multiaddr, 0, len(addrs)+2)
 	ips := map[string]net.IP{}
 	for _, a := range addrs {
+		if isCircuitAddr(a) {
+			out = append(out, a)
+			continue
+		}
 		if isWS(a) {
 			continue
 		}
@@ -38,6 +46,7 @@ func (n *Node) advertised(addrs []ma.Multiaddr) []ma.Multiaddr {
 			ips[ip.String()] = ip
 		}
 	}
+	out = append(out, n.circuitAddrsFor(out)...)
 	wss := n.cfg.WSS
 	if wss == nil {
 		return out

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -36,6 +37,14 @@ type Config struct {
 	// same 32-byte key can connect. QUIC cannot run with a PSK, so QUIC
 	// listen addresses are dropped. Default: nil, an open overlay.
 	PSK []byte
+	// Reachability says whether other peers can dial this one: ReachAuto
+	// ("auto", libp2p's AutoNAT finds out), ReachPublic ("public": a peer
+	// with a public address; it serves the DHT and runs the circuit relay
+	// service for the overlay's members) or ReachPrivate ("private": behind
+	// NAT or a firewall that passes only outbound HTTPS; it is a DHT client
+	// and holds relay reservations on two public peers, advertising its
+	// /p2p-circuit addresses). Default "auto".
+	Reachability string
 	// MDNS enables LAN discovery by multicast DNS. Default: false in
 	// Config; the server turns it on.
 	MDNS bool
@@ -74,6 +83,10 @@ type Config struct {
 	// Registerer receives the overlay's Prometheus metrics, and libp2p's.
 	// Default nil: no metrics.
 	Registerer prometheus.Registerer
+
+	// gater, for tests, filters the host's connections (e.g. to make two
+	// peers on one loopback undialable to each other but through a relay).
+	gater connmgr.ConnectionGater
 }
 
 func (c *Config) applyDefaults() {
@@ -107,6 +120,9 @@ func (c *Config) applyDefaults() {
 	if c.ConnectTimeout == 0 {
 		c.ConnectTimeout = 10 * time.Second
 	}
+	if c.Reachability == "" {
+		c.Reachability = ReachAuto
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -121,6 +137,11 @@ func (c *Config) validate() error {
 	}
 	if c.PSK != nil && len(c.PSK) != 32 {
 		return fmt.Errorf("%w: PSK must be 32 bytes, got %d", ErrBadConfig, len(c.PSK))
+	}
+	switch c.Reachability {
+	case ReachAuto, ReachPublic, ReachPrivate:
+	default:
+		return fmt.Errorf("%w: reachability %q: want auto, public or private", ErrBadConfig, c.Reachability)
 	}
 	if c.Hold < 0 || c.RefreshInterval <= 0 || c.ServiceTTL <= c.RefreshInterval || c.MaxTTL <= 0 {
 		return fmt.Errorf("%w: durations must be positive and ServiceTTL (%s) longer than RefreshInterval (%s)",

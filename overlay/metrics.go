@@ -11,6 +11,9 @@ import (
 type metrics struct {
 	ops     *prometheus.CounterVec   // op, result
 	latency *prometheus.HistogramVec // op
+	// dialBackoffs counts Connect attempts libp2p refused because every
+	// address of the peer failed recently (the swarm's dial backoff).
+	dialBackoffs prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
@@ -24,11 +27,16 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 			Help:    "Latency of overlay operations.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"op"}),
+		dialBackoffs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "p2psip_overlay_dial_backoffs_total",
+			Help: "Connects skipped because every address of the peer failed recently (libp2p dial backoff).",
+		}),
 	}
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.ops, m.latency,
+	reg.MustRegister(n.reachCollectors()...)
+	reg.MustRegister(m.ops, m.latency, m.dialBackoffs,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "p2psip_overlay_peers",
 			Help: "Peers in the overlay routing table.",

@@ -30,7 +30,8 @@ import (
 )
 
 // Node is one peer of an overlay: a libp2p host running the Kademlia DHT
-// in server mode, plus the records this peer publishes.
+// (in server or client mode by its reachability: see dhtMode), plus the
+// records this peer publishes.
 type Node struct {
 	cfg   Config
 	log   *slog.Logger
@@ -59,6 +60,8 @@ type Node struct {
 	services map[string]*hostedSvc // guarded by mu; by service name
 	closed   bool                  // guarded by mu
 	stopMDNS func() error          // guarded by mu
+
+	reach reach // see reach.go
 }
 
 // New starts a node: it listens, starts the DHT and LAN discovery, and
@@ -82,13 +85,22 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("starting libp2p host: %w", err)
 	}
 	n.host = h
+	n.reach.host.Store(h)
 	n.id = h.ID().String()
+	h.SetStreamHandler(n.memberProtocol(), func(s network.Stream) { _ = s.Close() })
+	watch, err := n.newReachWatch(h)
+	if err != nil {
+		_ = h.Close()
+		n.cancel()
+		return nil, err
+	}
+	n.reach.dhtServer.Store(cfg.Reachability != ReachPrivate)
 	n.lookups = newLookupCache(cfg.LookupCacheTTL)
 	n.store = &notifyStore{Batching: dssync.MutexWrap(ds.NewMapDatastore()), changed: n.lookups.dropKey}
 	n.valid = &Validator{Overlay: cfg.Name, Hold: cfg.Hold, MaxTTL: cfg.MaxTTL, Local: n.localValue}
 	validator := record.NamespacedValidator{keyNamespace: n.valid}
-	n.dht, err = dht.New(h,
-		dht.Mode(dht.ModeServer),
+	n.dht, err = dht.New(watch.dhtHostFor(h),
+		dht.Mode(n.dhtMode()),
 		dht.ProtocolPrefix(protocol.ID("/p2psip/"+cfg.Name)),
 		dht.Validator(validator),
 		dht.Datastore(n.store),
@@ -100,6 +112,7 @@ func New(cfg Config) (*Node, error) {
 		),
 	)
 	if err != nil {
+		watch.close()
 		_ = h.Close()
 		n.cancel()
 		return nil, fmt.Errorf("starting DHT: %w", err)
@@ -118,9 +131,10 @@ func New(cfg Config) (*Node, error) {
 			n.log.Warn("mDNS discovery is off", "err", err)
 		}
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.refreshLoop()
 	go n.membershipLoop()
+	go n.watchReachability(watch)
 	return n, nil
 }
 
@@ -142,6 +156,10 @@ func (n *Node) hostOptions() []libp2p.Option {
 		// TLS with peer IDs), so the web certificate need not verify.
 		libp2p.Transport(websocket.New, websocket.WithTLSClientConfig(&tls.Config{InsecureSkipVerify: true})), //nolint:gosec // see above
 		libp2p.AddrsFactory(n.advertised),
+	}
+	opts = append(opts, n.reachOptions()...)
+	if n.cfg.gater != nil {
+		opts = append(opts, libp2p.ConnectionGater(n.cfg.gater))
 	}
 	if n.cfg.PSK == nil {
 		opts = append(opts, libp2p.Transport(libp2pquic.NewTransport))

@@ -154,6 +154,27 @@ func (c *client) status(ctx context.Context, f cliFlags, w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "overlay:\t%s\nnode id:\t%s\npeers:\t%d\nrecords stored:\t%d\nrecords hosted:\t%d\n",
 		s.Overlay, s.NodeID, len(s.Peers), s.Records.Stored, len(s.Records.Hosted))
+	if r := s.Reach; r != nil {
+		dht := "client"
+		if r.DHTServer {
+			dht = "server"
+		}
+		fmt.Fprintf(tw, "reachability:\t%s (setting %s, DHT %s)\n", r.Reachability, r.Setting, dht)
+		fmt.Fprintf(tw, "connections:\t%d direct, %d relayed\n", r.DirectConns, r.RelayedConns)
+		relays := "none"
+		if len(r.Relays) > 0 {
+			relays = strings.Join(r.Relays, " ")
+		}
+		fmt.Fprintf(tw, "relay reservations:\t%d: %s\n", len(r.Relays), relays)
+		for _, a := range r.CircuitAddrs {
+			fmt.Fprintf(tw, "  circuit\t%s\n", a)
+		}
+		if r.RelayService {
+			fmt.Fprintf(tw, "relay service:\ton, %d reservations, %d circuits\n", r.RelayReservations, r.RelayCircuits)
+		} else {
+			fmt.Fprintf(tw, "relay service:\toff\n")
+		}
+	}
 	for _, p := range s.Peers {
 		fmt.Fprintf(tw, "  peer\t%s\t%s\n", p.ID, strings.Join(p.Addrs, " "))
 	}

@@ -37,6 +37,7 @@ type Config struct {
 	P2PPort       int
 	P2PHost       string
 	MDNS          bool
+	Reachability  string
 	TLSCert       string
 	TLSKey        string
 	LogLevel      string
@@ -116,6 +117,7 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.P2PPort, "p2p-port", 0, "TCP and UDP (QUIC) port of the overlay; 0 picks one")
 	fs.StringVar(&c.P2PHost, "p2p-host", "0.0.0.0", "IPv4 address the overlay listens on (0.0.0.0: every interface)")
 	fs.BoolVar(&c.MDNS, "mdns", true, "find overlay peers on the LAN with multicast DNS")
+	fs.StringVar(&c.Reachability, "reachability", "", "can other peers dial this one: auto (libp2p's AutoNAT finds out; relay reservations while unknown), public (serves the DHT, relays for NATed and HTTPS-only peers) or private (behind NAT or an HTTPS-only firewall: DHT client, reached through relays); default public with --public-addr or --roles proxy, else auto")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate chain (default: a self-signed one kept in the data dir)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.Var(listFlag{&c.ICEServers}, "ice-servers", "STUN/TURN URLs the softphone uses for ICE (stun:host:3478, turn:host:3478?transport=tcp; repeatable); default none")
@@ -237,6 +239,13 @@ func (c *Config) validate() error {
 			return fmt.Errorf("--roles %q: the roles are: proxy", r)
 		}
 	}
+	switch c.Reachability {
+	case "":
+		c.Reachability = c.defaultReachability()
+	case overlay.ReachAuto, overlay.ReachPublic, overlay.ReachPrivate:
+	default:
+		return fmt.Errorf("--reachability %q: want auto, public or private", c.Reachability)
+	}
 	if c.PublicIP != "" && net.ParseIP(c.PublicIP) == nil {
 		return fmt.Errorf("--public-addr %q: want an IP address", c.PublicIP)
 	}
@@ -262,6 +271,16 @@ func (c *Config) validate() error {
 func (c *Config) p2pListenAddrs() []string {
 	port := strconv.Itoa(c.P2PPort)
 	return []string{"/ip4/" + c.P2PHost + "/tcp/" + port, "/ip4/" + c.P2PHost + "/udp/" + port + "/quic-v1"}
+}
+
+// defaultReachability is public for a peer said to have a public address
+// (--public-addr) or a role that needs one (proxy; a future relay role),
+// else auto.
+func (c *Config) defaultReachability() string {
+	if c.PublicIP != "" || c.hasRole("proxy") || c.hasRole("relay") {
+		return overlay.ReachPublic
+	}
+	return overlay.ReachAuto
 }
 
 func (c *Config) hasRole(role string) bool {

@@ -159,6 +159,7 @@ func startOverlay(cfg Config, identity crypto.PrivKey, httpsAddr *net.TCPAddr, r
 		Identity:        identity,
 		WSS:             httpsAddr,
 		MDNS:            cfg.MDNS,
+		Reachability:    cfg.Reachability,
 		JoinURLs:        cfg.Join,
 		Hold:            cfg.Hold,
 		RefreshInterval: cfg.Refresh,

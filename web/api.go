@@ -24,6 +24,15 @@ type OverlayStatus struct {
 	Addrs   []string           `json:"addrs"`
 	Peers   []overlay.PeerInfo `json:"peers"`
 	Records RecordCounts       `json:"records"`
+	// Reach tells how other peers reach this one (relays, connections);
+	// nil when the overlay does not report it.
+	Reach *overlay.ReachabilityStatus `json:"reachability,omitempty"`
+}
+
+// reachabilityReporter is the overlay's optional reachability summary
+// (overlay.Node has it).
+type reachabilityReporter interface {
+	Reachability() overlay.ReachabilityStatus
 }
 
 // RecordCounts tells what the node stores for others and what it hosts.
@@ -55,10 +64,16 @@ func (a *api) wellKnown(w http.ResponseWriter, _ *http.Request) {
 
 func (a *api) overlayStatus(w http.ResponseWriter, _ *http.Request) {
 	info := a.cfg.Overlay.JoinInfo()
+	var reach *overlay.ReachabilityStatus
+	if r, ok := a.cfg.Overlay.(reachabilityReporter); ok {
+		st := r.Reachability()
+		reach = &st
+	}
 	writeJSON(w, http.StatusOK, OverlayStatus{
 		Overlay: info.Overlay, NodeID: info.NodeID, Addrs: info.Addrs,
 		Peers:   a.cfg.Overlay.Peers(),
 		Records: RecordCounts{Stored: a.cfg.Overlay.StoredRecords(), Hosted: a.cfg.Overlay.Hosted()},
+		Reach:   reach,
 	})
 }
 
