@@ -1,5 +1,6 @@
 // Package overlay is the p2psip overlay: a libp2p host running the
-// Kademlia DHT (go-libp2p-kad-dht, server mode) under the protocol prefix
+// Kademlia DHT (go-libp2p-kad-dht; server or client mode by reachability)
+// under the protocol prefix
 // /p2psip/<overlay name>, so that overlays never mix, and the signed
 // records P2P SIP needs (draft-marocco-sipping-p2p-scenarios §3).
 //
@@ -96,4 +97,23 @@
 // pass only HTTPS still reach public peers. Peers find each other by mDNS
 // on the LAN, configured bootstrap multiaddrs, and join-by-URL: any peer
 // serves its JoinInfo at /.well-known/p2psip.
+//
+// # Reachability
+//
+// Config.Reachability (auto, public, private) decides how other peers
+// reach this one, with go-libp2p's own machinery (reach.go). Public peers
+// serve the DHT, answer AutoNAT probes and run the circuit relay v2
+// service for the overlay's members only (a member speaks the overlay's
+// DHT or member protocol), without libp2p's 2-minute/128 KiB circuit
+// limit and with 1024 reservations per IP address (a whole NATed LAN).
+// Private peers are DHT clients and hold reservations on two relays found
+// among their connections (over whatever passes, WSS on 443 included),
+// replace a dead relay within seconds (30 s backoff instead of an hour),
+// and advertise /p2p-circuit addresses; hole punching (DCUtR) upgrades a
+// relayed connection where it can. Auto peers serve the DHT unless AutoNAT
+// finds them private while a public DHT server is known, so an ad-hoc LAN
+// with no public peer still stores and finds records, and hold relay
+// reservations while their reachability is unknown. Dials are bounded per
+// address (8 s public, 4 s LAN) and libp2p's dial backoff skips addresses
+// that failed recently.
 package overlay

@@ -752,8 +752,12 @@ func (n *Node) logReachability() {
 	case r == network.ReachabilityPrivate:
 		msg = "no relay reservation yet: asking the known relays"
 		args = []any{"relay_peers", n.countRelayPeers()}
+	case len(relays) > 0:
+		msg = "reachability unknown (no public peer could check it): holding relay reservations in case peers cannot dial this one"
+		args = []any{"relays", relays}
 	default:
-		msg = "reachability unknown: no public peer has checked it; dialable on the LAN"
+		msg = "reachability unknown (no public peer could check it) and no relay reservation: peers on other networks may not reach this one"
+		args = []any{"relay_peers", n.countRelayPeers()}
 	}
 	key := fmt.Sprint(msg, args)
 	n.reach.mu.Lock()

@@ -162,7 +162,7 @@ func TestPrivatePeerIsReachedThroughRelays(t *testing.T) {
 	}
 	// b's reachability is unknown (auto, nobody can tell on loopback): it
 	// holds reservations too, as a peer behind an undetectable NAT must.
-	waitFor(t, 10*time.Second, "reservations of the auto peer", func() bool { return len(b.Reachability().Relays) > 0 })
+	waitFor(t, 25*time.Second, "reservations of the auto peer", func() bool { return len(b.Reachability().Relays) > 0 })
 
 	// Kill one relay a holds: a moves its reservation to the third.
 	gone := held()[0]
