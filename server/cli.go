@@ -154,6 +154,9 @@ func (c *client) status(ctx context.Context, f cliFlags, w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "overlay:\t%s\nnode id:\t%s\npeers:\t%d\nrecords stored:\t%d\nrecords hosted:\t%d\n",
 		s.Overlay, s.NodeID, len(s.Peers), s.Records.Stored, len(s.Records.Hosted))
+	if st := s.SIPStreams; st != nil {
+		fmt.Fprintf(tw, "sip streams:\t%d peers, %d direct, %d relayed\n", st.Peers, st.Direct, st.Relayed)
+	}
 	if r := s.Reach; r != nil {
 		dht := "client"
 		if r.DHTServer {

@@ -98,7 +98,11 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 		SIP:  sipSvc.WebSocketHandler(httpsPort, sipsvc.AllowOrigins(cfg.EmbedOrigins)),
 		Site: static.FS(), Gatherer: reg, Logger: log,
 		EmbedOrigins: cfg.EmbedOrigins, HSTS: wtls.trusted,
-		PublicProxy: publicProxyKnown(cfg, proxyFinder(node)), ICEServers: staticICEServers(cfg)})
+		PublicProxy: publicProxyKnown(cfg, proxyFinder(node)), ICEServers: staticICEServers(cfg),
+		SIPStreams: func() web.SIPStreams {
+			p, d, r := sipSvc.PeerStreams()
+			return web.SIPStreams{Peers: p, Direct: d, Relayed: r}
+		}})
 	if err != nil {
 		_ = node.Close(context.Background())
 		return err

@@ -27,6 +27,16 @@ type OverlayStatus struct {
 	// Reach tells how other peers reach this one (relays, connections);
 	// nil when the overlay does not report it.
 	Reach *overlay.ReachabilityStatus `json:"reachability,omitempty"`
+	// SIPStreams counts the SIP streams to other peers; nil when the
+	// peer does not report them.
+	SIPStreams *SIPStreams `json:"sip_streams,omitempty"`
+}
+
+// SIPStreams counts the live SIP streams a peer holds with other peers.
+type SIPStreams struct {
+	Peers   int `json:"peers"`   // peers with at least one stream
+	Direct  int `json:"direct"`  // streams on direct connections
+	Relayed int `json:"relayed"` // streams through a circuit relay
 }
 
 // reachabilityReporter is the overlay's optional reachability summary
@@ -69,12 +79,17 @@ func (a *api) overlayStatus(w http.ResponseWriter, _ *http.Request) {
 		st := r.Reachability()
 		reach = &st
 	}
-	writeJSON(w, http.StatusOK, OverlayStatus{
+	body := OverlayStatus{
 		Overlay: info.Overlay, NodeID: info.NodeID, Addrs: info.Addrs,
 		Peers:   a.cfg.Overlay.Peers(),
 		Records: RecordCounts{Stored: a.cfg.Overlay.StoredRecords(), Hosted: a.cfg.Overlay.Hosted()},
 		Reach:   reach,
-	})
+	}
+	if a.cfg.SIPStreams != nil {
+		st := a.cfg.SIPStreams()
+		body.SIPStreams = &st
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 func (a *api) lookup(w http.ResponseWriter, r *http.Request) {

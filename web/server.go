@@ -57,6 +57,9 @@ type Config struct {
 	// ICEGather caps how long the softphone waits for ICE candidates
 	// after the first one. Default 500ms.
 	ICEGather time.Duration
+	// SIPStreams counts the SIP streams to other peers for
+	// /api/overlay. Default nil: not reported.
+	SIPStreams func() SIPStreams
 	// PublicProxy reports whether a proxy peer toward public SIP domains
 	// is in the overlay. Default nil: false.
 	PublicProxy func(ctx context.Context) bool

@@ -145,6 +145,24 @@ func (l *peerLinks) live(node string) *peerConn {
 	return cs[len(cs)-1]
 }
 
+// counts returns how many peers have a stream, and the streams on direct
+// and on relayed connections.
+func (l *peerLinks) counts() (peers, direct, relayed int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, cs := range l.byNode {
+		peers++
+		for _, c := range cs {
+			if c.path == "relayed" {
+				relayed++
+			} else {
+				direct++
+			}
+		}
+	}
+	return peers, direct, relayed
+}
+
 // nodeOf returns the node that a message's source address is a stream of.
 func (l *peerLinks) nodeOf(source string) (string, bool) {
 	l.mu.Lock()

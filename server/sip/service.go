@@ -164,6 +164,15 @@ func (s *Service) ServePeers() error {
 	return s.srv.ServeTCP(s.links)
 }
 
+// PeerStreams counts the live SIP streams to other peers: how many peers
+// have one, and the streams on direct and on relayed connections.
+func (s *Service) PeerStreams() (peers, direct, relayed int) {
+	if s.links == nil {
+		return 0, 0, 0
+	}
+	return s.links.counts()
+}
+
 // tcpDialer is sipgo's TCP dialer, less dials to the made-up addresses of
 // peer streams (peerlink.go): those go nowhere, so they fail at once.
 func tcpDialer(laddr net.Addr) net.Dialer {
