@@ -259,6 +259,19 @@ func TestReachTwoNATs(t *testing.T) {
 			}
 		})
 	}
+	t.Run("SIP between the LAN peers runs through a circuit relay", func(t *testing.T) {
+		// Neither LAN peer can dial the other: their SIP streams ride a
+		// relayed connection (or a hole-punched one, which the 443-only
+		// side rules out here).
+		doc, raw := statusRaw(t, LA)
+		st, _ := doc["sip_streams"].(map[string]any)
+		if st == nil {
+			t.Fatalf("LA's status has no sip_streams:\n%s", raw)
+		}
+		if relayed, _ := st["relayed"].(float64); relayed < 1 {
+			t.Errorf("LA holds no relayed SIP stream after calling LB:\n%s", raw)
+		}
+	})
 	t.Run("no SIP from the LANs to port 5060", func(t *testing.T) {
 		for _, x := range []struct {
 			s    *site
