@@ -27,6 +27,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/libp2p/go-libp2p/p2p/transport/websocket"
 	ma "github.com/multiformats/go-multiaddr"
+	"golang.org/x/sync/singleflight"
 )
 
 // Node is one peer of an overlay: a libp2p host running the Kademlia DHT
@@ -44,7 +45,10 @@ type Node struct {
 	valid      *Validator
 	metrics    *metrics
 	lookups    *lookupCache
-	id         string // host.ID().String(), asked for on every Register
+	// lookupFlight shares one DHT query among concurrent Lookups of an
+	// AOR (sharedLookup).
+	lookupFlight singleflight.Group
+	id           string // host.ID().String(), asked for on every Register
 
 	ctx    context.Context // cancelled by Close; bounds background work
 	cancel context.CancelFunc

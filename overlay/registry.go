@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -286,7 +287,7 @@ func (n *Node) Lookup(ctx context.Context, aor string) (reg *Registration, err e
 		return p.reg.clone(), nil
 	}
 	gen := n.lookups.gen(canon)
-	p, err := n.currentParsed(ctx, RegistrationKey(canon))
+	p, err := n.sharedLookup(ctx, canon, gen)
 	if err != nil {
 		return nil, err
 	}
@@ -295,6 +296,34 @@ func (n *Node) Lookup(ctx context.Context, aor string) (reg *Registration, err e
 	}
 	n.lookups.put(canon, p, now, gen)
 	return p.reg.clone(), nil
+}
+
+// lookupFlightTimeout bounds a DHT query that several Lookups share; each
+// caller still gives up at its own deadline.
+const lookupFlightTimeout = 10 * time.Second
+
+// sharedLookup runs one DHT query for all concurrent Lookups of an AOR:
+// the cache helps only once a query has finished, and under load a burst
+// of calls to one AOR would start a query each, which then slow each other
+// past their deadlines. The flight is keyed by the cache generation too,
+// so a Lookup that starts after a write never gets what a query read
+// before it.
+func (n *Node) sharedLookup(ctx context.Context, canon string, gen uint64) (*parsedReg, error) {
+	ch := n.lookupFlight.DoChan(canon+"\x00"+strconv.FormatUint(gen, 10), func() (any, error) {
+		qctx, cancel := context.WithTimeout(n.ctx, lookupFlightTimeout)
+		defer cancel()
+		return n.currentParsed(qctx, RegistrationKey(canon))
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		p, _ := r.Val.(*parsedReg)
+		return p, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("looking up %s: %w", canon, ctx.Err())
+	}
 }
 
 // Unregister removes this node's binding instance of the AOR (all of
