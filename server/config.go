@@ -58,6 +58,15 @@ type Config struct {
 	// ProxyPrivateTargets lets the proxy role relay to loopback, private,
 	// link-local and own addresses on the public side. Default false.
 	ProxyPrivateTargets bool
+
+	// Relay role (server/relay).
+	TURN              string // UDP and TCP listen address
+	RelayPorts        string // "min-max", parsed into RelayPortMin/Max
+	RelayPortMin      uint16
+	RelayPortMax      uint16
+	RelayPrivatePeers bool
+	RelayBandwidth    int64 // bytes/s per allocation and direction; 0: no cap
+	RelaySecretFile   string
 }
 
 // letsEncrypt is the default ACME directory.
@@ -104,10 +113,15 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.SIP, "sip", ":5060", "SIP UDP and TCP listen address; empty turns SIP off")
 	fs.StringVar(&c.SIPS, "sips", ":5061", "SIP over TLS listen address (the HTTPS certificate); empty turns it off")
 	fs.StringVar(&c.SIPHost, "sip-host", "", "address other peers and phones reach this peer at, in Path/Record-Route/Via (default: the --sip host, or the first LAN IPv4 address)")
-	fs.Var(listFlag{&c.Roles}, "roles", "extra roles of a peer with a public address: proxy (repeatable or comma-separated)")
+	fs.Var(listFlag{&c.Roles}, "roles", "extra roles of a peer with a public address: proxy, relay (repeatable or comma-separated)")
 	fs.StringVar(&c.FQDN, "fqdn", "", "proxy role: the overlay's public DNS name (default: the overlay name)")
-	fs.StringVar(&c.PublicIP, "public-addr", "", "proxy role: this peer's public IP address, announced to the overlay and used in Record-Route")
+	fs.StringVar(&c.PublicIP, "public-addr", "", "proxy and relay roles: this peer's public IP address, announced to the overlay, used in Record-Route and as the TURN relayed address (relay default: the first LAN IPv4 address)")
 	fs.BoolVar(&c.ProxyPrivateTargets, "proxy-private-targets", false, "proxy role: also relay to public-side targets that resolve to loopback, private (RFC 1918, fc00::/7), link-local or this host's addresses (default: refused with 403, against SSRF)")
+	fs.StringVar(&c.TURN, "turn", ":3478", "relay role: TURN listen address, UDP and TCP (RFC 8656; RFC 6062 TCP relays); port 0 picks one")
+	fs.StringVar(&c.RelayPorts, "relay-ports", "49152-65535", "relay role: range of relayed ports, min-max (open them in the firewall)")
+	fs.BoolVar(&c.RelayPrivatePeers, "relay-private-peers", false, "relay role: also relay to loopback, private (RFC 1918, CGNAT, fc00::/7) and link-local peers, for a LAN or a test bed (default: refused with 403, against SSRF)")
+	fs.Int64Var(&c.RelayBandwidth, "relay-bandwidth", 1<<20, "relay role: bytes per second each TURN allocation may relay in each direction; 0: no cap")
+	fs.StringVar(&c.RelaySecretFile, "relay-secret-file", "", "relay role: file holding a TURN REST shared secret (coturn's static-auth-secret), for credentials minted elsewhere (default: random secrets in memory, rotated daily)")
 	fs.StringVar(&c.DNS, "dns", "", "DNS server (host:port) for RFC 3263 lookups of public SIP domains (default: /etc/resolv.conf)")
 	fs.IntVar(&c.RegsPerSource, "registrations-per-source", 64, "live SIP registrations one source address (host:port) may hold; 0: no cap (load tests)")
 	fs.StringVar(&c.Users, "users", "", "file of user:password lines: digest credentials of phones registering here (others are first-come)")
@@ -235,9 +249,12 @@ func (c *Config) validate() error {
 		return fmt.Errorf("--refresh must be at least 1s and --hold not negative")
 	}
 	for _, r := range c.Roles {
-		if r != "proxy" {
-			return fmt.Errorf("--roles %q: the roles are: proxy", r)
+		if r != "proxy" && r != "relay" {
+			return fmt.Errorf("--roles %q: the roles are: proxy, relay", r)
 		}
+	}
+	if err := c.validateRelay(); err != nil {
+		return err
 	}
 	switch c.Reachability {
 	case "":
@@ -268,13 +285,37 @@ func (c *Config) validate() error {
 	return nil
 }
 
+// validateRelay checks the relay role's flags.
+func (c *Config) validateRelay() error {
+	if !c.hasRole("relay") {
+		if c.RelayPrivatePeers || c.RelaySecretFile != "" {
+			return errors.New("--relay-private-peers and --relay-secret-file need --roles relay")
+		}
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(c.TURN); err != nil {
+		return fmt.Errorf("--turn %q: want host:port or :port: %w", c.TURN, err)
+	}
+	lo, hi, ok := strings.Cut(c.RelayPorts, "-")
+	pmin, err1 := strconv.ParseUint(strings.TrimSpace(lo), 10, 16)
+	pmax, err2 := strconv.ParseUint(strings.TrimSpace(hi), 10, 16)
+	if !ok || err1 != nil || err2 != nil || pmin == 0 || pmax < pmin {
+		return fmt.Errorf("--relay-ports %q: want min-max, like 49160-49200", c.RelayPorts)
+	}
+	c.RelayPortMin, c.RelayPortMax = uint16(pmin), uint16(pmax)
+	if c.RelayBandwidth < 0 {
+		return fmt.Errorf("--relay-bandwidth %d: want bytes per second, 0 for no cap", c.RelayBandwidth)
+	}
+	return nil
+}
+
 func (c *Config) p2pListenAddrs() []string {
 	port := strconv.Itoa(c.P2PPort)
 	return []string{"/ip4/" + c.P2PHost + "/tcp/" + port, "/ip4/" + c.P2PHost + "/udp/" + port + "/quic-v1"}
 }
 
 // defaultReachability is public for a peer said to have a public address
-// (--public-addr) or a role that needs one (proxy; a future relay role),
+// (--public-addr) or a role that needs one (proxy, relay),
 // else auto.
 func (c *Config) defaultReachability() string {
 	if c.PublicIP != "" || c.hasRole("proxy") || c.hasRole("relay") {

@@ -92,6 +92,14 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 			log.Warn("announcing the proxy role failed; the refresh loop retries", "err", err)
 		}
 	}
+	if cfg.hasRole("relay") {
+		rly, err := startRelay(cfg, nil, reg, log) // relaywire.go; nil: no TURN over TLS yet
+		if err != nil {
+			_ = node.Close(context.Background())
+			return err
+		}
+		defer func() { _ = rly.Close() }()
+	}
 	wtls := newWebTLS(cfg, cert, log)
 	httpsPort := ln.Addr().(*net.TCPAddr).Port
 	handler, err := web.New(web.Config{Overlay: node, Owner: owner, P2PBackend: node.WSBackend(),

@@ -70,6 +70,12 @@ func (g relayGen) acquire(user string) (*allocState, error) {
 }
 
 func (g relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	if c.UserID == "" && c.Network == "udp4" && !g.s.cfg.RelayIP.Is4() {
+		// pion's EVEN-PORT search (RFC 8656 §7.2) probes for a free port
+		// with "udp4" and no user whatever the allocation's family; probe
+		// in the relay's family instead.
+		c.Network = "udp6"
+	}
 	if err := g.family(c.Network); err != nil {
 		return nil, nil, err
 	}
