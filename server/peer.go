@@ -19,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/pnet"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/p2psip/p2psip/overlay"
+	"github.com/p2psip/p2psip/server/relay"
 	sipsvc "github.com/p2psip/p2psip/server/sip"
 	"github.com/p2psip/p2psip/static"
 	"github.com/p2psip/p2psip/web"
@@ -92,14 +93,6 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 			log.Warn("announcing the proxy role failed; the refresh loop retries", "err", err)
 		}
 	}
-	if cfg.hasRole("relay") {
-		rly, err := startRelay(cfg, nil, reg, log) // relaywire.go; nil: no TURN over TLS yet
-		if err != nil {
-			_ = node.Close(context.Background())
-			return err
-		}
-		defer func() { _ = rly.Close() }()
-	}
 	wtls := newWebTLS(cfg, cert, log)
 	httpsPort := ln.Addr().(*net.TCPAddr).Port
 	handler, err := web.New(web.Config{Overlay: node, Owner: owner, P2PBackend: node.WSBackend(),
@@ -119,15 +112,27 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 		redirect := redirectServer(httpLn, httpsPort, wtls, log)
 		defer func() { _ = redirect.Close() }()
 	}
+	// One TLS port for HTTPS and TURN over TLS: the demux handshakes each
+	// connection and routes it by ALPN or by its first bytes.
+	demux := relay.NewDemux(ln, wtls.config, log)
+	defer func() { _ = demux.Close() }()
+	if err := demux.Register(reg); err != nil {
+		_ = node.Close(context.Background())
+		return err
+	}
+	// The relay role (relaywire.go's startRelay) serves demux.TURN(); a peer
+	// without it refuses TURN: the demux closes connections routed to a
+	// closed TURN listener.
+	_ = demux.TURN().Close()
 	srv := &http.Server{
 		Handler:           handler,
-		TLSConfig:         wtls.config,
+		TLSConfig:         demux.TLSConfig(), // lists "h2": Serve sets up HTTP/2
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.ServeTLS(ln, "", "") }()
+	go func() { served <- srv.Serve(demux.HTTP()) }()
 	printReady(stdout, cfg, node, ln.Addr().(*net.TCPAddr), httpLn, cert, sipLn.Addrs)
 	log.Info("peer started", "overlay", cfg.Overlay, "node", node.ID(), "https", ln.Addr().String())
 
