@@ -120,10 +120,18 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 		_ = node.Close(context.Background())
 		return err
 	}
-	// The relay role (relaywire.go's startRelay) serves demux.TURN(); a peer
-	// without it refuses TURN: the demux closes connections routed to a
-	// closed TURN listener.
-	_ = demux.TURN().Close()
+	if cfg.hasRole("relay") {
+		rly, err := startRelay(cfg, demux.TURN(), reg, log) // relaywire.go; demux.TURN(): TURN over TLS on the HTTPS port
+		if err != nil {
+			_ = node.Close(context.Background())
+			return err
+		}
+		defer func() { _ = rly.Close() }()
+	} else {
+		// A peer without the relay role refuses TURN: the demux closes
+		// connections routed to a closed TURN listener.
+		_ = demux.TURN().Close()
+	}
 	srv := &http.Server{
 		Handler:           handler,
 		TLSConfig:         demux.TLSConfig(), // lists "h2": Serve sets up HTTP/2
