@@ -188,3 +188,35 @@ func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
 }
+
+// TestHTTPSPortTURN: on a peer with the relay role, TURN over TLS on the
+// HTTPS port reaches the TURN server, with ALPN stun.turn and with none
+// (as Chromium connects), while HTTPS goes on.
+func TestHTTPSPortTURN(t *testing.T) {
+	p := startPeer(t, "--roles", "relay", "--turn", "127.0.0.1:0", "--public-addr", "127.0.0.1")
+	u, err := url.Parse(p.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, alpn := range [][]string{{"stun.turn"}, nil} {
+		t.Run(fmt.Sprintf("ALPN %q", alpn), func(t *testing.T) {
+			c := dialPeerTLS(t, u.Host, alpn...)
+			defer c.Close()
+			req := stunBindingRequest()
+			if _, err := c.Write(req); err != nil {
+				t.Fatal(err)
+			}
+			resp := make([]byte, 20)
+			if _, err := io.ReadFull(c, resp); err != nil {
+				t.Fatalf("no STUN answer over TLS: %v", err)
+			}
+			// Binding success response, same transaction.
+			if binary.BigEndian.Uint16(resp) != 0x0101 || string(resp[4:20]) != string(req[4:20]) {
+				t.Fatalf("answer % x to Binding request % x", resp, req)
+			}
+		})
+	}
+	if code, body := get(t, p.URL+"/healthz"); code != http.StatusOK {
+		t.Fatalf("GET /healthz: %d %s", code, body)
+	}
+}
