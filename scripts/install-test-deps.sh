@@ -36,9 +36,11 @@ DEPS=(
 	# The page's own unit tests (make web-test) and bundle check run on Node.js.
 	node:nodejs
 	npm:npm
+	# The relay role's e2e tests (e2e/relay_test.go) drive coturn's test
+	# clients, turnutils_uclient and turnutils_peer.
+	turnutils_uclient:coturn
 	# Later issues:
 	# baresip:baresip-core
-	# turnserver:coturn
 )
 
 STATICCHECK_VERSION=v0.8.2

@@ -20,6 +20,9 @@ import (
 // 30 seconds before 447.
 const connectTimeout = 30 * time.Second
 
+// maxPortTries bounds the binds tried for one allocation.
+const maxPortTries = 256
+
 // maxOwnPortLogs bounds the own-port refusals logged per allocation: a
 // client spraying the relay's own ports is logged a few times and counted
 // every time.
@@ -43,7 +46,10 @@ func (g relayGen) family(network string) error {
 }
 
 // ports yields the ports to try: the requested one (RFC 8656 EVEN-PORT
-// reservations) if it is in range, else random ports in range.
+// reservations) if it is in range, else up to maxPortTries consecutive
+// ports from a random start (RFC 8656 §7.2 wants the choice
+// unpredictable), so a small range is searched exhaustively even when it
+// is nearly full.
 func (g relayGen) ports(requested int) []int {
 	lo, hi := int(g.s.cfg.PortMin), int(g.s.cfg.PortMax)
 	if requested != 0 {
@@ -52,10 +58,11 @@ func (g relayGen) ports(requested int) []int {
 		}
 		return []int{requested}
 	}
-	n := min(hi-lo+1, 32)
-	out := make([]int, n)
+	size := hi - lo + 1
+	start := rand.IntN(size)
+	out := make([]int, min(size, maxPortTries))
 	for i := range out {
-		out[i] = lo + rand.IntN(hi-lo+1)
+		out[i] = lo + (start+i)%size
 	}
 	return out
 }
