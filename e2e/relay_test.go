@@ -178,6 +178,29 @@ func TestRelayCoturnClients(t *testing.T) {
 			t.Error("the relay did not log the own-port refusal")
 		}
 	})
+	t.Run("Metrics", func(t *testing.T) {
+		curl := requireTool(t, "curl", "curl")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		argv := append(append([]string(nil), e.ns...), curl, "-sk", relayA.URL+"/metrics")
+		out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).Output()
+		if err != nil {
+			t.Fatalf("GET /metrics: %v", err)
+		}
+		for _, re := range []string{
+			`p2psip_relay_allocations\{transport="udp"\} [1-9]`, // turnutils_uclient leaves them to expire
+			`p2psip_relay_bytes_total\{direction="to_peer"\} [1-9]`,
+			`p2psip_relay_packets_total\{direction="from_peer"\} [1-9]`,
+			`p2psip_relay_permissions_created_total [1-9]`,
+			`p2psip_relay_refusals_total\{reason="own_port"\} [1-9]`,
+			`p2psip_relay_auth_failures_total\{reason="bad_password"\} [1-9]`,
+			`p2psip_relay_auth_failures_total\{reason="expired"\} [1-9]`,
+		} {
+			if !regexp.MustCompile(`(?m)^` + re).Match(out) {
+				t.Errorf("/metrics lacks %s", re)
+			}
+		}
+	})
 }
 
 // TestRelaySSRF: each forbidden peer address gets 403 on CreatePermission

@@ -18,6 +18,10 @@ type metrics struct {
 	refusals     *prometheus.CounterVec // reason
 	authFailures *prometheus.CounterVec // reason
 	mints        *prometheus.CounterVec // result
+
+	// The per-packet counters, resolved once: a label lookup per datagram
+	// would cost more than the relaying.
+	toPeerBytes, toPeerPackets, fromPeerBytes, fromPeerPackets prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -50,10 +54,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "p2psip_relay_credentials_minted_total", Help: "Credential requests, by result (ok, quota, bad_request).",
 		}, []string{"result"}),
 	}
-	for _, d := range []string{dirToPeer, dirFromPeer} {
-		m.bytes.WithLabelValues(d)
-		m.packets.WithLabelValues(d)
-	}
+	m.toPeerBytes, m.toPeerPackets = m.bytes.WithLabelValues(dirToPeer), m.packets.WithLabelValues(dirToPeer)
+	m.fromPeerBytes, m.fromPeerPackets = m.bytes.WithLabelValues(dirFromPeer), m.packets.WithLabelValues(dirFromPeer)
 	if reg != nil {
 		reg.MustRegister(m.allocations, m.permissions, m.permsCreated, m.bytes, m.packets,
 			m.dropped, m.refusals, m.authFailures, m.mints)
@@ -65,6 +67,11 @@ func (m *metrics) count(direction string, n int) {
 	if n <= 0 {
 		return
 	}
-	m.bytes.WithLabelValues(direction).Add(float64(n))
-	m.packets.WithLabelValues(direction).Inc()
+	if direction == dirToPeer {
+		m.toPeerBytes.Add(float64(n))
+		m.toPeerPackets.Inc()
+		return
+	}
+	m.fromPeerBytes.Add(float64(n))
+	m.fromPeerPackets.Inc()
 }
