@@ -93,13 +93,14 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 			log.Warn("announcing the proxy role failed; the refresh loop retries", "err", err)
 		}
 	}
+	relays := newRelayDirectory(node, log) // relaydisc.go: the overlay's relays for /api/config
 	wtls := newWebTLS(cfg, cert, log)
 	httpsPort := ln.Addr().(*net.TCPAddr).Port
 	handler, err := web.New(web.Config{Overlay: node, Owner: owner, P2PBackend: node.WSBackend(),
 		SIP:  sipSvc.WebSocketHandler(httpsPort, sipsvc.AllowOrigins(cfg.EmbedOrigins)),
 		Site: static.FS(), Gatherer: reg, Logger: log,
 		EmbedOrigins: cfg.EmbedOrigins, HSTS: wtls.trusted,
-		PublicProxy: publicProxyKnown(cfg, proxyFinder(node)), ICEServers: staticICEServers(cfg),
+		PublicProxy: publicProxyKnown(cfg, proxyFinder(node)), ICEServers: relays.iceServers(staticICEServers(cfg)),
 		SIPStreams: func() web.SIPStreams {
 			p, d, r := sipSvc.PeerStreams()
 			return web.SIPStreams{Peers: p, Direct: d, Relayed: r}
@@ -127,6 +128,10 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 			return err
 		}
 		defer func() { _ = rly.Close() }()
+		if _, err := serveRelayRole(ctx, cfg, node, rly, httpsPort, relays, log); err != nil {
+			_ = node.Close(context.Background())
+			return err
+		}
 	} else {
 		// A peer without the relay role refuses TURN: the demux closes
 		// connections routed to a closed TURN listener.
@@ -139,6 +144,7 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+	go relays.run(ctx)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(demux.HTTP()) }()
 	printReady(stdout, cfg, node, ln.Addr().(*net.TCPAddr), httpLn, cert, sipLn.Addrs)

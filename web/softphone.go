@@ -12,6 +12,10 @@ type ICEServer struct {
 	URLs       []string `json:"urls"`
 	Username   string   `json:"username,omitempty"`
 	Credential string   `json:"credential,omitempty"`
+	// Expires is when a short-lived credential stops working for new
+	// allocations, Unix seconds (0: it does not expire); the page fetches
+	// /api/config again before then.
+	Expires int64 `json:"expires,omitempty"`
 }
 
 // ClientConfig is the body of GET /api/config: what the softphone needs

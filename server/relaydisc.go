@@ -1,0 +1,398 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/p2psip/p2psip/overlay"
+	"github.com/p2psip/p2psip/server/relay"
+	"github.com/p2psip/p2psip/web"
+	"github.com/pion/logging"
+	"github.com/pion/turn/v5"
+)
+
+// Relay discovery: a relay peer announces its TURN URIs in the overlay's
+// relay service records (signed by its node key) and mints short-lived
+// credentials for overlay members over the turn-cred stream protocol.
+// Every peer finds the relays, probes each with one Allocate round trip
+// using a credential the relay minted for it (so a record whose addresses
+// are not that node's relay fails the probe: only the relay's own secret
+// makes the Allocate succeed), keeps the working ones sorted by RTT, and
+// hands the best two to its browsers in /api/config with fresh
+// credentials.
+
+const (
+	// relayCredTTL is the lifetime of the credentials a relay mints for
+	// the overlay; the page fetches new ones before they expire.
+	relayCredTTL = 10 * time.Minute
+	// relayCredReuse: a credential is handed to at most this many pages
+	// (one user id's allocation cap holds a few calls) ...
+	relayCredReuse = 4
+	// relayCredFresh: ... and only while it has this much life left.
+	relayCredFresh = 6 * time.Minute
+	// relayProbeEvery is how often the relays are found and probed again.
+	relayProbeEvery = 60 * time.Second
+	// relayProbeRetry is the next round when no relay works yet.
+	relayProbeRetry = 10 * time.Second
+	// relayProbeTimeout bounds one relay's probe (credential and Allocate).
+	relayProbeTimeout = 10 * time.Second
+	// relaysHandedOut is how many overlay relays /api/config lists.
+	relaysHandedOut = 2
+	// relayMintWait bounds minting while /api/config waits.
+	relayMintWait = 3 * time.Second
+)
+
+// relayURIs are the TURN URIs a relay announces: UDP and TCP on its
+// public address and --turn port, and TURN over TLS on the HTTPS port
+// under its DNS name when it has a certificate a browser trusts (a
+// browser refuses turns: to an IP literal or with an untrusted
+// certificate, so a self-signed peer does not advertise it).
+func relayURIs(cfg Config, relayIP netip.Addr, turnPort, httpsPort int) []string {
+	hp := net.JoinHostPort(relayIP.String(), strconv.Itoa(turnPort))
+	uris := []string{"turn:" + hp + "?transport=udp", "turn:" + hp + "?transport=tcp"}
+	if cfg.FQDN != "" && (cfg.ACME || cfg.TLSCert != "") {
+		uris = append(uris, "turns:"+net.JoinHostPort(cfg.FQDN, strconv.Itoa(httpsPort))+"?transport=tcp")
+	}
+	return uris
+}
+
+// udpPort is the port of the relay's first UDP socket.
+func udpPort(rly *relay.Server) (int, error) {
+	for _, a := range rly.Addrs() {
+		if hp, ok := strings.CutPrefix(a, "udp "); ok {
+			ap, err := netip.ParseAddrPort(hp)
+			if err == nil {
+				return int(ap.Port()), nil
+			}
+		}
+	}
+	return 0, errors.New("the relay has no UDP socket")
+}
+
+// serveRelayRole announces this peer's relay in the overlay (the refresh
+// loop republishes it, Close withdraws it) and answers credential
+// requests. It returns the URIs announced.
+func serveRelayRole(ctx context.Context, cfg Config, node *overlay.Node, rly *relay.Server, httpsPort int, dir *relayDirectory, log *slog.Logger) ([]string, error) {
+	relayIP, err := relayAddr(cfg)
+	if err != nil {
+		return nil, err
+	}
+	port, err := udpPort(rly)
+	if err != nil {
+		return nil, err
+	}
+	uris := relayURIs(cfg, relayIP, port, httpsPort)
+	node.HandleTURNCreds(0, func(_ context.Context, requester, user string) (overlay.TURNCred, error) {
+		return mintFor(rly, requester, user, uris)
+	})
+	dir.setLocal(rly, uris)
+	if cfg.FQDN == "" || (!cfg.ACME && cfg.TLSCert == "") {
+		log.Info("relay: not advertising turns: on the HTTPS port (browsers accept it only with --fqdn and --acme or --tls-cert); TURN over UDP and TCP is advertised", "uris", uris)
+	}
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err = node.Announce(actx, overlay.ServiceEntry{Service: overlay.ServiceRelay, URIs: uris,
+		Data: map[string]string{"realm": rly.Realm()}})
+	if err != nil {
+		log.Warn("announcing the relay role failed; the refresh loop retries", "err", err)
+	}
+	return uris, nil
+}
+
+// mintFor mints a credential for requester's user (requester's bridge
+// when user is empty): the user id in the username names the node, so a
+// credential found in the wild tells whom it was minted for.
+func mintFor(rly *relay.Server, requester, user string, uris []string) (overlay.TURNCred, error) {
+	id := requester
+	if user != "" {
+		id += "/" + user
+	}
+	c, err := rly.Mint(id, relayCredTTL)
+	if err != nil {
+		return overlay.TURNCred{}, err
+	}
+	return overlay.TURNCred{Username: c.Username, Password: c.Password, Expires: c.Expires.Unix(), URLs: uris}, nil
+}
+
+// probedRelay is a relay that answered its last probe.
+type probedRelay struct {
+	node  string
+	uris  []string
+	realm string
+	rtt   time.Duration
+}
+
+// cachedCred is the credential a relay's entry in /api/config carries.
+type cachedCred struct {
+	cred   overlay.TURNCred
+	handed int
+}
+
+// relayDirectory finds, probes and ranks the overlay's relays.
+type relayDirectory struct {
+	node *overlay.Node
+	log  *slog.Logger
+	// probe is the Allocate round trip; tests replace it.
+	probe func(ctx context.Context, uri, realm string, c overlay.TURNCred) (time.Duration, error)
+
+	mu        sync.Mutex
+	local     *relay.Server // this peer's own relay, if any
+	localURIs []string
+	working   []probedRelay // by RTT
+	creds     map[string]*cachedCred
+	seq       int // names the user ids of page credentials
+}
+
+func newRelayDirectory(node *overlay.Node, log *slog.Logger) *relayDirectory {
+	return &relayDirectory{node: node, log: log, probe: probeTURN, creds: map[string]*cachedCred{}}
+}
+
+func (d *relayDirectory) setLocal(rly *relay.Server, uris []string) {
+	d.mu.Lock()
+	d.local, d.localURIs = rly, uris
+	d.mu.Unlock()
+}
+
+// run probes now and then every relayProbeEvery until ctx ends.
+func (d *relayDirectory) run(ctx context.Context) {
+	for {
+		next := relayProbeEvery
+		if d.refresh(ctx) == 0 {
+			next = relayProbeRetry
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(next):
+		}
+	}
+}
+
+// refresh finds the relays, probes each and keeps the working ones. It
+// returns how many work.
+func (d *relayDirectory) refresh(ctx context.Context) int {
+	fctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	entries, err := d.node.FindService(fctx, overlay.ServiceRelay, 10)
+	cancel()
+	if err != nil && !errors.Is(err, overlay.ErrNotFound) {
+		d.log.Debug("finding relays failed", "err", err)
+	}
+	var mu sync.Mutex
+	var working []probedRelay
+	fresh := map[string]overlay.TURNCred{}
+	var wg sync.WaitGroup
+	for _, e := range entries {
+		if !slices.ContainsFunc(e.URIs, isTURNURI) {
+			continue
+		}
+		wg.Go(func() {
+			pctx, cancel := context.WithTimeout(ctx, relayProbeTimeout)
+			defer cancel()
+			cred, err := d.mint(pctx, e.Node, d.nextUser())
+			if err != nil {
+				d.log.Info("relay probe: no credential", "relay", e.Node, "err", err)
+				return
+			}
+			uri := probeURI(e.URIs)
+			rtt, err := d.probe(pctx, uri, e.Data["realm"], cred)
+			if err != nil {
+				d.log.Info("relay probe failed: not handed out", "relay", e.Node, "uri", uri, "err", err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			working = append(working, probedRelay{node: e.Node, uris: e.URIs, realm: e.Data["realm"], rtt: rtt})
+			fresh[e.Node] = cred
+		})
+	}
+	wg.Wait()
+	slices.SortFunc(working, func(a, b probedRelay) int { return int(a.rtt - b.rtt) })
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	before := len(d.working)
+	d.working = working
+	for id := range d.creds {
+		if _, ok := fresh[id]; !ok {
+			delete(d.creds, id)
+		}
+	}
+	// The probe's credential allocated once and released: the pages get it.
+	for id, c := range fresh {
+		if old := d.creds[id]; old == nil || !usable(old, time.Now()) {
+			d.creds[id] = &cachedCred{cred: c}
+		}
+	}
+	if len(working) != before {
+		d.log.Info("overlay relays", "working", len(working), "found", len(entries))
+	}
+	return len(working)
+}
+
+func isTURNURI(u string) bool {
+	return strings.HasPrefix(u, "turn:") || strings.HasPrefix(u, "turns:")
+}
+
+// probeURI picks the URI to probe: TURN over UDP, else the first turn:.
+func probeURI(uris []string) string {
+	for _, u := range uris {
+		if strings.HasPrefix(u, "turn:") && strings.HasSuffix(u, "?transport=udp") {
+			return u
+		}
+	}
+	for _, u := range uris {
+		if strings.HasPrefix(u, "turn:") {
+			return u
+		}
+	}
+	return ""
+}
+
+func (d *relayDirectory) nextUser() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.seq = (d.seq + 1) % 1000
+	return "web-" + strconv.Itoa(d.seq)
+}
+
+// mint gets a credential from relay id: from this peer's own relay
+// directly, else over the overlay.
+func (d *relayDirectory) mint(ctx context.Context, id, user string) (overlay.TURNCred, error) {
+	d.mu.Lock()
+	local, uris := d.local, d.localURIs
+	d.mu.Unlock()
+	if id == d.node.ID() {
+		if local == nil {
+			return overlay.TURNCred{}, errors.New("this peer's relay is not running")
+		}
+		return mintFor(local, id, user, uris)
+	}
+	return d.node.RequestTURNCred(ctx, id, user)
+}
+
+func usable(c *cachedCred, now time.Time) bool {
+	return c.handed < relayCredReuse && time.Unix(c.cred.Expires, 0).Sub(now) > relayCredFresh
+}
+
+// iceServers is web.Config.ICEServers: the static --ice-servers, then up
+// to relaysHandedOut working overlay relays, the fastest first, each with
+// a credential and its expiry.
+func (d *relayDirectory) iceServers(static func(context.Context) []web.ICEServer) func(context.Context) []web.ICEServer {
+	return func(ctx context.Context) []web.ICEServer {
+		var out []web.ICEServer
+		if static != nil {
+			out = append(out, static(ctx)...)
+		}
+		d.mu.Lock()
+		best := slices.Clone(d.working[:min(relaysHandedOut, len(d.working))])
+		d.mu.Unlock()
+		creds := make([]overlay.TURNCred, len(best))
+		ctx, cancel := context.WithTimeout(ctx, relayMintWait)
+		defer cancel()
+		var wg sync.WaitGroup
+		for i, r := range best {
+			wg.Go(func() { creds[i] = d.credFor(ctx, r.node) })
+		}
+		wg.Wait()
+		for i, r := range best {
+			c := creds[i]
+			if c.Username == "" {
+				continue
+			}
+			out = append(out, web.ICEServer{URLs: slices.Clone(r.uris), Username: c.Username, Credential: c.Password, Expires: c.Expires})
+		}
+		return out
+	}
+}
+
+// credFor returns a credential of relay id for a page: the cached one
+// while it is fresh and not handed out too often, else a new one; when
+// minting fails, the cached one while it lives a minute more.
+func (d *relayDirectory) credFor(ctx context.Context, id string) overlay.TURNCred {
+	now := time.Now()
+	d.mu.Lock()
+	c := d.creds[id]
+	if c != nil && usable(c, now) {
+		c.handed++
+		cred := c.cred
+		d.mu.Unlock()
+		return cred
+	}
+	d.mu.Unlock()
+	cred, err := d.mint(ctx, id, d.nextUser())
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err != nil {
+		d.log.Debug("minting a TURN credential for a page failed", "relay", id, "err", err)
+		if c != nil && time.Unix(c.cred.Expires, 0).Sub(now) > time.Minute {
+			return c.cred
+		}
+		return overlay.TURNCred{}
+	}
+	d.creds[id] = &cachedCred{cred: cred, handed: 1}
+	return cred
+}
+
+// probeTURN allocates once on the relay at uri with cred and releases
+// the allocation; it returns the Allocate exchange's duration.
+func probeTURN(ctx context.Context, uri, realm string, cred overlay.TURNCred) (time.Duration, error) {
+	rest, ok := strings.CutPrefix(uri, "turn:")
+	if !ok {
+		return 0, fmt.Errorf("cannot probe %q: want a turn: URI", uri)
+	}
+	hostport, query, _ := strings.Cut(rest, "?")
+	var conn net.PacketConn
+	switch query {
+	case "", "transport=udp":
+		// The client socket's family is the family pion asks to relay.
+		network := "udp4"
+		if h, _, err := net.SplitHostPort(hostport); err == nil && strings.Contains(h, ":") {
+			network = "udp6"
+		}
+		pc, err := net.ListenPacket(network, ":0")
+		if err != nil {
+			return 0, err
+		}
+		conn = pc
+	case "transport=tcp":
+		var dialer net.Dialer
+		c, err := dialer.DialContext(ctx, "tcp", hostport)
+		if err != nil {
+			return 0, err
+		}
+		conn = turn.NewSTUNConn(c)
+	default:
+		return 0, fmt.Errorf("cannot probe %q: unknown transport", uri)
+	}
+	defer func() { _ = conn.Close() }()
+	lf := logging.NewDefaultLoggerFactory()
+	lf.DefaultLogLevel = logging.LogLevelDisabled
+	c, err := turn.NewClient(&turn.ClientConfig{
+		STUNServerAddr: hostport, TURNServerAddr: hostport,
+		Username: cred.Username, Password: cred.Password, Realm: realm,
+		Conn: conn, LoggerFactory: lf, Software: "p2psip-probe",
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	if err := c.Listen(); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	relayed, err := c.AllocateWithContext(ctx)
+	rtt := time.Since(start)
+	if err != nil {
+		return 0, fmt.Errorf("allocating on %s: %w", hostport, err)
+	}
+	_ = relayed.Close()
+	return rtt, nil
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/p2psip/p2psip/overlay"
+	"github.com/p2psip/p2psip/server/relay"
+	"github.com/p2psip/p2psip/web"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func quietLog() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// discNode starts an overlay node for the discovery tests, joined to
+// join when given.
+func discNode(t *testing.T, join *overlay.Node) *overlay.Node {
+	t.Helper()
+	id, err := overlay.LoadOrCreateIdentity(t.TempDir() + "/node.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := overlay.New(overlay.Config{Name: "disc.test", Identity: id, Logger: quietLog(),
+		Hold: time.Minute, RefreshInterval: time.Minute, ServiceTTL: 5 * time.Minute,
+		ListenAddrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = n.Close(ctx)
+	})
+	if join != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := n.Connect(ctx, join.Host().Peerstore().PeerInfo(join.Host().ID())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
+}
+
+func testRelay(t *testing.T) (*relay.Server, Config) {
+	t.Helper()
+	c, err := parseConfig([]string{"--roles", "relay", "--turn", "127.0.0.1:0", "--public-addr", "127.0.0.1",
+		"--relay-private-peers"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := startRelay(c, nil, prometheus.NewRegistry(), quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	return srv, c
+}
+
+func TestRelayURIs(t *testing.T) {
+	ip := netip.MustParseAddr("203.0.113.5")
+	plain := relayURIs(Config{}, ip, 3478, 443)
+	if !slices.Equal(plain, []string{"turn:203.0.113.5:3478?transport=udp", "turn:203.0.113.5:3478?transport=tcp"}) {
+		t.Errorf("self-signed: %v", plain)
+	}
+	if got := relayURIs(Config{FQDN: "relay.example.org"}, ip, 3478, 443); len(got) != 2 {
+		t.Errorf("a name without a trusted certificate advertises turns: %v", got)
+	}
+	got := relayURIs(Config{FQDN: "relay.example.org", ACME: true}, ip, 3478, 443)
+	if len(got) != 3 || got[2] != "turns:relay.example.org:443?transport=tcp" {
+		t.Errorf("ACME: %v", got)
+	}
+	if got := relayURIs(Config{FQDN: "relay.example.org", TLSCert: "c.pem"}, netip.MustParseAddr("2001:db8::1"), 3478, 8443); got[0] != "turn:[2001:db8::1]:3478?transport=udp" || got[2] != "turns:relay.example.org:8443?transport=tcp" {
+		t.Errorf("IPv6, --tls-cert: %v", got)
+	}
+}
+
+// A relay peer announces itself and mints for members; another peer
+// finds it, probes it, and lists it in /api/config's ICE servers after
+// the static ones, with a credential the relay accepts. A record that
+// claims another node's relay fails its probe and is not handed out; a
+// dead relay is dropped.
+func TestRelayDiscoveryICEServers(t *testing.T) {
+	a := discNode(t, nil)
+	b := discNode(t, a)
+	faker := discNode(t, a)
+	rly, cfg := testRelay(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	uris, err := serveRelayRole(ctx, cfg, a, rly, 443, newRelayDirectory(a, quietLog()), quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The faker announces a's URIs, but its credentials come from its
+	// own relay's secret: a's relay refuses them.
+	other, _ := testRelay(t)
+	faker.HandleTURNCreds(0, func(_ context.Context, requester, user string) (overlay.TURNCred, error) {
+		return mintFor(other, requester, user, uris)
+	})
+	if err := faker.Announce(ctx, overlay.ServiceEntry{Service: overlay.ServiceRelay, URIs: uris}); err != nil {
+		t.Fatal(err)
+	}
+	dir := newRelayDirectory(b, quietLog())
+	static := func(context.Context) []web.ICEServer {
+		return []web.ICEServer{{URLs: []string{"stun:stun.example.org"}}}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for dir.refresh(ctx) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no working relay found")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	servers := dir.iceServers(static)(ctx)
+	if len(servers) != 2 || servers[0].URLs[0] != "stun:stun.example.org" {
+		t.Fatalf("ICE servers: %+v (the faker's record must not be handed out)", servers)
+	}
+	s := servers[1]
+	if !slices.Equal(s.URLs, uris) || !strings.HasSuffix(s.Username, ":"+b.ID()+"/"+strings.Split(s.Username, "/")[1]) ||
+		s.Credential == "" || time.Until(time.Unix(s.Expires, 0)) < 5*time.Minute {
+		t.Fatalf("relay entry: %+v", s)
+	}
+	cred := overlay.TURNCred{Username: s.Username, Password: s.Credential}
+	for _, u := range uris {
+		if _, err := probeTURN(ctx, u, rly.Realm(), cred); err != nil {
+			t.Errorf("the handed-out credential does not allocate on %s: %v", u, err)
+		}
+	}
+	// The credential is reused by a few pages, then a fresh one is minted.
+	seen := map[string]bool{s.Username: true}
+	for range relayCredReuse + 1 {
+		got := dir.iceServers(nil)(ctx)
+		if len(got) != 1 {
+			t.Fatalf("ICE servers: %+v", got)
+		}
+		seen[got[0].Username] = true
+	}
+	if len(seen) < 2 {
+		t.Error("one credential handed out without limit")
+	}
+	// The relay dies: the next round drops it.
+	_ = rly.Close()
+	if n := dir.refresh(ctx); n != 0 {
+		t.Fatalf("%d relays still work after the relay closed", n)
+	}
+	if got := dir.iceServers(nil)(ctx); len(got) != 0 {
+		t.Fatalf("a dead relay is handed out: %+v", got)
+	}
+}
