@@ -81,7 +81,9 @@ type Config struct {
 	// OwnAddrs are this host's addresses, on which only the relayed port
 	// range may be reached through the relay (so a client cannot reach
 	// the peer's own HTTPS, SIP or TURN ports from inside). Default:
-	// RelayIP, the listeners' addresses and every interface address.
+	// RelayIP, the listeners' addresses and every interface address, as
+	// found at New. With AllowPrivatePeers, the rest of 127.0.0.0/8 is not
+	// "own": a test bed runs its peers there.
 	OwnAddrs []netip.Addr
 
 	// Logger. Default slog.Default().

@@ -48,10 +48,9 @@ type secret struct {
 // "<expiry>:<id>", and the auth callback, which must return one key before
 // pion checks MESSAGE-INTEGRITY, needs no table of minted names.
 type keyring struct {
-	mu           sync.RWMutex
-	static       []byte
-	cur, prev    *secret
-	nextRotation time.Time
+	mu        sync.RWMutex
+	static    []byte
+	cur, prev *secret
 }
 
 func newSecret(gen uint64) *secret {
@@ -61,12 +60,11 @@ func newSecret(gen uint64) *secret {
 }
 
 // rotate replaces the current secret; the previous one stays accepted.
-func (k *keyring) rotate(next time.Time) {
+func (k *keyring) rotate() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.prev = k.cur
 	k.cur = newSecret(k.prev.gen + 1)
-	k.nextRotation = next
 }
 
 // signing returns the key to mint with and the generation parity to give

@@ -49,7 +49,6 @@ func New(cfg Config) (*Server, error) {
 		s.keys.static = cfg.StaticSecret
 	} else {
 		s.keys.cur = newSecret(0)
-		s.keys.nextRotation = s.now().Add(cfg.SecretRotation)
 	}
 
 	gen := relayGen{s}
@@ -137,7 +136,7 @@ func (s *Server) rotateLoop() {
 		case <-s.stop:
 			return
 		case <-t.C:
-			s.keys.rotate(s.now().Add(s.cfg.SecretRotation))
+			s.keys.rotate()
 			s.log.Info("relay secret rotated; the previous one is accepted for one more period")
 		}
 	}

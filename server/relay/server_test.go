@@ -416,7 +416,7 @@ func TestMintQuota(t *testing.T) {
 func TestRotation(t *testing.T) {
 	r := newTestRelay(t, nil)
 	cred, _ := r.Mint("leo", time.Hour)
-	r.keys.rotate(time.Now())
+	r.keys.rotate()
 	c := udpClient(t, r.udp, cred)
 	relayed, err := c.Allocate()
 	if err != nil {
@@ -430,7 +430,7 @@ func TestRotation(t *testing.T) {
 	if _, err := udpClient(t, r.udp, fresh).Allocate(); err != nil {
 		t.Errorf("Allocate with a credential of the new secret: %v", err)
 	}
-	r.keys.rotate(time.Now())
+	r.keys.rotate()
 	if code := transact(t, c, r.udp, cred, stun.MethodRefresh); code != 401 {
 		t.Errorf("Refresh after two rotations = %d, want 401", code)
 	}
@@ -511,3 +511,54 @@ func xorPeer(ip net.IP, port int) stun.Setter {
 type xorPeerAddr struct{ a stun.XORMappedAddress }
 
 func (x xorPeerAddr) AddTo(m *stun.Message) error { return x.a.AddToAs(m, stun.AttrXORPeerAddress) }
+
+// TestPermissionRefusedIPv6: an IPv6 relay judges the IPv4 address inside
+// IPv4-compatible, NAT64 and 6to4 peers, and IPv6's own internal ranges.
+func TestPermissionRefusedIPv6(t *testing.T) {
+	pc, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	r := newTestRelay(t, func(c *Config) {
+		_ = c.PacketConns[0].Close()
+		_ = c.Listeners[0].Close()
+		c.PacketConns, c.Listeners = []net.PacketConn{pc}, nil
+		c.RelayIP = mustAddr("::1")
+	})
+	cred, _ := r.Mint("ipv6", time.Minute)
+	conn, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	addr := pc.LocalAddr().String()
+	c, err := turn.NewClient(&turn.ClientConfig{
+		STUNServerAddr: addr, TURNServerAddr: addr, Conn: conn,
+		Username: cred.Username, Password: cred.Password, Realm: defaultRealm,
+		RequestedAddressFamily: turn.RequestedAddressFamilyIPv6,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	relayed, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relayed.Close()
+	if ip := relayed.LocalAddr().(*net.UDPAddr).IP; !ip.Equal(net.IPv6loopback) {
+		t.Errorf("relayed address %v, want ::1", ip)
+	}
+	for _, peer := range []string{"::1", "::", "fe80::1", "fc00::1", "fec0::1", "ff02::1",
+		"::127.0.0.1", "64:ff9b::a9fe:a9fe", "2002:a00:1::1", "64:ff9b:1::1"} {
+		if err := c.CreatePermission(&net.UDPAddr{IP: net.ParseIP(peer), Port: 9}); errCode(err) != 403 {
+			t.Errorf("CreatePermission(%s) = %v, want 403", peer, err)
+		}
+	}
+	if err := c.CreatePermission(&net.UDPAddr{IP: net.ParseIP("2001:db8::1"), Port: 9}); err != nil {
+		t.Errorf("CreatePermission(2001:db8::1) = %v, want success", err)
+	}
+}
