@@ -38,7 +38,7 @@ func newTestRelay(t *testing.T, mut func(*Config)) *testRelay {
 		PacketConns: []net.PacketConn{pc},
 		Listeners:   []net.Listener{ln},
 		RelayIP:     mustAddr("127.0.0.1"),
-		PortMin:     41000, PortMax: 41999,
+		PortMin:     61000, PortMax: 61999, // above Linux's ephemeral ports, where the TURN sockets are
 		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Registerer: tr.reg,
 	}
