@@ -9,6 +9,7 @@ import { generateName, guestName, normalizeName, validateName } from "../lib/nam
 import { displayName, normalizeTarget, peerKey } from "../lib/sipuri.js";
 import { readStats, quality } from "../lib/quality.js";
 import { secondsLeft } from "../lib/backoff.js";
+import { iceRefreshDelay, rtcIceServers } from "../lib/ice.js";
 import { HistoryStore, formatDuration } from "../lib/history.js";
 import { callError, micError, registerError } from "../lib/errors.js";
 import { DtmfLog, isDTMF, parseDtmfRelay } from "../lib/dtmf.js";
@@ -36,6 +37,7 @@ const app = {
   endedTimer: null,
   countdown: null,
   notification: null,
+  iceTimer: null, // refreshes the ICE servers before their credentials expire
 };
 
 // ---------------------------------------------------------------- helpers
@@ -497,7 +499,7 @@ async function getMic() {
 }
 
 function pcConfig() {
-  return { iceServers: app.cfg?.iceServers ?? [], bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" };
+  return { iceServers: rtcIceServers(app.cfg?.iceServers, peerNow()), bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" };
 }
 
 function newCall(session, acct, dir, peerUri, peerName) {
@@ -1170,8 +1172,32 @@ function watchPublicProxy() {
   }, PUBLIC_PROXY_POLL_MS);
 }
 
+// The overlay's relays come with credentials that expire (about ten
+// minutes): fetch /api/config again before then. Calls set up their
+// RTCPeerConnection from app.cfg.iceServers (pcConfig), so new calls get
+// the new ones; calls in progress keep their allocations.
+function scheduleICERefresh() {
+  clearTimeout(app.iceTimer);
+  app.iceTimer = setTimeout(refreshICE, iceRefreshDelay(app.cfg?.iceServers, peerNow()) * 1000);
+}
+
+async function refreshICE() {
+  try {
+    const r = await fetch("/api/config", { cache: "no-store", headers: { Accept: "application/json" } });
+    if (r.ok) {
+      const cfg = await r.json();
+      if (Array.isArray(cfg?.iceServers)) app.cfg.iceServers = cfg.iceServers;
+      if (Number.isFinite(cfg?.time)) app.clockSkewS = cfg.time - Date.now() / 1000;
+    }
+  } catch {
+    // the peer is away: the next round (at least 15 s later) asks again
+  }
+  scheduleICERefresh();
+}
+
 async function start() {
   const cfg = app.cfg;
+  scheduleICERefresh();
   $("overlay-name").textContent = cfg.overlay;
   if (app.embed?.call && app.mode === "phone") {
     const target = normalizeTarget(app.embed.call, cfg.overlay);
