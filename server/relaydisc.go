@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -215,7 +216,7 @@ func (d *relayDirectory) refresh(ctx context.Context) int {
 		})
 	}
 	wg.Wait()
-	slices.SortFunc(working, func(a, b probedRelay) int { return int(a.rtt - b.rtt) })
+	slices.SortFunc(working, func(a, b probedRelay) int { return cmp.Compare(a.rtt, b.rtt) })
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	before := len(d.working)

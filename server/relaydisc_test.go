@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -157,5 +159,44 @@ func TestRelayDiscoveryICEServers(t *testing.T) {
 	}
 	if got := dir.iceServers(nil)(ctx); len(got) != 0 {
 		t.Fatalf("a dead relay is handed out: %+v", got)
+	}
+}
+
+// The directory hands out the two fastest working relays, fastest first,
+// and not the ones whose probe fails.
+func TestRelayDirectoryRanksByRTT(t *testing.T) {
+	a := discNode(t, nil)
+	rtts := map[string]time.Duration{}
+	for i, rtt := range []time.Duration{30, 10, -1, 20} {
+		n := discNode(t, a)
+		uri := "turn:192.0.2." + strconv.Itoa(i+1) + ":3478?transport=udp"
+		rtts[uri] = rtt * time.Millisecond
+		n.HandleTURNCreds(0, func(_ context.Context, requester, user string) (overlay.TURNCred, error) {
+			return overlay.TURNCred{Username: "9999999999:" + requester + "/" + user, Password: "pw",
+				Expires: time.Now().Add(relayCredTTL).Unix(), URLs: []string{uri}}, nil
+		})
+		if err := n.Announce(context.Background(), overlay.ServiceEntry{Service: overlay.ServiceRelay, URIs: []string{uri}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := newRelayDirectory(a, quietLog())
+	dir.probe = func(_ context.Context, uri, _ string, c overlay.TURNCred) (time.Duration, error) {
+		if c.Password != "pw" || rtts[uri] < 0 {
+			return 0, errors.New("no answer")
+		}
+		return rtts[uri], nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	deadline := time.Now().Add(20 * time.Second)
+	for dir.refresh(ctx) != 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("the three working relays are not all found")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	got := dir.iceServers(nil)(ctx)
+	if len(got) != 2 || got[0].URLs[0] != "turn:192.0.2.2:3478?transport=udp" || got[1].URLs[0] != "turn:192.0.2.4:3478?transport=udp" {
+		t.Fatalf("ICE servers: %+v, want the 10 ms and 20 ms relays in that order", got)
 	}
 }
