@@ -312,6 +312,7 @@ type peerConn struct {
 	dir, path    string // "in"/"out", "direct"/"relayed": metric labels
 	laddr, raddr *net.TCPAddr
 
+	wmu       sync.Mutex    // serialises Write
 	ready     chan struct{} // closed at sipgo's first Read: it has pooled the conn
 	readyOnce sync.Once
 	closeOnce sync.Once
@@ -324,7 +325,16 @@ func (c *peerConn) Read(b []byte) (int, error) {
 	return c.st.Read(b)
 }
 
-func (c *peerConn) Write(b []byte) (int, error) { return c.st.Write(b) }
+// Write sends one whole message. sipgo writes from many goroutines at
+// once, as a net.TCPConn allows; a yamux stream does not (its Write splits
+// a message at the flow-control window and keeps no lock), and concurrent
+// writers interleave messages and overrun the window, which makes the
+// remote reset the whole connection.
+func (c *peerConn) Write(b []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.st.Write(b)
+}
 
 func (c *peerConn) Close() error {
 	var err error

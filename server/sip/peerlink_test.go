@@ -169,3 +169,42 @@ func TestPeerLinkUnreachable(t *testing.T) {
 		t.Fatal("dialPeer to a node with no handler succeeded")
 	}
 }
+
+// overlapStream is a stream that notes Writes that overlap, as a yamux
+// stream would interleave them.
+type overlapStream struct {
+	pipeEnd
+	active, overlaps atomic.Int64
+}
+
+func (o *overlapStream) Write(b []byte) (int, error) {
+	if o.active.Add(1) > 1 {
+		o.overlaps.Add(1)
+	}
+	time.Sleep(50 * time.Microsecond) // a write that waits for window
+	o.active.Add(-1)
+	return len(b), nil
+}
+
+// TestPeerConnSerialisesWrites: sipgo writes to one connection from many
+// goroutines; a stream gets one whole message at a time.
+func TestPeerConnSerialisesWrites(t *testing.T) {
+	a, _ := net.Pipe()
+	st := &overlapStream{pipeEnd: pipeEnd{a, otherPeer}}
+	l := &peerLinks{byNode: map[string][]*peerConn{}, byAddr: map[string]*peerConn{}, open: map[string]int{}}
+	c := l.newConn(st, "out")
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				_, _ = c.Write([]byte("OPTIONS sip:x SIP/2.0\r\n\r\n"))
+			}
+		}()
+	}
+	wg.Wait()
+	if n := st.overlaps.Load(); n != 0 {
+		t.Fatalf("%d writes overlapped on one stream", n)
+	}
+}
