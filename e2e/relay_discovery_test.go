@@ -96,6 +96,19 @@ func TestRelayDiscoveryICEServers(t *testing.T) {
 		t.Errorf("the relay peer's own entry: %+v", own)
 	}
 
+	// The user's peer counts the working relay and its probes.
+	curl := requireTool(t, "curl", "curl")
+	argv := append(append([]string(nil), e.ns...), curl, "-sk", user.URL+"/metrics")
+	metrics, err := exec.Command(argv[0], argv[1:]...).Output()
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	for _, want := range []string{"p2psip_overlay_relays_working 1", `p2psip_overlay_relay_probes_total{result="ok"}`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
 	base := []string{"-u", s.Username, "-w", s.Credential, "-e", relayPeerAddr, "-r", relayPeerPort,
 		"-n", "10", "-m", "1", "-l", "160", "-z", "5", "-p", "3478"}
 	t.Run("UDP", func(t *testing.T) {

@@ -93,7 +93,7 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 			log.Warn("announcing the proxy role failed; the refresh loop retries", "err", err)
 		}
 	}
-	relays := newRelayDirectory(node, log) // relaydisc.go: the overlay's relays for /api/config
+	relays := newRelayDirectory(node, reg, log) // relaydisc.go: the overlay's relays for /api/config
 	wtls := newWebTLS(cfg, cert, log)
 	httpsPort := ln.Addr().(*net.TCPAddr).Port
 	handler, err := web.New(web.Config{Overlay: node, Owner: owner, P2PBackend: node.WSBackend(),

@@ -19,6 +19,7 @@ import (
 	"github.com/p2psip/p2psip/web"
 	"github.com/pion/logging"
 	"github.com/pion/turn/v5"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Relay discovery: a relay peer announces its TURN URIs in the overlay's
@@ -151,10 +152,25 @@ type relayDirectory struct {
 	working   []probedRelay // by RTT
 	creds     map[string]*cachedCred
 	seq       int // names the user ids of page credentials
+
+	workingGauge prometheus.Gauge
+	probes       *prometheus.CounterVec
 }
 
-func newRelayDirectory(node *overlay.Node, log *slog.Logger) *relayDirectory {
-	return &relayDirectory{node: node, log: log, probe: probeTURN, creds: map[string]*cachedCred{}}
+// newRelayDirectory makes a directory; reg (may be nil) takes its
+// metrics.
+func newRelayDirectory(node *overlay.Node, reg prometheus.Registerer, log *slog.Logger) *relayDirectory {
+	d := &relayDirectory{node: node, log: log, probe: probeTURN, creds: map[string]*cachedCred{},
+		workingGauge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "p2psip_overlay_relays_working",
+			Help: "Overlay relays (TURN) whose last probe allocated: the ones /api/config hands out."}),
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "p2psip_overlay_relay_probes_total",
+			Help: "Probes of overlay relays by result: ok, no_credential (the relay refused or was unreachable), failed (the Allocate failed)."},
+			[]string{"result"}),
+	}
+	if reg != nil {
+		reg.MustRegister(d.workingGauge, d.probes)
+	}
+	return d
 }
 
 func (d *relayDirectory) setLocal(rly *relay.Server, uris []string) {
@@ -201,14 +217,17 @@ func (d *relayDirectory) refresh(ctx context.Context) int {
 			cred, err := d.mint(pctx, e.Node, d.nextUser())
 			if err != nil {
 				d.log.Info("relay probe: no credential", "relay", e.Node, "err", err)
+				d.probes.WithLabelValues("no_credential").Inc()
 				return
 			}
 			uri := probeURI(e.URIs)
 			rtt, err := d.probe(pctx, uri, e.Data["realm"], cred)
 			if err != nil {
 				d.log.Info("relay probe failed: not handed out", "relay", e.Node, "uri", uri, "err", err)
+				d.probes.WithLabelValues("failed").Inc()
 				return
 			}
+			d.probes.WithLabelValues("ok").Inc()
 			mu.Lock()
 			defer mu.Unlock()
 			working = append(working, probedRelay{node: e.Node, uris: e.URIs, realm: e.Data["realm"], rtt: rtt})
@@ -221,6 +240,7 @@ func (d *relayDirectory) refresh(ctx context.Context) int {
 	defer d.mu.Unlock()
 	before := len(d.working)
 	d.working = working
+	d.workingGauge.Set(float64(len(working)))
 	for id := range d.creds {
 		if _, ok := fresh[id]; !ok {
 			delete(d.creds, id)

@@ -101,7 +101,7 @@ func TestRelayDiscoveryICEServers(t *testing.T) {
 	rly, cfg := testRelay(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	uris, err := serveRelayRole(ctx, cfg, a, rly, 443, newRelayDirectory(a, quietLog()), quietLog())
+	uris, err := serveRelayRole(ctx, cfg, a, rly, 443, newRelayDirectory(a, nil, quietLog()), quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestRelayDiscoveryICEServers(t *testing.T) {
 	if err := faker.Announce(ctx, overlay.ServiceEntry{Service: overlay.ServiceRelay, URIs: uris}); err != nil {
 		t.Logf("announce: %v", err) // as above: stored either way
 	}
-	dir := newRelayDirectory(b, quietLog())
+	dir := newRelayDirectory(b, nil, quietLog())
 	static := func(context.Context) []web.ICEServer {
 		return []web.ICEServer{{URLs: []string{"stun:stun.example.org"}}}
 	}
@@ -181,7 +181,7 @@ func TestRelayDirectoryRanksByRTT(t *testing.T) {
 			t.Logf("announce: %v", err)
 		}
 	}
-	dir := newRelayDirectory(a, quietLog())
+	dir := newRelayDirectory(a, nil, quietLog())
 	dir.probe = func(_ context.Context, uri, _ string, c overlay.TURNCred) (time.Duration, error) {
 		if c.Password != "pw" || rtts[uri] < 0 {
 			return 0, errors.New("no answer")
