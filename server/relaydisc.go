@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -220,8 +221,7 @@ func (d *relayDirectory) refresh(ctx context.Context) int {
 				d.probes.WithLabelValues("no_credential").Inc()
 				return
 			}
-			uri := probeURI(e.URIs)
-			rtt, err := d.probe(pctx, uri, e.Data["realm"], cred)
+			rtt, uri, err := d.probeAny(pctx, probeURIs(e.URIs), e.Data["realm"], cred)
 			if err != nil {
 				d.log.Info("relay probe failed: not handed out", "relay", e.Node, "uri", uri, "err", err)
 				d.probes.WithLabelValues("failed").Inc()
@@ -262,19 +262,50 @@ func isTURNURI(u string) bool {
 	return strings.HasPrefix(u, "turn:") || strings.HasPrefix(u, "turns:")
 }
 
-// probeURI picks the URI to probe: TURN over UDP, else the first turn:.
-func probeURI(uris []string) string {
-	for _, u := range uris {
-		if strings.HasPrefix(u, "turn:") && strings.HasSuffix(u, "?transport=udp") {
-			return u
+// probeURIs are the URIs to probe, in order: TURN over UDP, over TCP,
+// then over TLS. A peer behind a network that passes only HTTPS (the
+// browsers it serves sit behind the same one) reaches a relay through
+// turns: on port 443 only, and must still hand that relay out.
+func probeURIs(uris []string) []string {
+	var out []string
+	for _, pick := range []func(string) bool{
+		func(u string) bool { return strings.HasPrefix(u, "turn:") && strings.HasSuffix(u, "?transport=udp") },
+		func(u string) bool { return strings.HasPrefix(u, "turn:") && !strings.HasSuffix(u, "?transport=udp") },
+		func(u string) bool { return strings.HasPrefix(u, "turns:") },
+	} {
+		for _, u := range uris {
+			if pick(u) && !slices.Contains(out, u) {
+				out = append(out, u)
+			}
 		}
 	}
-	for _, u := range uris {
-		if strings.HasPrefix(u, "turn:") {
-			return u
+	return out
+}
+
+// probeAny probes uris in order, each with an equal share of what is left
+// of ctx, until one allocates; it returns that one's RTT and URI, or the
+// last URI tried and its error.
+func (d *relayDirectory) probeAny(ctx context.Context, uris []string, realm string, cred overlay.TURNCred) (time.Duration, string, error) {
+	if len(uris) == 0 {
+		return 0, "", errors.New("no TURN URI to probe")
+	}
+	var err error
+	for i, u := range uris {
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if dl, ok := ctx.Deadline(); ok {
+			actx, cancel = context.WithTimeout(ctx, time.Until(dl)/time.Duration(len(uris)-i))
+		}
+		var rtt time.Duration
+		rtt, err = d.probe(actx, u, realm, cred)
+		cancel()
+		if err == nil {
+			return rtt, u, nil
+		}
+		if ctx.Err() != nil {
+			return 0, u, err
 		}
 	}
-	return ""
+	return 0, uris[len(uris)-1], err
 }
 
 func (d *relayDirectory) nextUser() string {
@@ -366,13 +397,34 @@ func (d *relayDirectory) credFor(ctx context.Context, id string) overlay.TURNCre
 // the allocation; it returns the Allocate exchange's duration.
 func probeTURN(ctx context.Context, uri, realm string, cred overlay.TURNCred) (time.Duration, error) {
 	rest, ok := strings.CutPrefix(uri, "turn:")
+	secure := false
 	if !ok {
-		return 0, fmt.Errorf("cannot probe %q: want a turn: URI", uri)
+		rest, secure = strings.CutPrefix(uri, "turns:")
+		if !secure {
+			return 0, fmt.Errorf("cannot probe %q: want a turn: or turns: URI", uri)
+		}
 	}
 	hostport, query, _ := strings.Cut(rest, "?")
 	var conn net.PacketConn
-	switch query {
-	case "", "transport=udp":
+	switch {
+	case secure && (query == "" || query == "transport=tcp"):
+		host, _, err := net.SplitHostPort(hostport)
+		if err != nil {
+			return 0, err
+		}
+		// Not verified here: the probe asks whether the relay allocates
+		// over this transport (the long-term credential's password never
+		// crosses the wire), and the browser verifies the certificate
+		// itself before it uses the relay.
+		d := tls.Dialer{Config: &tls.Config{ServerName: host, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}} //nolint:gosec // see above
+		c, err := d.DialContext(ctx, "tcp", hostport)
+		if err != nil {
+			return 0, err
+		}
+		conn = turn.NewSTUNConn(c)
+	case secure:
+		return 0, fmt.Errorf("cannot probe %q: unknown transport", uri)
+	case query == "" || query == "transport=udp":
 		// The client socket's family is the family pion asks to relay.
 		network := "udp4"
 		if h, _, err := net.SplitHostPort(hostport); err == nil && strings.Contains(h, ":") {
@@ -383,7 +435,7 @@ func probeTURN(ctx context.Context, uri, realm string, cred overlay.TURNCred) (t
 			return 0, err
 		}
 		conn = pc
-	case "transport=tcp":
+	case query == "transport=tcp":
 		var dialer net.Dialer
 		c, err := dialer.DialContext(ctx, "tcp", hostport)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -200,5 +201,55 @@ func TestRelayDirectoryRanksByRTT(t *testing.T) {
 	got := dir.iceServers(nil)(ctx)
 	if len(got) != 2 || got[0].URLs[0] != "turn:192.0.2.2:3478?transport=udp" || got[1].URLs[0] != "turn:192.0.2.4:3478?transport=udp" {
 		t.Fatalf("ICE servers: %+v, want the 10 ms and 20 ms relays in that order", got)
+	}
+}
+
+// A peer behind a network that passes only HTTPS reaches a relay over
+// turns: on port 443 only: when TURN over UDP and TCP do not answer, the
+// probe tries TLS and the relay is handed out.
+func TestRelayProbeFallsBackToTLS(t *testing.T) {
+	uris := []string{"turns:relay.example.org:443?transport=tcp", "turn:192.0.2.9:3478?transport=tcp", "turn:192.0.2.9:3478?transport=udp"}
+	if got := probeURIs(uris); !slices.Equal(got, []string{uris[2], uris[1], uris[0]}) {
+		t.Fatalf("probe order: %v", got)
+	}
+	a := discNode(t, nil)
+	n := discNode(t, a)
+	n.HandleTURNCreds(0, func(_ context.Context, requester, user string) (overlay.TURNCred, error) {
+		return overlay.TURNCred{Username: "9999999999:" + requester + "/" + user, Password: "pw",
+			Expires: time.Now().Add(relayCredTTL).Unix(), URLs: uris}, nil
+	})
+	if err := n.Announce(context.Background(), overlay.ServiceEntry{Service: overlay.ServiceRelay, URIs: uris}); err != nil {
+		t.Logf("announce: %v", err)
+	}
+	dir := newRelayDirectory(a, nil, quietLog())
+	var mu sync.Mutex
+	var tried []string
+	dir.probe = func(ctx context.Context, uri, _ string, _ overlay.TURNCred) (time.Duration, error) {
+		mu.Lock()
+		tried = append(tried, uri)
+		mu.Unlock()
+		if strings.HasPrefix(uri, "turns:") {
+			return 5 * time.Millisecond, nil
+		}
+		<-ctx.Done() // no answer over UDP or TCP: the attempt's share runs out
+		return 0, ctx.Err()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	deadline := time.Now().Add(40 * time.Second)
+	for dir.refresh(ctx) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the relay reachable over turns: only is not handed out; probes tried %v", tried)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	mu.Lock()
+	last := tried[len(tried)-3:]
+	mu.Unlock()
+	if !slices.Equal(last, []string{uris[2], uris[1], uris[0]}) {
+		t.Errorf("probes tried %v, want UDP, TCP, then TLS", last)
+	}
+	if got := dir.iceServers(nil)(ctx); len(got) != 1 || !slices.Equal(got[0].URLs, uris) {
+		t.Errorf("ICE servers: %+v", got)
 	}
 }
