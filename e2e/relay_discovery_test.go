@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -107,6 +108,16 @@ func TestRelayDiscoveryICEServers(t *testing.T) {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+
+	// p2psip status tells the operator both sides: the relay's own
+	// self-test, and the relays a peer hands out.
+	eventually(t, 20*time.Second, 250*time.Millisecond, "the relay's status shows its self-test passed", func() (bool, string) {
+		res := relayPeer.cli(t, "status", "--peer", relayPeer.URL)
+		return res.Code == 0 && strings.Contains(res.Stdout, "self-test ok"), res.String()
+	})
+	if res := user.cli(t, "status", "--peer", user.URL); !regexp.MustCompile(`overlay relays:\s+1 working\n\s+relay\s+` + relayPeer.NodeID).MatchString(res.Stdout) {
+		t.Errorf("the user's status does not list the working relay:\n%s", res)
 	}
 
 	base := []string{"-u", s.Username, "-w", s.Credential, "-e", relayPeerAddr, "-r", relayPeerPort,

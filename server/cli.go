@@ -154,6 +154,22 @@ func (c *client) status(ctx context.Context, f cliFlags, w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "overlay:\t%s\nnode id:\t%s\npeers:\t%d\nrecords stored:\t%d\nrecords hosted:\t%d\n",
 		s.Overlay, s.NodeID, len(s.Peers), s.Records.Stored, len(s.Records.Hosted))
+	if tu := s.TURN; tu != nil {
+		if tu.Role {
+			switch tu.SelfTest {
+			case "":
+				fmt.Fprintf(tw, "turn relay:\ton, self-test running\n")
+			case "ok":
+				fmt.Fprintf(tw, "turn relay:\ton, self-test ok (%.1f ms)\n", tu.SelfTestRTTMillis)
+			default:
+				fmt.Fprintf(tw, "turn relay:\ton, self-test FAILED: %s\n", tu.SelfTest)
+			}
+		}
+		fmt.Fprintf(tw, "overlay relays:\t%d working\n", len(tu.Working))
+		for _, r := range tu.Working {
+			fmt.Fprintf(tw, "  relay\t%s (%.1f ms)\n", r.Node, r.RTTMillis)
+		}
+	}
 	if st := s.SIPStreams; st != nil {
 		fmt.Fprintf(tw, "sip streams:\t%d peers, %d direct, %d relayed\n", st.Peers, st.Direct, st.Relayed)
 	}

@@ -101,6 +101,7 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 		Site: static.FS(), Gatherer: reg, Logger: log,
 		EmbedOrigins: cfg.EmbedOrigins, HSTS: wtls.trusted,
 		PublicProxy: publicProxyKnown(cfg, proxyFinder(node)), ICEServers: relays.iceServers(staticICEServers(cfg)),
+		TURN: relays.status,
 		SIPStreams: func() web.SIPStreams {
 			p, d, r := sipSvc.PeerStreams()
 			return web.SIPStreams{Peers: p, Direct: d, Relayed: r}
@@ -122,11 +123,14 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 		return err
 	}
 	if cfg.hasRole("relay") {
-		rly, err := startRelay(cfg, demux.TURN(), reg, log) // relaywire.go; demux.TURN(): TURN over TLS on the HTTPS port
+		rly, selfTest, err := startRelay(cfg, demux.TURN(), reg, log) // relaywire.go; demux.TURN(): TURN over TLS on the HTTPS port
 		if err != nil {
 			_ = node.Close(context.Background())
 			return err
 		}
+		relays.mu.Lock()
+		relays.selfTest = selfTest.get
+		relays.mu.Unlock()
 		defer func() { _ = rly.Close() }()
 		if _, err := serveRelayRole(ctx, cfg, node, rly, httpsPort, relays, log); err != nil {
 			_ = node.Close(context.Background())

@@ -153,6 +153,9 @@ type relayDirectory struct {
 	working   []probedRelay // by RTT
 	creds     map[string]*cachedCred
 	seq       int // names the user ids of page credentials
+	// selfTest reports the own relay's self-test ("" while it runs);
+	// nil without the relay role.
+	selfTest func() (string, float64)
 
 	workingGauge prometheus.Gauge
 	probes       *prometheus.CounterVec
@@ -172,6 +175,21 @@ func newRelayDirectory(node *overlay.Node, reg prometheus.Registerer, log *slog.
 		reg.MustRegister(d.workingGauge, d.probes)
 	}
 	return d
+}
+
+// status is the directory's part of /api/overlay: the working relays,
+// fastest first, and this peer's own relay self-test.
+func (d *relayDirectory) status() web.TURNStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := web.TURNStatus{Role: d.local != nil, Working: []web.TURNRelay{}}
+	for _, r := range d.working {
+		st.Working = append(st.Working, web.TURNRelay{Node: r.node, RTTMillis: float64(r.rtt.Microseconds()) / 1000})
+	}
+	if d.selfTest != nil {
+		st.SelfTest, st.SelfTestRTTMillis = d.selfTest()
+	}
+	return st
 }
 
 func (d *relayDirectory) setLocal(rly *relay.Server, uris []string) {

@@ -64,7 +64,7 @@ func testRelay(t *testing.T) (*relay.Server, Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := startRelay(c, nil, prometheus.NewRegistry(), quietLog())
+	srv, _, err := startRelay(c, nil, prometheus.NewRegistry(), quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}

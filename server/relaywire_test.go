@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -43,12 +44,25 @@ func TestStartRelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := startRelay(c, nil, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv, selfTest, err := startRelay(c, nil, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := srv.Addrs(); len(got) != 2 {
 		t.Errorf("Addrs() = %v, want udp and tcp", got)
+	}
+	// The self-test allocates on the relay through --public-addr; its
+	// result is what /api/overlay and p2psip status show.
+	deadline := time.Now().Add(selfTestBudget)
+	for {
+		res, rtt := selfTest.get()
+		if res == "ok" && rtt > 0 {
+			break
+		}
+		if res != "" && res != "ok" || time.Now().After(deadline) {
+			t.Fatalf("self-test: %q (rtt %v ms), want ok", res, rtt)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if err := srv.Close(); err != nil {
 		t.Error(err)

@@ -30,6 +30,29 @@ type OverlayStatus struct {
 	// SIPStreams counts the SIP streams to other peers; nil when the
 	// peer does not report them.
 	SIPStreams *SIPStreams `json:"sip_streams,omitempty"`
+	// TURN tells about the overlay's TURN relays as this peer sees them,
+	// and its own relay role; nil when the peer does not report them.
+	TURN *TURNStatus `json:"turn,omitempty"`
+}
+
+// TURNStatus is this peer's view of the overlay's TURN relays.
+type TURNStatus struct {
+	// Role: this peer runs a relay (--roles relay).
+	Role bool `json:"role"`
+	// SelfTest is the result of the relay's start-up self-test: "" while
+	// it runs (or without the role), "ok" or the error.
+	SelfTest string `json:"self_test,omitempty"`
+	// SelfTestRTTMillis is the self-test's Allocate round trip.
+	SelfTestRTTMillis float64 `json:"self_test_rtt_ms,omitempty"`
+	// Working are the overlay relays whose last probe allocated, fastest
+	// first: the ones /api/config hands out.
+	Working []TURNRelay `json:"working"`
+}
+
+// TURNRelay is one working overlay relay.
+type TURNRelay struct {
+	Node      string  `json:"node"`
+	RTTMillis float64 `json:"rtt_ms"`
 }
 
 // SIPStreams counts the live SIP streams a peer holds with other peers.
@@ -84,6 +107,10 @@ func (a *api) overlayStatus(w http.ResponseWriter, _ *http.Request) {
 		Peers:   a.cfg.Overlay.Peers(),
 		Records: RecordCounts{Stored: a.cfg.Overlay.StoredRecords(), Hosted: a.cfg.Overlay.Hosted()},
 		Reach:   reach,
+	}
+	if a.cfg.TURN != nil {
+		st := a.cfg.TURN()
+		body.TURN = &st
 	}
 	if a.cfg.SIPStreams != nil {
 		st := a.cfg.SIPStreams()

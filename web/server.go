@@ -57,6 +57,9 @@ type Config struct {
 	// ICEGather caps how long the softphone waits for ICE candidates
 	// after the first one. Default 500ms.
 	ICEGather time.Duration
+	// TURN reports the overlay's TURN relays and this peer's relay role
+	// for /api/overlay. Default nil: not reported.
+	TURN func() TURNStatus
 	// SIPStreams counts the SIP streams to other peers for
 	// /api/overlay. Default nil: not reported.
 	SIPStreams func() SIPStreams
