@@ -8,6 +8,7 @@ import (
 	"crypto/sha1" //nolint:gosec // the TURN REST scheme
 	"encoding/base64"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -145,6 +146,15 @@ func TestRelayCoturnClients(t *testing.T) {
 	t.Run("TCPRelay", func(t *testing.T) { // RFC 6062
 		out := e.run(t, append(append([]string{"-T", "-W", relaySecret, "-u", freshUser()}, base...), "127.0.0.1")...)
 		requireDelivered(t, out, 40)
+	})
+	t.Run("TLSOnHTTPSPort", func(t *testing.T) { // turns: on the HTTPS port, past the demultiplexer
+		u, err := url.Parse(relayA.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"-t", "-S", "-W", relaySecret, "-u", freshUser(), "-e", relayPeerAddr, "-r", relayPeerPort,
+			"-n", "20", "-m", "1", "-l", "160", "-z", "5", "-p", u.Port(), u.Hostname()}
+		requireDelivered(t, e.run(t, args...), 40)
 	})
 	t.Run("MintedCredential", func(t *testing.T) { // -u/-w as a browser gets them
 		u, p := restCred(freshUser(), time.Now().Add(time.Hour))

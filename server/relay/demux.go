@@ -70,10 +70,13 @@ const (
 	routePeekFailed = "peek_failed"      // no ALPN and no bytes within the deadline
 )
 
-// NewDemux starts accepting on ln. cfg is cloned: "stun.turn" is added to
-// its NextProtos, after "h2" and "http/1.1" when it lists no protocol (as
-// ServeTLS does), so that a client offering only "stun.turn" is not refused.
-// log may be nil.
+// NewDemux starts accepting on ln. cfg is cloned: "stun.turn" goes first
+// in its NextProtos, before "h2" and "http/1.1" when it lists no protocol
+// (as ServeTLS does). First, because Go's TLS server picks the first of
+// its own protocols the client offers, and TURN clients such as coturn's
+// offer "http/1.1" beside "stun.turn": only a TURN client offers
+// "stun.turn", so it decides. Listed at all, so that a client offering
+// only "stun.turn" is not refused. log may be nil.
 func NewDemux(ln net.Listener, cfg *tls.Config, log *slog.Logger) *Demux {
 	if log == nil {
 		log = slog.Default()
@@ -82,9 +85,8 @@ func NewDemux(ln net.Listener, cfg *tls.Config, log *slog.Logger) *Demux {
 	if len(cfg.NextProtos) == 0 {
 		cfg.NextProtos = []string{"h2", "http/1.1"}
 	}
-	if !slices.Contains(cfg.NextProtos, ALPNTURN) {
-		cfg.NextProtos = append(slices.Clip(cfg.NextProtos), ALPNTURN)
-	}
+	cfg.NextProtos = append([]string{ALPNTURN}, slices.DeleteFunc(slices.Clone(cfg.NextProtos),
+		func(p string) bool { return p == ALPNTURN })...)
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &Demux{
 		ln: ln, cfg: cfg, log: log,

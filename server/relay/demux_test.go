@@ -352,6 +352,10 @@ func TestDemuxPortMatrix(t *testing.T) {
 			})
 		}
 	}
+	t.Run("TURN ALPN stun.turn beside http/1.1", func(t *testing.T) {
+		// coturn's turnutils_uclient offers both: the TURN client wins.
+		e.checkTURN(t, e.dialTLS(t, "http/1.1", ALPNTURN), ALPNTURN)
+	})
 	t.Run("TURN ALPN stun.turn", func(t *testing.T) {
 		e.checkTURN(t, e.dialTLS(t, ALPNTURN), ALPNTURN)
 	})
