@@ -2,43 +2,17 @@ package sip
 
 import (
 	"context"
-	"net"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/miekg/dns"
 )
 
 // dnsServer serves fixed records on loopback for the resolver tests.
 func dnsServer(t *testing.T, records ...string) string {
 	t.Helper()
-	zone := map[uint16]map[string][]dns.RR{}
-	for _, r := range records {
-		rr, err := dns.NewRR(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h := rr.Header()
-		if zone[h.Rrtype] == nil {
-			zone[h.Rrtype] = map[string][]dns.RR{}
-		}
-		zone[h.Rrtype][h.Name] = append(zone[h.Rrtype][h.Name], rr)
-	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(q)
-		m.Answer = zone[q.Question[0].Qtype][q.Question[0].Name]
-		_ = w.WriteMsg(m)
-	})}
-	go func() { _ = srv.ActivateAndServe() }()
-	t.Cleanup(func() { _ = srv.Shutdown() })
-	return pc.LocalAddr().String()
+	return dnsServerRcode(t, nil, records...)
 }
 
 func TestResolveRFC3263(t *testing.T) {
