@@ -1,0 +1,141 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+)
+
+// Bridge makes bridged sessions; one per peer.
+type Bridge struct {
+	cfg   Config
+	api   *webrtc.API
+	ports *portPool
+	m     *metrics
+	log   *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[*Session]struct{} // guarded by mu
+}
+
+// RelayConn is an allocation on a TURN relay (RFC 8656): a PacketConn
+// whose LocalAddr is the relayed address, and which can install
+// permissions before the first packet goes out (§9).
+type RelayConn interface {
+	net.PacketConn
+	CreatePermission(addrs ...net.Addr) error
+}
+
+// Leg says where a session's plain RTP leg lives.
+type Leg struct {
+	// Relay, when set, puts the leg on an allocation at an overlay relay:
+	// the phone cannot reach this peer (NAT, a LAN that passes only
+	// HTTPS). It is called once per session.
+	Relay func(ctx context.Context) (RelayConn, error)
+	// IP is the address written into the SDP when the leg is on this
+	// peer's own socket: its public address, or the LAN address facing
+	// the phone. Ignored with Relay.
+	IP netip.Addr
+}
+
+// Events are the session's calls back into the SIP side. Each may be nil
+// and must not block for long.
+type Events struct {
+	// OnEnd: the session ended by itself (media timeout, ICE failure, the
+	// browser's DTLS closed); the SIP side ends both dialogs. Called once.
+	OnEnd func(reason string)
+	// OnPhoneDigit: a DTMF digit from the phone (RFC 4733), to send to the
+	// browser as SIP INFO.
+	OnPhoneDigit func(digit byte, d time.Duration)
+	// OnBrowserDigit: a DTMF digit from the browser for a phone that did
+	// not negotiate telephone-event, to send to it as SIP INFO.
+	OnBrowserDigit func(digit byte, d time.Duration)
+}
+
+// New makes a Bridge.
+func New(cfg Config) (*Bridge, error) {
+	cfg.applyDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	me := &webrtc.MediaEngine{}
+	// G.711 and telephone-event only (no TWCC, no Opus): RFC 7874 §3 makes
+	// browsers offer both laws, and a phone has at least one.
+	for _, c := range []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}, PayloadType: 0},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMA, ClockRate: 8000}, PayloadType: 8},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mimeTE, ClockRate: 8000, SDPFmtpLine: "0-16"}, PayloadType: 101},
+	} {
+		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
+			return nil, fmt.Errorf("bridge: registering %s: %w", c.MimeType, err)
+		}
+	}
+	ir := &interceptor.Registry{}
+	// Sender and receiver reports toward the browser (RFC 3550 §6.4).
+	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+		return nil, fmt.Errorf("bridge: RTCP reports: %w", err)
+	}
+	se := webrtc.SettingEngine{}
+	if err := se.SetEphemeralUDPPortRange(uint16(cfg.PortMin), uint16(cfg.PortMax)); err != nil {
+		return nil, fmt.Errorf("bridge: ICE port range: %w", err)
+	}
+	se.SetICETimeouts(cfg.ICEFailedTimeout/2, cfg.ICEFailedTimeout, 2*time.Second)
+	se.SetIncludeLoopbackCandidate(cfg.IncludeLoopback)
+	if len(cfg.PublicIPs) > 0 {
+		// Appended, not replaced: browsers on the peer's own LAN still
+		// reach it by its interface addresses.
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{External: cfg.PublicIPs,
+			AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteAppend}); err != nil {
+			return nil, fmt.Errorf("bridge: public addresses %v: %w", cfg.PublicIPs, err)
+		}
+	}
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	b := &Bridge{cfg: cfg, ports: newPortPool(cfg.PortMin, cfg.PortMax, cfg.PortQuarantine),
+		m: newMetrics(cfg.Registerer), log: cfg.Logger, sessions: map[*Session]struct{}{}}
+	b.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	return b, nil
+}
+
+// Active is how many sessions are open.
+func (b *Bridge) Active() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.sessions)
+}
+
+// Close ends every session.
+func (b *Bridge) Close() {
+	b.mu.Lock()
+	ss := make([]*Session, 0, len(b.sessions))
+	for s := range b.sessions {
+		ss = append(ss, s)
+	}
+	b.mu.Unlock()
+	for _, s := range ss {
+		s.Close()
+	}
+}
+
+func (b *Bridge) add(s *Session) {
+	b.mu.Lock()
+	b.sessions[s] = struct{}{}
+	b.mu.Unlock()
+	b.m.active.Inc()
+}
+
+func (b *Bridge) remove(s *Session) {
+	b.mu.Lock()
+	_, ok := b.sessions[s]
+	delete(b.sessions, s)
+	b.mu.Unlock()
+	if ok {
+		b.m.active.Dec()
+	}
+}
