@@ -39,8 +39,10 @@ DEPS=(
 	# The relay role's e2e tests (e2e/relay_test.go) drive coturn's test
 	# clients, turnutils_uclient and turnutils_peer.
 	turnutils_uclient:coturn
-	# Later issues:
-	# baresip:baresip-core
+	# baresip, a real SIP phone with plain RTP/AVP audio, for the media tests
+	# (e2e/baresip_harness_test.go): its modules (g711, aufile, aubridge,
+	# rtcpsummary, account, menu, ctrl_tcp) come in the same package.
+	baresip:baresip-core
 )
 
 STATICCHECK_VERSION=v0.8.2
