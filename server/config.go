@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/p2psip/p2psip/bridge"
+
 	"github.com/p2psip/p2psip/overlay"
 )
 
@@ -67,6 +69,13 @@ type Config struct {
 	RelayPrivatePeers bool
 	RelayBandwidth    int64 // bytes/s per allocation and direction; 0: no cap
 	RelaySecretFile   string
+
+	// Media bridge (package bridge): browsers ↔ plain RTP/AVP phones.
+	RTPPorts      string // "min-max", parsed into RTPPortMin/Max
+	RTPPortMin    int
+	RTPPortMax    int
+	MediaTimeout  time.Duration
+	MediaLoopback bool
 }
 
 // letsEncrypt is the default ACME directory.
@@ -122,6 +131,9 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.BoolVar(&c.RelayPrivatePeers, "relay-private-peers", false, "relay role: also relay to loopback, private (RFC 1918, CGNAT, fc00::/7) and link-local peers, for a LAN or a test bed (default: refused with 403, against SSRF)")
 	fs.Int64Var(&c.RelayBandwidth, "relay-bandwidth", 1<<20, "relay role: bytes per second each TURN allocation may relay in each direction; 0: no cap")
 	fs.StringVar(&c.RelaySecretFile, "relay-secret-file", "", "relay role: file holding a TURN REST shared secret (coturn's static-auth-secret), for credentials minted elsewhere (default: random secrets in memory, rotated daily)")
+	fs.StringVar(&c.RTPPorts, "rtp-ports", "20000-29999", "media bridge: UDP ports of bridged calls' RTP legs and of their WebRTC (ICE) sockets, min-max (open them in the firewall of a public peer)")
+	fs.DurationVar(&c.MediaTimeout, "media-timeout", 30*time.Second, "media bridge: end a bridged call (BYE to both sides) when no RTP arrives this long outside hold")
+	fs.BoolVar(&c.MediaLoopback, "media-loopback", false, "media bridge: offer loopback addresses as ICE candidates to browsers (a peer and its browsers on one machine, as in tests)")
 	fs.StringVar(&c.DNS, "dns", "", "DNS server (host:port) for RFC 3263 lookups of public SIP domains (default: /etc/resolv.conf)")
 	fs.IntVar(&c.RegsPerSource, "registrations-per-source", 64, "live SIP registrations one source address (host:port) may hold; 0: no cap (load tests)")
 	fs.StringVar(&c.Users, "users", "", "file of user:password lines: digest credentials of phones registering here (others are first-come)")
@@ -255,6 +267,14 @@ func (c *Config) validate() error {
 	}
 	if err := c.validateRelay(); err != nil {
 		return err
+	}
+	lo, hi, err := bridge.ParsePortRange(c.RTPPorts)
+	if err != nil {
+		return fmt.Errorf("--rtp-ports: %w", err)
+	}
+	c.RTPPortMin, c.RTPPortMax = lo, hi
+	if c.MediaTimeout < time.Second {
+		return fmt.Errorf("--media-timeout %s: want at least 1s", c.MediaTimeout)
 	}
 	switch c.Reachability {
 	case "":

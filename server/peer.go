@@ -79,7 +79,14 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	sipSvc, err := startSIP(cfg, node, owner, sipLn, reg, log)
+	relays := newRelayDirectory(node, reg, log)               // relaydisc.go: the overlay's relays for /api/config and the bridge
+	media, err := newMediaBridge(cfg, node, relays, reg, log) // bridgewire.go
+	if err != nil {
+		_ = node.Close(context.Background())
+		return fmt.Errorf("media bridge: %w", err)
+	}
+	defer media.Close()
+	sipSvc, err := startSIP(cfg, node, owner, sipLn, media, reg, log)
 	if err != nil {
 		_ = node.Close(context.Background())
 		return err
@@ -93,7 +100,6 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 			log.Warn("announcing the proxy role failed; the refresh loop retries", "err", err)
 		}
 	}
-	relays := newRelayDirectory(node, reg, log) // relaydisc.go: the overlay's relays for /api/config
 	wtls := newWebTLS(cfg, cert, log)
 	httpsPort := ln.Addr().(*net.TCPAddr).Port
 	handler, err := web.New(web.Config{Overlay: node, Owner: owner, P2PBackend: node.WSBackend(),

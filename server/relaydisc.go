@@ -326,6 +326,13 @@ func (d *relayDirectory) probeAny(ctx context.Context, uris []string, realm stri
 	return 0, uris[len(uris)-1], err
 }
 
+// workingRelays are the relays whose last probe allocated, fastest first.
+func (d *relayDirectory) workingRelays() []probedRelay {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.working)
+}
+
 func (d *relayDirectory) nextUser() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -414,12 +421,46 @@ func (d *relayDirectory) credFor(ctx context.Context, id string) overlay.TURNCre
 // probeTURN allocates once on the relay at uri with cred and releases
 // the allocation; it returns the Allocate exchange's duration.
 func probeTURN(ctx context.Context, uri, realm string, cred overlay.TURNCred) (time.Duration, error) {
+	start := time.Now()
+	a, err := allocateTURN(ctx, uri, realm, cred, "p2psip-probe")
+	if err != nil {
+		return 0, err
+	}
+	rtt := time.Since(start)
+	_ = a.Close()
+	return rtt, nil
+}
+
+// turnAllocation is a live allocation: the relayed socket, the client
+// that keeps it (refreshes, permissions) and its connection to the relay.
+type turnAllocation struct {
+	net.PacketConn // relayed: LocalAddr is the relayed address
+	client         *turn.Client
+	conn           net.PacketConn
+}
+
+// CreatePermission installs permissions for peers at once (RFC 8656 §9),
+// before the first packet to them.
+func (a *turnAllocation) CreatePermission(addrs ...net.Addr) error {
+	return a.client.CreatePermission(addrs...)
+}
+
+func (a *turnAllocation) Close() error {
+	err := a.PacketConn.Close()
+	a.client.Close()
+	_ = a.conn.Close()
+	return err
+}
+
+// allocateTURN allocates on the relay at uri (turn: over UDP or TCP,
+// turns: over TLS) with cred.
+func allocateTURN(ctx context.Context, uri, realm string, cred overlay.TURNCred, software string) (*turnAllocation, error) {
 	rest, ok := strings.CutPrefix(uri, "turn:")
 	secure := false
 	if !ok {
 		rest, secure = strings.CutPrefix(uri, "turns:")
 		if !secure {
-			return 0, fmt.Errorf("cannot probe %q: want a turn: or turns: URI", uri)
+			return nil, fmt.Errorf("cannot use %q: want a turn: or turns: URI", uri)
 		}
 	}
 	hostport, query, _ := strings.Cut(rest, "?")
@@ -428,20 +469,20 @@ func probeTURN(ctx context.Context, uri, realm string, cred overlay.TURNCred) (t
 	case secure && (query == "" || query == "transport=tcp"):
 		host, _, err := net.SplitHostPort(hostport)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		// Not verified here: the probe asks whether the relay allocates
-		// over this transport (the long-term credential's password never
-		// crosses the wire), and the browser verifies the certificate
-		// itself before it uses the relay.
+		// Not verified here: the long-term credential's password never
+		// crosses the wire, media over a relay is plain RTP anyway, and
+		// the browser verifies the certificate itself before it uses the
+		// relay.
 		d := tls.Dialer{Config: &tls.Config{ServerName: host, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}} //nolint:gosec // see above
 		c, err := d.DialContext(ctx, "tcp", hostport)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		conn = turn.NewSTUNConn(c)
 	case secure:
-		return 0, fmt.Errorf("cannot probe %q: unknown transport", uri)
+		return nil, fmt.Errorf("cannot use %q: unknown transport", uri)
 	case query == "" || query == "transport=udp":
 		// The client socket's family is the family pion asks to relay.
 		network := "udp4"
@@ -450,40 +491,40 @@ func probeTURN(ctx context.Context, uri, realm string, cred overlay.TURNCred) (t
 		}
 		pc, err := net.ListenPacket(network, ":0")
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		conn = pc
 	case query == "transport=tcp":
 		var dialer net.Dialer
 		c, err := dialer.DialContext(ctx, "tcp", hostport)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		conn = turn.NewSTUNConn(c)
 	default:
-		return 0, fmt.Errorf("cannot probe %q: unknown transport", uri)
+		return nil, fmt.Errorf("cannot use %q: unknown transport", uri)
 	}
-	defer func() { _ = conn.Close() }()
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelDisabled
 	c, err := turn.NewClient(&turn.ClientConfig{
 		STUNServerAddr: hostport, TURNServerAddr: hostport,
 		Username: cred.Username, Password: cred.Password, Realm: realm,
-		Conn: conn, LoggerFactory: lf, Software: "p2psip-probe",
+		Conn: conn, LoggerFactory: lf, Software: software,
 	})
 	if err != nil {
-		return 0, err
+		_ = conn.Close()
+		return nil, err
 	}
-	defer c.Close()
 	if err := c.Listen(); err != nil {
-		return 0, err
+		c.Close()
+		_ = conn.Close()
+		return nil, err
 	}
-	start := time.Now()
 	relayed, err := c.AllocateWithContext(ctx)
-	rtt := time.Since(start)
 	if err != nil {
-		return 0, fmt.Errorf("allocating on %s: %w", hostport, err)
+		c.Close()
+		_ = conn.Close()
+		return nil, fmt.Errorf("allocating on %s: %w", hostport, err)
 	}
-	_ = relayed.Close()
-	return rtt, nil
+	return &turnAllocation{PacketConn: relayed, client: c, conn: conn}, nil
 }

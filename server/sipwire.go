@@ -97,7 +97,7 @@ func sipHost(cfg Config) string {
 }
 
 // startSIP serves SIP on the listeners until they close.
-func startSIP(cfg Config, node *overlay.Node, owner overlay.Signer, l *sipListeners, reg prometheus.Registerer, log *slog.Logger) (*sipsvc.Service, error) {
+func startSIP(cfg Config, node *overlay.Node, owner overlay.Signer, l *sipListeners, media sipsvc.MediaBridge, reg prometheus.Registerer, log *slog.Logger) (*sipsvc.Service, error) {
 	var users *sipsvc.Users
 	if cfg.Users != "" {
 		var err error
@@ -108,6 +108,7 @@ func startSIP(cfg Config, node *overlay.Node, owner overlay.Signer, l *sipListen
 	scfg := sipsvc.Config{Domain: cfg.Overlay, Locator: node, Owner: owner, Users: users,
 		Host: sipHost(cfg), Aliases: sipAliases(cfg), Logger: log, Registerer: reg, FindProxy: proxyFinder(node),
 		Peers:                  node,
+		Bridge:                 media,
 		RegistrationsPerSource: cfg.RegsPerSource}
 	if cfg.RegsPerSource == 0 {
 		scfg.RegistrationsPerSource = -1 // the flag's 0 is "no cap"

@@ -53,6 +53,10 @@ type Config struct {
 	// streams of the overlay's own connections (see peerlink.go). Default
 	// nil: this peer reaches no other (a lone peer, or a unit test).
 	Peers PeerNet
+	// Bridge bridges the media of calls between this peer's browsers and
+	// plain RTP/AVP phones (media.go). Default nil: no bridging; such
+	// calls fail at the browser (488).
+	Bridge MediaBridge
 	// FindProxy returns the node ids of the proxies announced in the
 	// overlay, for requests to other domains. Default nil: none.
 	FindProxy func(ctx context.Context) ([]string, error)

@@ -30,13 +30,23 @@ type fork struct {
 	// are not sent.
 	cancelled bool          // guarded by mu
 	best      *sip.Response // guarded by mu
+	// cseqShift moved the forwarded request's CSeq past requests this
+	// peer sent in the sender's name (bridged.go); responses move back.
+	cseqShift uint32
 }
 
 type branch struct {
+	t           target
 	out         *sip.Request
 	tx          sip.ClientTransaction
 	provisional bool // a provisional arrived: CANCEL may be sent
 	done        bool
+	// pre, when set, is the branch's final response before it is sent
+	// (its media could not be bridged).
+	pre *sip.Response
+	// media is the bridging of this branch's SDP (bridged.go); nil when
+	// the peer does not touch it.
+	media *branchMedia
 }
 
 // branchTimeout bounds a branch: Timer C (§16.6 step 11) is 3 min for
@@ -53,7 +63,7 @@ func newForkLoop(s *Service, req *sip.Request, stx sip.ServerTransaction, target
 	f := &fork{s: s, req: req, stx: stx, reqVias: countVias(req.Headers()), branches: make([]*branch, len(targets))}
 	rr := dialogCreating(req)
 	for i, t := range targets {
-		f.branches[i] = &branch{out: s.prepare(req, t, rr, loop)}
+		f.branches[i] = &branch{t: t, out: s.prepare(req, t, rr, loop)}
 	}
 	return f
 }
@@ -106,6 +116,10 @@ func (f *fork) run() {
 // start sends one branch, through a stream when its next hop is a peer,
 // and relays its responses.
 func (f *fork) start(ctx context.Context, b *branch) {
+	if b.pre != nil {
+		f.onFinal(b, b.pre, false)
+		return
+	}
 	if err := f.s.dialPeer(ctx, b.out); err != nil {
 		f.s.log.Info("branch to an overlay peer failed: no stream to it", "ruri", b.out.Recipient.String(), "err", err)
 		f.onFinal(b, sip.NewResponseFromRequest(f.req, 503, "Service Unavailable (overlay peer unreachable)", nil), false)
@@ -143,7 +157,7 @@ func (f *fork) watch(b *branch) {
 				final := f.final
 				f.mu.Unlock()
 				if res.StatusCode > 100 && !final {
-					f.relay(res)
+					f.relay(b, res)
 				}
 				continue
 			}
@@ -179,9 +193,10 @@ func (f *fork) onFinal(b *branch, res *sip.Response, fromDownstream bool) {
 	if res.IsSuccess() {
 		f.final = true
 		f.mu.Unlock()
-		f.relay(res)
+		f.relay(b, res)
 		return
 	}
+	f.translate(b, res) // a failed branch's bridged media ends
 	if !fromDownstream || res.StatusCode != 503 {
 		if f.best == nil || better(res, f.best) {
 			f.best = res
@@ -214,17 +229,24 @@ func (f *fork) finish() {
 	f.final = true
 	res := f.best
 	f.mu.Unlock()
-	f.relay(res)
+	f.relay(nil, res)
 }
 
 // relay sends a downstream response upstream without the Via this peer
 // added (§16.7 step 9). It edits res in place rather than a copy: sipgo's
 // client transaction hands each response over once and keeps no use for
-// it, and a fork relays a response at most once.
-func (f *fork) relay(res *sip.Response) {
+// it, and a fork relays a response at most once. b is the branch it came
+// from (nil for the best of several).
+func (f *fork) relay(b *branch, res *sip.Response) {
 	v := res.Via()
 	if v == nil || res.CallID() == nil {
 		return
+	}
+	if b != nil {
+		f.translate(b, res)
+	}
+	if cs := f.req.CSeq(); f.cseqShift != 0 && cs != nil {
+		res.ReplaceHeader(&sip.CSeqHeader{SeqNo: cs.SeqNo, MethodName: cs.MethodName})
 	}
 	if (v.Host == f.s.cfg.Host || f.s.isPeerHost(v.Host)) && countVias(res.Headers()) > f.reqVias {
 		res.RemoveHeader("Via")

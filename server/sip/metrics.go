@@ -13,6 +13,10 @@ type metrics struct {
 	peerStreams *prometheus.GaugeVec
 	// peerOpens counts attempts to open a SIP stream to a peer, by result.
 	peerOpens *prometheus.CounterVec
+	// bridgeSetup counts bridged offers by result; bridgeEnded the
+	// bridged calls this peer ended itself, by reason.
+	bridgeSetup *prometheus.CounterVec
+	bridgeEnded *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -33,9 +37,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		peerOpens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "p2psip_sip_peer_stream_opens_total", Help: "Attempts to open a SIP stream to another overlay peer, by result (ok, failed).",
 		}, []string{"result"}),
+		bridgeSetup: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "p2psip_sip_bridge_setups_total", Help: "Calls whose media this peer set out to bridge (browser ↔ plain RTP phone), by result: ok, no_common_codec, no_relay, no_ports, failed.",
+		}, []string{"result"}),
+		bridgeEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "p2psip_sip_bridge_byes_total", Help: "Bridged calls this peer ended with a BYE to both sides because the media died, by reason: media_timeout, ice_failed, browser_closed, other.",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.responses, m.registersShed, m.peerStreams, m.peerOpens)
+		reg.MustRegister(m.requests, m.responses, m.registersShed, m.peerStreams, m.peerOpens, m.bridgeSetup, m.bridgeEnded)
 	}
 	return m
 }

@@ -59,7 +59,18 @@ func (s *Service) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 	if req.IsInvite() {
 		s.respond(tx, req, 100, "Trying") // §16.2: stop the caller's retransmissions
 	}
-	newForkLoop(s, req, tx, targets, loop).run()
+	f := newForkLoop(s, req, tx, targets, loop)
+	if s.cfg.Bridge != nil {
+		if d := s.dialogs.get(callIDOf(req)); inDialog && d != nil {
+			if code, reason := f.bridgeInDialog(d); code != 0 {
+				s.respond(tx, req, code, reason)
+				return
+			}
+		} else if dialogCreating(req) {
+			f.bridgeBranches()
+		}
+	}
+	f.run()
 }
 
 // onAck forwards the ACK of a 2xx (a new transaction of its own, §13.2.2.4)
@@ -81,6 +92,9 @@ func (s *Service) onAck(req *sip.Request, _ sip.ServerTransaction) {
 		return
 	}
 	out := s.prepare(req, targets[0], false, loopHash(req))
+	if s.cfg.Bridge != nil && inDialog {
+		s.shiftACK(req, out)
+	}
 	if err := s.dialPeer(context.Background(), out); err != nil {
 		s.log.Debug("forwarding ACK: no stream to the next peer", "err", err)
 		return

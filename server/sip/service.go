@@ -25,8 +25,10 @@ type Service struct {
 	srv    *sipgo.Server
 	client *sipgo.Client
 	flows  *flows
-	m      *metrics
-	rrKey  []byte // keys the dialog tokens in Record-Route
+	// dialogs are the dialogs whose media this peer bridges.
+	dialogs bridgedDialogs
+	m       *metrics
+	rrKey   []byte // keys the dialog tokens in Record-Route
 	// peerHost names this peer on the wire toward other peers
 	// (peername.go); links carries SIP to them (nil without Config.Peers).
 	peerHost string
