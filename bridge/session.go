@@ -206,7 +206,13 @@ func (s *Session) AnswerFromPlain(answer []byte) ([]byte, error) {
 	if webPT < 0 {
 		webLaw, webPT = s.web.codecs[0].law, int(s.web.codecs[0].pt)
 	}
-	if err := s.preferCodecs(webLaw, s.web.te >= 0 && fe.te >= 0); err != nil {
+	// The answer must use the browser's payload types (RFC 3264 §6.1):
+	// its telephone-event is 126 where the phone's is 101.
+	tePT := -1
+	if fe.te >= 0 {
+		tePT = s.web.te
+	}
+	if err := s.preferCodecs([]plainCodec{{uint8(webPT), webLaw}}, tePT); err != nil {
 		return nil, err
 	}
 	ans, err := s.pc.CreateAnswer(nil)
@@ -251,13 +257,17 @@ func (s *Session) OfferFromPlain(offer []byte) ([]byte, error) {
 		go drainRTCP(tr.Sender())
 		s.trackOn = true
 	}
-	laws := make([]law, 0, 2)
+	var laws []plainCodec
 	for _, c := range fe.codecs {
-		if !containsLaw(laws, c.law) {
-			laws = append(laws, c.law)
+		if ptOf(laws, c.law) < 0 {
+			laws = append(laws, plainCodec{c.law.staticPT(), c.law})
 		}
 	}
-	if err := s.preferCodecs(laws[0], fe.te >= 0, laws[1:]...); err != nil {
+	tePT := -1
+	if fe.te >= 0 {
+		tePT = 101
+	}
+	if err := s.preferCodecs(laws, tePT); err != nil {
 		return nil, err
 	}
 	o, err := s.pc.CreateOffer(nil)
@@ -393,34 +403,26 @@ func ptOf(cs []plainCodec, l law) int {
 	return -1
 }
 
-func containsLaw(ls []law, l law) bool {
-	for _, x := range ls {
-		if x == l {
-			return true
-		}
-	}
-	return false
-}
-
-// preferCodecs limits the browser leg to the chosen law(s) and, with te,
-// telephone-event, so pion's SDP carries exactly what the phone has.
-func (s *Session) preferCodecs(first law, te bool, more ...law) error {
-	var cs []webrtc.RTPCodecParameters
-	for _, l := range append([]law{first}, more...) {
+// preferCodecs limits the browser leg to cs and, with tePT ≥ 0,
+// telephone-event under that payload type, so pion's SDP carries exactly
+// what the phone has.
+func (s *Session) preferCodecs(cs []plainCodec, tePT int) error {
+	var pcs []webrtc.RTPCodecParameters
+	for _, c := range cs {
 		mime := webrtc.MimeTypePCMU
-		if l == pcma {
+		if c.law == pcma {
 			mime = webrtc.MimeTypePCMA
 		}
-		cs = append(cs, webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mime, ClockRate: 8000},
-			PayloadType: webrtc.PayloadType(l.staticPT())})
+		pcs = append(pcs, webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mime, ClockRate: 8000},
+			PayloadType: webrtc.PayloadType(c.pt)})
 	}
-	if te {
-		cs = append(cs, webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mimeTE, ClockRate: 8000, SDPFmtpLine: "0-16"},
-			PayloadType: 101})
+	if tePT >= 0 {
+		pcs = append(pcs, webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mimeTE, ClockRate: 8000, SDPFmtpLine: "0-16"},
+			PayloadType: webrtc.PayloadType(tePT)})
 	}
 	for _, tr := range s.pc.GetTransceivers() {
 		if tr.Kind() == webrtc.RTPCodecTypeAudio {
-			if err := tr.SetCodecPreferences(cs); err != nil {
+			if err := tr.SetCodecPreferences(pcs); err != nil {
 				return fmt.Errorf("bridge: codec preferences: %w", err)
 			}
 		}
