@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { quality, readStats } from "../src/lib/quality.js";
+import { codecInUse, codecLabel, quality, readStats } from "../src/lib/quality.js";
 
 function report(entries) {
   return new Map(entries.map((e) => [e.id, e]));
@@ -41,4 +41,36 @@ test("loss covers the last interval when there was traffic since", () => {
   assert.equal(quality(cur, prev).grade, "poor");
   assert.equal(quality(cur, cur).lossPct, 25, "no new packets: since the start");
   assert.equal(quality({ ...cur, packetsLost: 0 }, prev).grade, "good");
+});
+
+test("the codec in use is the inbound audio stream's, else the outbound one's", () => {
+  const codecs = [
+    { id: "COT01_0", type: "codec", mimeType: "audio/PCMU", clockRate: 8000, payloadType: 0 },
+    { id: "CIT01_8", type: "codec", mimeType: "audio/PCMA", clockRate: 8000, payloadType: 8 },
+    { id: "CIT01_111", type: "codec", mimeType: "audio/opus", clockRate: 48000, payloadType: 111, channels: 2 },
+    { id: "CV", type: "codec", mimeType: "video/VP8", clockRate: 90000, payloadType: 96 },
+  ];
+  assert.deepEqual(codecInUse(report([
+    ...codecs,
+    { id: "IV", type: "inbound-rtp", kind: "video", packetsReceived: 900, codecId: "CV" },
+    { id: "IA", type: "inbound-rtp", kind: "audio", packetsReceived: 50, codecId: "CIT01_8" },
+    { id: "OA", type: "outbound-rtp", kind: "audio", packetsSent: 60, codecId: "COT01_0" },
+  ])), { name: "PCMA", clockRate: 8000, payloadType: 8 });
+  assert.deepEqual(codecInUse([
+    ...codecs,
+    { id: "OA", type: "outbound-rtp", mediaType: "audio", packetsSent: 60, codecId: "COT01_0" },
+  ]), { name: "PCMU", clockRate: 8000, payloadType: 0 }, "no inbound audio yet");
+  assert.equal(codecInUse(report([{ id: "IA", type: "inbound-rtp", kind: "audio", packetsReceived: 5 }])), null, "no codecId yet");
+  assert.equal(codecInUse(report([{ id: "IA", type: "inbound-rtp", kind: "audio", codecId: "gone" }])), null);
+  assert.equal(codecInUse(null), null);
+  assert.equal(codecInUse(report([...codecs, { id: "IA", type: "inbound-rtp", kind: "audio", packetsReceived: 5, codecId: "CIT01_111" }])).name, "opus");
+});
+
+test("codec labels", () => {
+  assert.equal(codecLabel({ name: "PCMU" }), "PCMU (G.711 μ-law)");
+  assert.equal(codecLabel({ name: "PCMA" }), "PCMA (G.711 A-law)");
+  assert.equal(codecLabel({ name: "opus" }), "opus");
+  assert.equal(codecLabel({ name: "G722" }), "G722 (G.722)");
+  assert.equal(codecLabel({ name: "iLBC" }), "iLBC");
+  assert.equal(codecLabel(null), "–");
 });

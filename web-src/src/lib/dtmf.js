@@ -1,5 +1,5 @@
 // DTMF: which keys are digits, parsing INFO bodies, counting each received
-// digit once.
+// digit once, and how to send a digit in a call.
 
 export const DTMF_KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#"];
 
@@ -14,6 +14,35 @@ export function parseDtmfRelay(body) {
   if (m[1] === "10") return "*";
   if (m[1] === "11") return "#";
   return m[1].toUpperCase();
+}
+
+/**
+ * The digit an INFO carries, by its Content-Type: application/dtmf-relay
+ * ("Signal=5\r\nDuration=160") or application/dtmf (the bare digit, some
+ * senders write Signal= there too). null for other types or no digit.
+ */
+export function parseDtmfInfo(contentType, body) {
+  const ct = String(contentType ?? "").toLowerCase().split(";")[0].trim();
+  if (ct === "application/dtmf-relay") return parseDtmfRelay(body);
+  if (ct !== "application/dtmf") return null;
+  const b = String(body ?? "").trim();
+  if (/^(1[01]|[0-9A-D*#])$/i.test(b)) return b === "10" ? "*" : b === "11" ? "#" : b.toUpperCase();
+  return parseDtmfRelay(b);
+}
+
+/**
+ * How to send a keypad digit in a call, as JsSIP transport types in order.
+ *   telephoneEvent: RFC 4733 (telephone-event) was negotiated in the SDP.
+ *   bridged: the peer's media bridge ends the WebRTC media (s=p2psip-bridge).
+ * RFC 4733 when negotiated, else SIP INFO (application/dtmf-relay). A call
+ * that is WebRTC end to end (another page) gets INFO as well: a browser
+ * cannot read RFC 4733, and its page shows the INFO digits. A bridged call
+ * does not: the bridge hands the RTP events to the phone, which would count
+ * an INFO as a second press.
+ */
+export function dtmfTransports({ telephoneEvent, bridged }) {
+  if (!telephoneEvent) return ["INFO"];
+  return bridged ? ["RFC2833"] : ["RFC2833", "INFO"];
 }
 
 /**

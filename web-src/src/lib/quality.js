@@ -1,4 +1,5 @@
-// getStats() -> the numbers the quality panel and #quality show.
+// getStats() -> the numbers the quality panel and #quality show, and the
+// codec in use.
 
 /**
  * Reads the inbound audio stream and the transport's round trip from a
@@ -46,6 +47,46 @@ export function readStats(report) {
     jitterMs: inbound && typeof inbound.jitter === "number" ? inbound.jitter * 1000 : null,
     rttMs: rtt === null ? null : rtt * 1000,
   };
+}
+
+/**
+ * The audio codec in use from a getStats() report: the codec of the inbound
+ * audio stream (the one with most packets), else of the outbound one.
+ * Returns {name, clockRate, payloadType} (name as in the SDP: "PCMU",
+ * "PCMA", "opus", ...) or null while the report names none.
+ */
+export function codecInUse(report) {
+  const stats = [];
+  if (report && typeof report.forEach === "function") report.forEach((s) => stats.push(s));
+  else if (report) for (const s of report) stats.push(s);
+  const byId = new Map(stats.map((s) => [s.id, s]));
+  const audio = (s) => s.kind === "audio" || s.mediaType === "audio";
+  const pick = (type, count) => {
+    let best = null;
+    for (const s of stats) {
+      if (s.type !== type || !audio(s) || !s.codecId || !byId.has(s.codecId)) continue;
+      if (!best || (s[count] ?? 0) > (best[count] ?? 0)) best = s;
+    }
+    return best;
+  };
+  const rtp = pick("inbound-rtp", "packetsReceived") ?? pick("outbound-rtp", "packetsSent");
+  const c = rtp ? byId.get(rtp.codecId) : null;
+  if (!c || typeof c.mimeType !== "string") return null;
+  const name = c.mimeType.replace(/^audio\//i, "");
+  return {
+    name,
+    clockRate: typeof c.clockRate === "number" ? c.clockRate : null,
+    payloadType: typeof c.payloadType === "number" ? c.payloadType : null,
+  };
+}
+
+const CODEC_NAMES = { pcmu: "G.711 μ-law", pcma: "G.711 A-law", g722: "G.722", opus: "Opus" };
+
+/** What the panel shows for a codec: "PCMU (G.711 μ-law)", "opus", "–" when unknown. */
+export function codecLabel(codec) {
+  if (!codec?.name) return "–";
+  const long = CODEC_NAMES[codec.name.toLowerCase()];
+  return long && long.toLowerCase() !== codec.name.toLowerCase() ? `${codec.name} (${long})` : codec.name;
 }
 
 /**
