@@ -105,11 +105,11 @@ func (s *Session) fromWeb(pkt *rtp.Packet, now time.Time) {
 			s.b.m.dtmf.WithLabelValues("browser", "info").Inc()
 			go s.ev.OnBrowserDigit(e.digit(), time.Duration(e.duration)*time.Second/8000)
 		}
-		p.rw.skip(pkt.SequenceNumber)
+		p.rw.skip(pkt.SSRC, pkt.SequenceNumber)
 		return
 	default:
 		s.drop("unknown_pt")
-		p.rw.skip(pkt.SequenceNumber)
+		p.rw.skip(pkt.SSRC, pkt.SequenceNumber)
 		return
 	}
 	if !r.plainDir.recvs() {
@@ -206,7 +206,7 @@ func (s *Session) fromPlain(pkt *rtp.Packet, src netip.AddrPort, now time.Time) 
 			s.b.m.dtmf.WithLabelValues("phone", "info").Inc()
 			go s.ev.OnPhoneDigit(e.digit(), time.Duration(e.duration)*time.Second/8000)
 		}
-		p.rw.skip(pkt.SequenceNumber)
+		p.rw.skip(pkt.SSRC, pkt.SequenceNumber)
 		return
 	}
 	convertLaw(pkt.Payload, r.plainLaw, r.webLaw)

@@ -79,14 +79,18 @@ func (r *rewriter) rewrite(ssrc *uint32, seq *uint16, ts *uint32, now time.Time)
 	*ssrc, *seq, *ts = r.ssrc, out, outTS
 }
 
-// skip drops packet seq from the output without leaving a gap (a phone's
-// telephone-event, which goes to the browser as SIP INFO instead).
-func (r *rewriter) skip(seq uint16) {
-	if !r.started {
+// skip drops packet seq of source ssrc from the output without leaving a
+// gap (a phone's telephone-event, which goes to the browser as SIP INFO
+// instead). Only a packet that would have been the newest of the current
+// source moves the output on: a late one's number is already a gap (the
+// packets after it went out), one of another source or beyond maxGap
+// belongs to a stream the next packet splices on.
+func (r *rewriter) skip(ssrc uint32, seq uint16) {
+	if !r.started || ssrc != r.inSSRC {
 		return
 	}
-	if int16(seq-r.lastIn) > 0 {
+	if d := int16(seq - r.lastIn); d > 0 && d <= maxGap {
 		r.lastIn = seq
+		r.seqDelta--
 	}
-	r.seqDelta--
 }
