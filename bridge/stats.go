@@ -1,6 +1,9 @@
 package bridge
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // recvStats measures one incoming RTP stream: loss as RFC 3550 A.3
 // counts it (expected from the sequence numbers minus received) and
@@ -38,7 +41,9 @@ func (r *recvStats) update(ssrc uint32, seq uint16, ts uint32, at time.Time) {
 		r.maxSeq = cur
 	}
 	transit := arrival - float64(ts)
-	d := transit - r.transit
+	// Modulo 2^32, as A.8 computes it: the timestamp wraps (every six
+	// days at 8 kHz, and it starts at random), which is no jitter.
+	d := math.Remainder(transit-r.transit, 1<<32)
 	r.transit = transit
 	if d < 0 {
 		d = -d
