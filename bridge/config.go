@@ -94,7 +94,9 @@ func (c *Config) validate() error {
 // ParsePortRange reads "min-max" (the --rtp-ports flag).
 func ParsePortRange(s string) (int, int, error) {
 	var lo, hi int
-	if _, err := fmt.Sscanf(s, "%d-%d", &lo, &hi); err != nil {
+	// Sscanf stops after the second number: compare, so that a typo or a
+	// list ("20000-29999,40000-49999") is refused, not half taken.
+	if _, err := fmt.Sscanf(s, "%d-%d", &lo, &hi); err != nil || fmt.Sprintf("%d-%d", lo, hi) != s {
 		return 0, 0, fmt.Errorf("RTP port range %q: want min-max, e.g. 20000-29999", s)
 	}
 	c := Config{PortMin: lo, PortMax: hi}
