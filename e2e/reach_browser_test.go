@@ -31,7 +31,6 @@ const (
 	rbRing     = "uac_webrtc_cancel.xml" // carol cancels 2 s after 180
 	rbReject   = "uac_webrtc_reject.xml" // carol expects 486
 	rbAnswer   = "uac_webrtc_answer.xml" // carol expects 200, ACK, BYE
-	rbPlain    = "uac_plain_refused.xml" // carol offers RTP/AVP, expects 488
 	rbSippTime = "2006-01-02 15:04:05.000000"
 )
 
@@ -40,9 +39,8 @@ const (
 // alice2@overlay.example. Kamailio (atlanta.example) holds
 // alice@atlanta.example → sip:alice2@overlay.example, so a public phone,
 // carol, calling alice@atlanta.example goes Kamailio → DNS overlay.example
-// → P → DHT → stream to L → WebSocket → the page. Carol's calls: a plain
-// RTP/AVP offer (refused 488 without ringing: a browser takes WebRTC media
-// only); a WebRTC-shaped offer she cancels while the page rings (the page
+// → P → DHT → stream to L → WebSocket → the page. Carol's calls: a
+// WebRTC-shaped offer she cancels while the page rings (the page
 // leaves ringing within 1 s of the CANCEL); one the page rejects (486 at
 // carol); one the page answers (200, ACK and carol's BYE through the whole
 // record-routed path). No SIP packet goes from the LAN to port 5060.
@@ -122,23 +120,8 @@ func TestReachBrowserOnLAN(t *testing.T) {
 
 	c := &rbCaller{t: t, r: r, pub: pub, peers: []*peer{P, L}, a: a}
 
-	t.Run("plain RTP offer refused", func(t *testing.T) {
-		before := a.state(t)
-		res, rang := c.call(t, rbPlain, 5090, nil)
-		if rang {
-			t.Errorf("the page rang for a plain RTP/AVP offer it cannot answer")
-		}
-		final := rbFinal(res.res)
-		t.Logf("plain RTP/AVP offer: carol got %q after %s", final, res.took.Round(time.Millisecond))
-		if res.res.Code != 0 || !strings.HasPrefix(final, "SIP/2.0 488") {
-			t.Fatalf("carol's plain RTP/AVP offer got %q, want 488 Not Acceptable Here from the page\n%s", final, c.explain(res))
-		}
-		hangUpAll(a)
-		st := a.waitCall(t, "idle", "ended")
-		if st.History <= before.History {
-			t.Errorf("the refused call is not in #history (%d entries before, %d after)", before.History, st.History)
-		}
-	})
+	// A plain RTP/AVP offer is bridged by L now: TestBridgeHTTPSOnlyLAN
+	// (bridge_lan_test.go) calls the page from a real phone.
 
 	t.Run("cancel while ringing", func(t *testing.T) {
 		a.waitCall(t, "idle", "ended")

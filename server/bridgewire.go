@@ -188,14 +188,18 @@ func (m *mediaBridge) allocate(ctx context.Context) (bridge.RelayConn, error) {
 	return nil, errors.Join(errs...)
 }
 
-// order is r's URIs with the last one that worked first.
+// order is r's URIs with the one that allocated last first, then the one
+// the directory's probe allocated through: a LAN that drops UDP and TCP
+// 3478 does not wait for their timeouts on every call.
 func (m *mediaBridge) order(r probedRelay) []string {
 	m.mu.Lock()
-	good := m.lastGood[r.node]
+	last := m.lastGood[r.node]
 	m.mu.Unlock()
-	uris := slices.Clone(r.uris)
-	if i := slices.Index(uris, good); i > 0 {
-		uris = append([]string{good}, slices.Delete(uris, i, i+1)...)
+	uris := probeURIs(r.uris) // UDP, TCP, TLS
+	for _, good := range []string{r.good, last} {
+		if i := slices.Index(uris, good); i > 0 {
+			uris = append([]string{good}, slices.Delete(uris, i, i+1)...)
+		}
 	}
 	return uris
 }

@@ -55,17 +55,37 @@ const (
 )
 
 // relayURIs are the TURN URIs a relay announces: UDP and TCP on its
-// public address and --turn port, and TURN over TLS on the HTTPS port
-// under its DNS name when it has a certificate a browser trusts (a
-// browser refuses turns: to an IP literal or with an untrusted
-// certificate, so a self-signed peer does not advertise it).
+// public address and --turn port, and TURN over TLS on the HTTPS port:
+// under its DNS name when it has a certificate a browser trusts, else on
+// its address. A browser refuses turns: to an IP literal or with an
+// untrusted certificate, so pages never get the second form
+// (browserURI); the media bridges of peers behind a LAN that passes only
+// HTTPS use it (they do not verify the relay's certificate: media over a
+// relay is plain RTP either way).
 func relayURIs(cfg Config, relayIP netip.Addr, turnPort, httpsPort int) []string {
 	hp := net.JoinHostPort(relayIP.String(), strconv.Itoa(turnPort))
 	uris := []string{"turn:" + hp + "?transport=udp", "turn:" + hp + "?transport=tcp"}
+	tlsHost := relayIP.String()
 	if cfg.FQDN != "" && (cfg.ACME || cfg.TLSCert != "") {
-		uris = append(uris, "turns:"+net.JoinHostPort(cfg.FQDN, strconv.Itoa(httpsPort))+"?transport=tcp")
+		tlsHost = cfg.FQDN
 	}
-	return uris
+	return append(uris, "turns:"+net.JoinHostPort(tlsHost, strconv.Itoa(httpsPort))+"?transport=tcp")
+}
+
+// browserURI reports whether a page can use a relay URI: not turns: to an
+// IP literal (see relayURIs).
+func browserURI(u string) bool {
+	rest, ok := strings.CutPrefix(u, "turns:")
+	if !ok {
+		return true
+	}
+	hostport, _, _ := strings.Cut(rest, "?")
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host = hostport
+	}
+	_, err = netip.ParseAddr(strings.Trim(host, "[]"))
+	return err != nil
 }
 
 // udpPort is the port of the relay's first UDP socket.
@@ -130,6 +150,7 @@ func mintFor(rly *relay.Server, requester, user string, uris []string) (overlay.
 type probedRelay struct {
 	node  string
 	uris  []string
+	good  string // the URI the last probe allocated through
 	realm string
 	rtt   time.Duration
 }
@@ -248,7 +269,7 @@ func (d *relayDirectory) refresh(ctx context.Context) int {
 			d.probes.WithLabelValues("ok").Inc()
 			mu.Lock()
 			defer mu.Unlock()
-			working = append(working, probedRelay{node: e.Node, uris: e.URIs, realm: e.Data["realm"], rtt: rtt})
+			working = append(working, probedRelay{node: e.Node, uris: e.URIs, good: uri, realm: e.Data["realm"], rtt: rtt})
 			fresh[e.Node] = cred
 		})
 	}
@@ -384,7 +405,11 @@ func (d *relayDirectory) iceServers(static func(context.Context) []web.ICEServer
 			if c.Username == "" {
 				continue
 			}
-			out = append(out, web.ICEServer{URLs: slices.Clone(r.uris), Username: c.Username, Credential: c.Password, Expires: c.Expires})
+			urls := slices.DeleteFunc(slices.Clone(r.uris), func(u string) bool { return !browserURI(u) })
+			if len(urls) == 0 {
+				continue
+			}
+			out = append(out, web.ICEServer{URLs: urls, Username: c.Username, Credential: c.Password, Expires: c.Expires})
 		}
 		return out
 	}

@@ -75,11 +75,14 @@ func testRelay(t *testing.T) (*relay.Server, Config) {
 func TestRelayURIs(t *testing.T) {
 	ip := netip.MustParseAddr("203.0.113.5")
 	plain := relayURIs(Config{}, ip, 3478, 443)
-	if !slices.Equal(plain, []string{"turn:203.0.113.5:3478?transport=udp", "turn:203.0.113.5:3478?transport=tcp"}) {
+	if !slices.Equal(plain, []string{"turn:203.0.113.5:3478?transport=udp", "turn:203.0.113.5:3478?transport=tcp", "turns:203.0.113.5:443?transport=tcp"}) {
 		t.Errorf("self-signed: %v", plain)
 	}
-	if got := relayURIs(Config{FQDN: "relay.example.org"}, ip, 3478, 443); len(got) != 2 {
-		t.Errorf("a name without a trusted certificate advertises turns: %v", got)
+	if browserURI(plain[2]) || !browserURI(plain[0]) || !browserURI("turns:relay.example.org:443?transport=tcp") || browserURI("turns:[2001:db8::1]:443") {
+		t.Errorf("browserURI: pages must not get turns: to an IP literal")
+	}
+	if got := relayURIs(Config{FQDN: "relay.example.org"}, ip, 3478, 443); got[2] != "turns:203.0.113.5:443?transport=tcp" {
+		t.Errorf("a name without a trusted certificate advertises turns: under the name: %v", got)
 	}
 	got := relayURIs(Config{FQDN: "relay.example.org", ACME: true}, ip, 3478, 443)
 	if len(got) != 3 || got[2] != "turns:relay.example.org:443?transport=tcp" {
@@ -131,12 +134,13 @@ func TestRelayDiscoveryICEServers(t *testing.T) {
 		t.Fatalf("ICE servers: %+v (the faker's record must not be handed out)", servers)
 	}
 	s := servers[1]
-	if !slices.Equal(s.URLs, uris) || !strings.HasSuffix(s.Username, ":"+b.ID()+"/"+strings.Split(s.Username, "/")[1]) ||
+	pageURIs := slices.DeleteFunc(slices.Clone(uris), func(u string) bool { return !browserURI(u) })
+	if !slices.Equal(s.URLs, pageURIs) || len(pageURIs) != len(uris)-1 || !strings.HasSuffix(s.Username, ":"+b.ID()+"/"+strings.Split(s.Username, "/")[1]) ||
 		s.Credential == "" || time.Until(time.Unix(s.Expires, 0)) < 5*time.Minute {
 		t.Fatalf("relay entry: %+v", s)
 	}
 	cred := overlay.TURNCred{Username: s.Username, Password: s.Credential}
-	for _, u := range uris {
+	for _, u := range s.URLs {
 		if _, err := probeTURN(ctx, u, rly.Realm(), cred); err != nil {
 			t.Errorf("the handed-out credential does not allocate on %s: %v", u, err)
 		}

@@ -1,0 +1,193 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The media bridge on one network (issue: "On one network"): the page in
+// Chromium on the home peer H calls carol@atlanta.example, an ordinary SIP
+// phone (baresip: plain RTP/AVP, PCMU, a 440 Hz tone as microphone)
+// registered at Kamailio and reached through the proxy peer P. H bridges:
+// audio both ways, DTMF from the page reaches the phone, hold and unhold,
+// hang-up from each side; then carol calls alice@atlanta.example (the
+// page's public account): the page rings, answers, audio both ways. All
+// actors run in the browser suite's namespace with the addresses of
+// proxy_test.go.
+
+const (
+	brCarolIP   = "127.0.0.32"
+	brCarolURI  = "carol@" + pxPublic
+	brAudioWait = 5 * time.Second
+)
+
+func TestBridgeOneNetwork(t *testing.T) {
+	if os.Getenv(browserInNetnsEnv) != "1" {
+		pxRequireTools(t)
+		requireTool(t, "baresip", "baresip-core")
+		runBrowserSuiteInNetns(t, "TestBridgeOneNetwork", func(ns string) { pxWriteResolvConf(t, ns) })
+		return
+	}
+	e := pxSetupHere(t)
+	carol := startBaresip(t, baresipOpts{name: "carol", ip: brCarolIP,
+		account: baresipAccount("carol", pxPublic, "carolpw", pxAddr(pxKamIP, 5060), 600),
+		codecs:  []string{"PCMU"}, autoAnswer: true, rtpPorts: [2]int{40000, 40099}})
+
+	eventually(t, bpProxyWait, time.Second, "H's /api/config says publicProxy", func() (bool, string) {
+		code, body := get(t, e.H.URL+"/api/config")
+		var cfg struct {
+			PublicProxy bool `json:"publicProxy"`
+		}
+		return code == http.StatusOK && json.Unmarshal(body, &cfg) == nil && cfg.PublicProxy, fmt.Sprintf("%d %s", code, body)
+	})
+	b := newBrowser(t, "A")
+	a := b.open(t, "A", e.H.URL+"/")
+	a.waitFor(t, "the page proposes a name", func(st phoneState) bool { return st.Name != "" })
+	a.typeInto(t, "#name", bpName)
+	a.click(t, "#join")
+	a.waitFor(t, "#reg-state registered", func(st phoneState) bool { return st.Reg == "registered" })
+
+	steps := []struct {
+		name string
+		run  func(*testing.T)
+	}{
+		{"browser-calls-phone", func(t *testing.T) { brBrowserCallsPhone(t, a, carol); brLogMetrics(t, e.H) }},
+		{"phone-hangs-up", func(t *testing.T) { brPhoneHangsUp(t, a, carol) }},
+		{"phone-calls-browser", func(t *testing.T) { brPhoneCallsBrowser(t, a, carol); brLogMetrics(t, e.H) }},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			t.Cleanup(func() { hangUpAll(a) })
+			s.run(t)
+		})
+	}
+	if t.Failed() {
+		t.Logf("H's log (tail):\n%s", pxTail(e.H.stderr.String(), 20000))
+	}
+}
+
+// brAudioBothWays checks a bridged call carries audio both ways: the
+// page's inbound packets grow with an audio level above zero, and the
+// phone receives at least 90 % of the 50 packets/s G.711 sends over
+// brAudioWait.
+func brAudioBothWays(t *testing.T, a *tab, phone *baresipProc) {
+	t.Helper()
+	first := a.waitFor(t, "#quality data-packets-received > 0", func(st phoneState) bool { return num(st.Packets) > 0 })
+	a.waitFor(t, fmt.Sprintf("#quality data-packets-received to grow past %s and data-audio-level > 0", first.Packets), func(st phoneState) bool {
+		return num(st.Packets) > num(first.Packets) && num(st.Level) > 0
+	})
+	s0 := phone.LiveStats(t)
+	start := time.Now()
+	time.Sleep(brAudioWait)
+	s1 := phone.LiveStats(t)
+	elapsed := time.Since(start)
+	got := s1.RxPackets - s0.RxPackets
+	want := int(elapsed.Seconds() * 50)
+	st := a.state(t)
+	t.Logf("audio: %s received %d packets in %s (%d expected, lost %d); page: packets %s level %s loss %s jitter %s",
+		phone.name, got, elapsed.Round(time.Millisecond), want, s1.RxLost, st.Packets, st.Level, st.Loss, st.Jitter)
+	if float64(got) < 0.9*float64(want) {
+		t.Errorf("%s received %d RTP packets in %s: want ≥ 90 %% of %d", phone.name, got, elapsed.Round(time.Millisecond), want)
+	}
+}
+
+func brBrowserCallsPhone(t *testing.T, a *tab, carol *baresipProc) {
+	a.typeInto(t, "#dial", brCarolURI)
+	a.click(t, "#call")
+	carol.WaitEstablished(t)
+	a.waitCall(t, "connected")
+	brAudioBothWays(t, a, carol)
+
+	// DTMF from the page: RFC 4733 through the bridge, payload type mapped.
+	for _, d := range []string{"1", "2", "3", "#"} {
+		a.click(t, fmt.Sprintf(`[data-digit=%q]`, d))
+		time.Sleep(300 * time.Millisecond)
+	}
+	carol.WaitDTMF(t, "123#")
+
+	// Hold and unhold from the page: re-INVITEs through the bridge.
+	// The page's hold offer is sendonly (RFC 3264 §8.4): carol answers
+	// recvonly and the page hears nothing while it holds.
+	a.click(t, "#hold")
+	a.waitCall(t, "held")
+	time.Sleep(500 * time.Millisecond)
+	held := a.state(t)
+	time.Sleep(2 * time.Second)
+	if st := a.state(t); num(st.Packets)-num(held.Packets) > 10 {
+		t.Errorf("while the page holds, it still receives carol's audio (%s → %s packets)", held.Packets, st.Packets)
+	}
+	a.click(t, "#hold")
+	a.waitCall(t, "connected")
+	resumed := carol.LiveStats(t)
+	before := a.state(t)
+	a.waitFor(t, "inbound packets flow again after the resume", func(st phoneState) bool { return num(st.Packets) > num(before.Packets) })
+	time.Sleep(2 * time.Second)
+	if st := carol.LiveStats(t); st.RxPackets-resumed.RxPackets < 50 {
+		t.Errorf("after the resume carol receives little audio (%d → %d packets in 2 s)", resumed.RxPackets, st.RxPackets)
+	}
+
+	// Hang-up from the page.
+	a.click(t, "#hangup")
+	ev := carol.WaitClosed(t)
+	t.Logf("carol's call closed: %+v", ev)
+	a.waitCall(t, "ended", "idle")
+}
+
+func brPhoneHangsUp(t *testing.T, a *tab, carol *baresipProc) {
+	a.waitCall(t, "idle")
+	a.typeInto(t, "#dial", brCarolURI)
+	a.click(t, "#call")
+	carol.WaitEstablished(t)
+	a.waitCall(t, "connected")
+	time.Sleep(time.Second)
+	carol.Hangup(t)
+	carol.WaitClosed(t)
+	a.waitCall(t, "ended", "idle")
+}
+
+func brPhoneCallsBrowser(t *testing.T, a *tab, carol *baresipProc) {
+	a.waitCall(t, "idle")
+	a.click(t, "#public > summary")
+	a.waitPub(t, "the public account form is enabled", func(st pubState) bool { return !st.Disabled })
+	bpSubmit(t, a, bpPassword)
+	a.waitPub(t, "#pub-state registered", func(st pubState) bool { return st.State == "registered" })
+
+	carol.Dial(t, "sip:"+bpPublic)
+	st := a.waitCall(t, "incoming")
+	t.Logf("incoming from the phone: #peer-name %q", st.PeerName)
+	a.click(t, "#answer")
+	a.waitCall(t, "connected")
+	carol.WaitEstablished(t)
+	brAudioBothWays(t, a, carol)
+
+	// DTMF from the phone: RFC 4733 to the bridge, SIP INFO to the page.
+	carol.SendDTMF(t, "42")
+	a.waitFor(t, `#dtmf-received "42"`, func(st phoneState) bool { return strings.HasSuffix(st.DTMF, "42") })
+
+	carol.Hangup(t)
+	carol.WaitClosed(t)
+	a.waitCall(t, "ended", "idle")
+}
+
+// brLogMetrics logs the peer's bridge metrics (what a failing step's
+// media did).
+func brLogMetrics(t *testing.T, p *peer) {
+	t.Helper()
+	code, body := get(t, p.URL+"/metrics")
+	var lines []string
+	for _, l := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(l, "p2psip_bridge") || strings.HasPrefix(l, "p2psip_sip_bridge") {
+			if !strings.Contains(l, "_bucket{") {
+				lines = append(lines, l)
+			}
+		}
+	}
+	t.Logf("%s /metrics (%d), bridge series:\n%s", p.Name, code, strings.Join(lines, "\n"))
+}
