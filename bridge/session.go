@@ -199,7 +199,10 @@ func (s *Session) AnswerFromPlain(answer []byte) ([]byte, error) {
 	}
 	pc := s.chooseOffered(fe.codecs, s.web.codecs)
 	if pc == nil {
-		return nil, ErrNoCommonCodec
+		// A phone that answers only a law the browser did not offer
+		// (RFC 3264 §6.1 has it reject the stream; some answer anyway):
+		// convert, as the doc promises.
+		pc = &fe.codecs[0]
 	}
 	webLaw := pc.law
 	webPT := ptOf(s.web.codecs, webLaw)
