@@ -210,12 +210,10 @@ func (s *Session) AnswerFromPlain(answer []byte) ([]byte, error) {
 		webLaw, webPT = s.web.codecs[0].law, int(s.web.codecs[0].pt)
 	}
 	// The answer must use the browser's payload types (RFC 3264 §6.1):
-	// its telephone-event is 126 where the phone's is 101.
-	tePT := -1
-	if fe.te >= 0 {
-		tePT = s.web.te
-	}
-	if err := s.preferCodecs([]plainCodec{{uint8(webPT), webLaw}}, tePT); err != nil {
+	// its telephone-event is 126 where the phone's is 101. It keeps
+	// telephone-event when the phone has none, or the browser could not
+	// send digits at all: they leave as SIP INFO (OnBrowserDigit).
+	if err := s.preferCodecs([]plainCodec{{uint8(webPT), webLaw}}, s.web.te); err != nil {
 		return nil, err
 	}
 	ans, err := s.pc.CreateAnswer(nil)
@@ -226,12 +224,8 @@ func (s *Session) AnswerFromPlain(answer []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	te := -1
-	if fe.te >= 0 {
-		te = s.web.te
-	}
 	s.far = fe
-	s.setRoute(&route{plainPT: int(pc.pt), plainTE: fe.te, plainLaw: pc.law, webPT: webPT, webTE: te, webLaw: webLaw,
+	s.setRoute(&route{plainPT: int(pc.pt), plainTE: fe.te, plainLaw: pc.law, webPT: webPT, webTE: s.web.te, webLaw: webLaw,
 		plainDir: fe.dir, webDir: s.web.dir})
 	if err := s.leg.setFar(fe); err != nil {
 		s.log.Warn("bridge: relay permission for the phone failed", "phone", fe.rtp, "err", err)
@@ -266,11 +260,9 @@ func (s *Session) OfferFromPlain(offer []byte) ([]byte, error) {
 			laws = append(laws, plainCodec{c.law.staticPT(), c.law})
 		}
 	}
-	tePT := -1
-	if fe.te >= 0 {
-		tePT = 101
-	}
-	if err := s.preferCodecs(laws, tePT); err != nil {
+	// telephone-event toward the browser even when the phone has none:
+	// the browser's digits then leave as SIP INFO (OnBrowserDigit).
+	if err := s.preferCodecs(laws, 101); err != nil {
 		return nil, err
 	}
 	o, err := s.pc.CreateOffer(nil)
@@ -321,12 +313,8 @@ func (s *Session) AnswerFromWebRTC(answer []byte) ([]byte, error) {
 	}
 	po := plainOut{sessID: s.sessID, version: s.nextVersion(), ip: s.leg.addr.Addr(), port: int(s.leg.addr.Port()),
 		codecs: []plainCodec{plain}, te: te, dir: wd.dir, media: fe.media, mline: fe.mline}
-	webTE := -1
-	if te >= 0 {
-		webTE = wd.te
-	}
 	s.web = wd
-	s.setRoute(&route{plainPT: int(plain.pt), plainTE: te, plainLaw: plain.law, webPT: webPT, webTE: webTE, webLaw: webLaw,
+	s.setRoute(&route{plainPT: int(plain.pt), plainTE: te, plainLaw: plain.law, webPT: webPT, webTE: wd.te, webLaw: webLaw,
 		plainDir: fe.dir, webDir: wd.dir})
 	out := po.marshal()
 	s.pending, s.answered, s.answerIn, s.answerOut = pendNone, true, bytes.Clone(answer), out
