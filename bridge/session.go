@@ -36,6 +36,7 @@ type Session struct {
 	pending   pending     // guarded by mu
 	web       *webrtcDesc // guarded by mu; the browser's last description
 	far       *farEnd     // guarded by mu; the phone's last description
+	farBefore *farEnd     // guarded by mu; far before a pending phone offer (Cancel)
 	version   uint64      // guarded by mu; o= version toward the phone
 	trackOn   bool        // guarded by mu; the track is on the connection
 	answered  bool        // guarded by mu; this round has an answer (a 200 after a 183)
@@ -278,7 +279,7 @@ func (s *Session) OfferFromPlain(offer []byte) ([]byte, error) {
 	if err := s.leg.setFar(fe); err != nil {
 		s.log.Warn("bridge: relay permission for the phone failed", "phone", fe.rtp, "err", err)
 	}
-	s.far, s.pending = fe, pendPlainOffer
+	s.farBefore, s.far, s.pending = s.far, fe, pendPlainOffer
 	return sdp, nil
 }
 
@@ -340,14 +341,43 @@ func (s *Session) openRound() error {
 func (s *Session) Cancel() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.pending == pendWebOffer {
-		// pion holds the browser's offer as its remote description: roll
-		// it back so the next round starts from stable.
-		_ = s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback})
-	} else if s.pending == pendPlainOffer {
-		_ = s.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback})
+	// pion (v4) cannot roll back: its signaling state machine refuses
+	// SDPTypeRollback. Finish the round inside pion instead, so that the
+	// next one starts from stable; the route stays as it was.
+	switch s.pending {
+	case pendWebOffer:
+		// pion holds the browser's offer: answer it.
+		if a, err := s.pc.CreateAnswer(nil); err == nil {
+			_ = s.pc.SetLocalDescription(a)
+		}
+	case pendPlainOffer:
+		// pion holds its own offer: answer it with the browser's last
+		// description, and send to where the phone was before.
+		if rd := s.pc.CurrentRemoteDescription(); rd != nil {
+			_ = s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: s.asAnswer(rd)})
+		}
+		if s.farBefore != nil {
+			s.far = s.farBefore
+			if err := s.leg.setFar(s.far); err != nil {
+				s.log.Warn("bridge: relay permission for the phone failed", "phone", s.far.rtp, "err", err)
+			}
+		}
 	}
 	s.pending = pendNone
+}
+
+// asAnswer is the browser's description as an answer: an offer (the
+// browser offered last) keeps the DTLS role it took then (RFC 5763 §5)
+// instead of actpass.
+func (s *Session) asAnswer(d *webrtc.SessionDescription) string {
+	if d.Type != webrtc.SDPTypeOffer {
+		return d.SDP
+	}
+	role := "a=setup:active"
+	if l := s.pc.CurrentLocalDescription(); l != nil && strings.Contains(l.SDP, "a=setup:active") {
+		role = "a=setup:passive"
+	}
+	return strings.ReplaceAll(d.SDP, "a=setup:actpass", role)
 }
 
 func (s *Session) applyFar(fe *farEnd) {
