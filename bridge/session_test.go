@@ -23,15 +23,23 @@ type fakeBrowser struct {
 	got   []*rtp.Packet
 }
 
+// The browser's audio codecs: Chromium's payload types.
+var (
+	browserOpus = webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111}
+	browserPCMU = webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}, PayloadType: 0}
+	browserPCMA = webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMA, ClockRate: 8000}, PayloadType: 8}
+	browserTE   = webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mimeTE, ClockRate: 8000}, PayloadType: 126}
+)
+
 func newFakeBrowser(t *testing.T) *fakeBrowser {
+	return newFakeBrowserWith(t, browserOpus, browserPCMU, browserPCMA, browserTE)
+}
+
+// newFakeBrowserWith is a fake browser with only the given audio codecs.
+func newFakeBrowserWith(t *testing.T, codecs ...webrtc.RTPCodecParameters) *fakeBrowser {
 	t.Helper()
 	me := &webrtc.MediaEngine{}
-	for _, c := range []webrtc.RTPCodecParameters{
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111},
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}, PayloadType: 0},
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMA, ClockRate: 8000}, PayloadType: 8},
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mimeTE, ClockRate: 8000}, PayloadType: 126},
-	} {
+	for _, c := range codecs {
 		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
 			t.Fatal(err)
 		}
@@ -165,7 +173,14 @@ func (ph *fakePhone) send(t *testing.T, to netip.AddrPort, p *rtp.Packet) {
 
 func newTestBridge(t *testing.T) *Bridge {
 	t.Helper()
-	b, err := New(Config{PortMin: 31000, PortMax: 31999, IncludeLoopback: true, ListenIP: netip.MustParseAddr("127.0.0.1")})
+	return newTestBridgeWith(t, Config{})
+}
+
+// newTestBridgeWith is a test bridge with some of cfg's settings.
+func newTestBridgeWith(t *testing.T, cfg Config) *Bridge {
+	t.Helper()
+	cfg.PortMin, cfg.PortMax, cfg.IncludeLoopback, cfg.ListenIP = 31000, 31999, true, netip.MustParseAddr("127.0.0.1")
+	b, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
