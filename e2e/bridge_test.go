@@ -83,11 +83,16 @@ func brAudioBothWays(t *testing.T, a *tab, phone *baresipProc) {
 	a.waitFor(t, fmt.Sprintf("#quality data-packets-received to grow past %s and data-audio-level > 0", first.Packets), func(st phoneState) bool {
 		return num(st.Packets) > num(first.Packets) && num(st.Level) > 0
 	})
-	s0 := phone.LiveStats(t)
-	start := time.Now()
+	// Each reading is taken at the middle of its control round trip.
+	read := func() (baresipLiveStats, time.Time) {
+		before := time.Now()
+		s := phone.LiveStats(t)
+		return s, before.Add(time.Since(before) / 2)
+	}
+	s0, start := read()
 	time.Sleep(brAudioWait)
-	s1 := phone.LiveStats(t)
-	elapsed := time.Since(start)
+	s1, end := read()
+	elapsed := end.Sub(start)
 	got := s1.RxPackets - s0.RxPackets
 	want := int(elapsed.Seconds() * 50)
 	st := a.state(t)
