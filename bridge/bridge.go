@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 )
@@ -20,6 +21,10 @@ type Bridge struct {
 	ports *portPool
 	m     *metrics
 	log   *slog.Logger
+	// iceMux carries the ICE (and then DTLS-SRTP) of every browser leg on
+	// icePort, the top port of the range that was free.
+	iceMux  *ice.MultiUDPMuxDefault
+	icePort int
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{} // guarded by mu
@@ -97,7 +102,22 @@ func New(cfg Config) (*Bridge, error) {
 		}
 	}
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
-	b := &Bridge{cfg: cfg, ports: newPortPool(cfg.PortMin, cfg.PortMax, cfg.PortQuarantine),
+	// No mDNS: pion would open four sockets and six goroutines per call
+	// for it. A browser that hides its address behind a .local name
+	// still connects: its checks reach the bridge's host candidate, which
+	// learns the browser's address from them (RFC 8445 §7.3.1.3).
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	ports := newPortPool(cfg.PortMin, cfg.PortMax, cfg.PortQuarantine)
+	mux, muxPort, err := listenICEMux(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ports.reserve(muxPort)
+	// One UDP port for the ICE of every browser leg (RFC 8445 allows
+	// sharing: the ICE username tells the calls apart), instead of a
+	// socket and a reader per interface per call.
+	se.SetICEUDPMux(mux)
+	b := &Bridge{iceMux: mux, icePort: muxPort, cfg: cfg, ports: ports,
 		m: newMetrics(cfg.Registerer), log: cfg.Logger, sessions: map[*Session]struct{}{}}
 	b.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	return b, nil
@@ -121,6 +141,34 @@ func (b *Bridge) Close() {
 	for _, s := range ss {
 		s.Close()
 	}
+	_ = b.iceMux.Close()
+}
+
+// ICEPort is the UDP port of the browser legs' ICE.
+func (b *Bridge) ICEPort() int { return b.icePort }
+
+// listenICEMux opens the shared ICE port: the highest free port of the
+// range (plain legs take ports from the bottom), on every interface
+// address but link-local ones. An IPv6 address still in duplicate address
+// detection cannot be bound yet (a host or namespace that just came up):
+// then the port serves IPv4 alone rather than failing the peer.
+func listenICEMux(cfg Config) (*ice.MultiUDPMuxDefault, int, error) {
+	noLinkLocal := ice.UDPMuxFromPortWithIPFilter(func(ip net.IP) bool { return !ip.IsLinkLocalUnicast() })
+	var lastErr error
+	for _, nets := range [][]ice.NetworkType{{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6}, {ice.NetworkTypeUDP4}} {
+		opts := []ice.UDPMuxFromPortOption{ice.UDPMuxFromPortWithNetworks(nets...), noLinkLocal}
+		if cfg.IncludeLoopback {
+			opts = append(opts, ice.UDPMuxFromPortWithLoopback())
+		}
+		for p := cfg.PortMax; p >= cfg.PortMin && p > cfg.PortMax-64; p-- {
+			mux, err := ice.NewMultiUDPMuxFromPort(p, opts...)
+			if err == nil {
+				return mux, p, nil
+			}
+			lastErr = err
+		}
+	}
+	return nil, 0, fmt.Errorf("bridge: no free port for ICE at the top of the range %d-%d: %w", cfg.PortMin, cfg.PortMax, lastErr)
 }
 
 func (b *Bridge) add(s *Session) {

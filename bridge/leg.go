@@ -99,8 +99,25 @@ func (l *plainLeg) dest(rtcp bool) (netip.AddrPort, bool) {
 }
 
 func (l *plainLeg) write(b []byte, to netip.AddrPort) error {
+	if u, ok := l.conn.(*net.UDPConn); ok {
+		_, err := u.WriteToUDPAddrPort(b, to) // no net.Addr per packet
+		return err
+	}
 	_, err := l.conn.WriteTo(b, net.UDPAddrFromAddrPort(to))
 	return err
+}
+
+// read reads one datagram and its source.
+func (l *plainLeg) read(b []byte) (int, netip.AddrPort, error) {
+	if u, ok := l.conn.(*net.UDPConn); ok {
+		n, ap, err := u.ReadFromUDPAddrPort(b)
+		return n, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), err
+	}
+	n, a, err := l.conn.ReadFrom(b)
+	if err != nil {
+		return n, netip.AddrPort{}, err
+	}
+	return n, addrPortOf(a), nil
 }
 
 func (l *plainLeg) close() {

@@ -64,3 +64,10 @@ func (p *portPool) release(port int) {
 	delete(p.inUse, port)
 	p.resting[port] = time.Now()
 }
+
+// reserve keeps port out of the pool for good (the shared ICE port).
+func (p *portPool) reserve(port int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inUse[port] = true
+}
