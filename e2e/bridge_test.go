@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -61,6 +62,7 @@ func TestBridgeOneNetwork(t *testing.T) {
 		{"browser-calls-phone", func(t *testing.T) { brBrowserCallsPhone(t, a, carol); brLogMetrics(t, e.H) }},
 		{"phone-hangs-up", func(t *testing.T) { brPhoneHangsUp(t, a, carol) }},
 		{"phone-calls-browser", func(t *testing.T) { brPhoneCallsBrowser(t, a, carol); brLogMetrics(t, e.H) }},
+		{"timing", func(t *testing.T) { brTiming(t, a, carol) }},
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
@@ -195,4 +197,58 @@ func brLogMetrics(t *testing.T, p *peer) {
 		}
 	}
 	t.Logf("%s /metrics (%d), bridge series:\n%s", p.Name, code, strings.Join(lines, "\n"))
+}
+
+// brTiming: click → ringing and click → audio of the page's calls to
+// carol (auto-answer) through H's bridge, P and Kamailio, over
+// brTimingCalls calls, from the page's performance marks (call-click,
+// call-ringing: the 18x, call-media: the first inbound audio). With
+// P2PSIP_SCREENSHOTS=1 the first call is shot for the README.
+func brTiming(t *testing.T, a *tab, carol *baresipProc) {
+	const brTimingCalls = 10
+	a.waitCall(t, "idle", "ended")
+	a.typeInto(t, "#dial", brCarolURI)
+	var ringing, media []time.Duration
+	for i := 0; i < brTimingCalls; i++ {
+		a.click(t, "#call")
+		a.waitCall(t, "connected")
+		a.waitFor(t, "performance marks call-click and call-media", func(phoneState) bool {
+			m := evalIn[perfMarks](t, a, perfMarksJS)
+			return m.Click >= 0 && m.Media >= m.Click
+		})
+		m := evalIn[perfMarks](t, a, perfMarksJS)
+		if m.Ringing >= m.Click {
+			ringing = append(ringing, ms(m.Ringing-m.Click))
+		}
+		media = append(media, ms(m.Media-m.Click))
+		if i == 0 && os.Getenv("P2PSIP_SCREENSHOTS") == "1" {
+			dir := filepath.Join(moduleRoot, "docs", "screenshots")
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			a.waitFor(t, "inbound audio level > 0", func(st phoneState) bool { return num(st.Level) > 0 })
+			time.Sleep(2 * time.Second) // the quality panel's figures settle
+			a.screenshot(t, filepath.Join(dir, "softphone-bridged-call-desktop.png"), 1280, 800, false)
+		}
+		a.click(t, "#hangup")
+		carol.WaitClosed(t)
+		a.waitCall(t, "ended", "idle")
+	}
+	line := fmt.Sprintf("bridged call to a SIP phone: click→ringing p50=%s p95=%s; click→audio p50=%s p95=%s (%d calls)",
+		pct(ringing, 50), pct(ringing, 95), pct(media, 50), pct(media, 95), brTimingCalls)
+	t.Log(line)
+	t.Logf("click→audio samples: %v", media)
+	if out := os.Getenv("P2PSIP_BRIDGE_TIMING_OUT"); out != "" {
+		if !filepath.IsAbs(out) {
+			out = filepath.Join(moduleRoot, out)
+		}
+		if err := os.WriteFile(out, []byte(line+"\nclick→ringing samples: "+fmt.Sprint(ringing)+"\nclick→audio samples: "+fmt.Sprint(media)+"\n"), 0o644); err != nil {
+			t.Errorf("P2PSIP_BRIDGE_TIMING_OUT: %v", err)
+		}
+	}
+	// The target is p50 < 400 ms; the test fails only far above it
+	// (a loaded CI machine), the number is recorded in bench/README.md.
+	if p50 := percentile(media, 50); p50 > 2*time.Second {
+		t.Errorf("click→audio p50 = %s: far over the 400 ms target", p50)
+	}
 }
