@@ -84,7 +84,7 @@ bench:
 # Screenshots of the softphone (desktop and phone-sized) into docs/screenshots,
 # taken by the browser suite.
 screenshots:
-	P2PSIP_SCREENSHOTS=1 $(GO) test -count=1 -tags e2e -run 'TestBrowser$$' ./e2e/
+	P2PSIP_SCREENSHOTS=1 $(GO) test -count=1 -tags e2e -run 'TestBrowser$$|TestBridgeOneNetwork' ./e2e/
 
 clean:
 	rm -f $(BINARY)
