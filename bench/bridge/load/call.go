@@ -24,6 +24,7 @@ type call struct {
 	track *webrtc.TrackLocalStaticRTP
 	ssrc  uint32 // the browser's
 	phone *net.UDPConn
+	bconn *browserConn // the browser's ICE socket
 
 	closed  atomic.Bool
 	counter atomic.Uint32 // the last packet sent; written by the send loop only
@@ -119,7 +120,12 @@ func (lg *loadgen) setup(ctx context.Context, c *call) (err error) {
 			lg.teardown(c, true)
 		}
 	}()
-	pc, err := lg.api.NewPeerConnection(webrtc.Configuration{Certificates: []webrtc.Certificate{lg.cert}})
+	api, bc, err := lg.browserAPI()
+	if err != nil {
+		return err
+	}
+	c.bconn = bc
+	pc, err := api.NewPeerConnection(webrtc.Configuration{Certificates: []webrtc.Certificate{lg.cert}})
 	if err != nil {
 		return err
 	}
@@ -162,11 +168,9 @@ func (lg *loadgen) setup(ctx context.Context, c *call) (err error) {
 	}
 	if enc := sender.GetParameters().Encodings; len(enc) > 0 {
 		c.ssrc = uint32(enc[0].SSRC)
-		lg.bconn.mu.Lock()
-		lg.bconn.byTx[c.ssrc] = c
-		lg.bconn.mu.Unlock()
+		bc.tx.Store(c)
 	}
-	webOffer := chromeLike(pc.LocalDescription().SDP, lg.bconn.LocalAddr().(*net.UDPAddr).AddrPort())
+	webOffer := chromeLike(pc.LocalDescription().SDP, bc.LocalAddr().(*net.UDPAddr).AddrPort())
 	resp, err := lg.ng.Do(ctx, offerCmd(c, webOffer))
 	if err != nil {
 		return err
@@ -221,7 +225,7 @@ func (lg *loadgen) teardown(c *call, bye bool) {
 	if c.phone != nil {
 		_ = c.phone.Close()
 	}
-	lg.bconn.mu.Lock()
-	delete(lg.bconn.byTx, c.ssrc)
-	lg.bconn.mu.Unlock()
+	if c.bconn != nil {
+		_ = c.bconn.Close() // pion's mux does not close the socket it was given
+	}
 }

@@ -51,10 +51,10 @@ import (
 )
 
 type loadgen struct {
-	api          *webrtc.API
 	cert         webrtc.Certificate
 	ng           *ng.Client
-	bconn        *browserConn
+	browserIP    netip.Addr
+	srtp         string
 	phoneIP      netip.Addr
 	setupTimeout time.Duration
 	dumpSDP      atomic.Bool
@@ -85,7 +85,7 @@ func main() {
 	settle := flag.Duration("settle", 2*time.Second, "wait after a step's set-ups before measuring")
 	maxLoss := flag.Float64("max-loss", 0.1, "a step passes with at most this round-trip loss, percent")
 	maxP99 := flag.Duration("max-p99", 20*time.Millisecond, "and with at most this p99 added latency (a relay past its ceiling queues rather than drops)")
-	browserIP := flag.String("browser-ip", "127.0.0.71", "address of the browsers' shared ICE socket")
+	browserIP := flag.String("browser-ip", "127.0.0.71", "address of the browsers' ICE sockets (one per browser)")
 	phoneIP := flag.String("phone-ip", "127.0.0.72", "address of the phone sockets")
 	par := flag.Int("par", 32, "call set-ups in parallel")
 	srtpFlag := flag.String("srtp", "gcm", "SRTP profile the browsers offer: gcm (AEAD_AES_128_GCM), cm (AES128_CM_HMAC_SHA1_80) or all (pion's default list)")
@@ -174,53 +174,15 @@ func main() {
 	lg.resize(0, *par)
 }
 
-// init builds the browsers' pion API: Chromium's G.711 codecs, RTCP
-// reports, one shared ICE socket (which timestamps packets), no mDNS, one
-// shared DTLS certificate (set-up cost is not what is measured).
+// init checks the options and makes the browsers' shared DTLS certificate
+// (set-up cost is not what is measured).
 func (lg *loadgen) init(browserIP netip.Addr, srtp string) error {
-	me := &webrtc.MediaEngine{}
-	for _, c := range []webrtc.RTPCodecParameters{
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}, PayloadType: 0},
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMA, ClockRate: 8000}, PayloadType: 8},
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "audio/telephone-event", ClockRate: 8000}, PayloadType: 126},
-	} {
-		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
-			return err
-		}
-	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return err
-	}
-	uc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(browserIP, 0)))
-	if err != nil {
-		return err
-	}
-	if err := enableTimestamps(uc); err != nil {
-		return err
-	}
-	lg.bconn = &browserConn{UDPConn: uc, rx: map[uint32]*[ring]stamp{}, byTx: map[uint32]*call{}}
-	se := webrtc.SettingEngine{}
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelError
-	se.LoggerFactory = lf
-	se.SetICEUDPMux(webrtc.NewICEUDPMux(lf.NewLogger("mux"), lg.bconn))
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	// A daemon's answer may name no a=ssrc (rtpengine's does not);
-	// Chromium plays such a stream, pion as the offerer only with this.
-	se.SetHandleUndeclaredSSRCWithoutAnswer(true)
 	switch srtp {
-	case "gcm":
-		se.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM)
-	case "cm":
-		se.SetSRTPProtectionProfiles(dtls.SRTP_AES128_CM_HMAC_SHA1_80)
-	case "all":
+	case "gcm", "cm", "all":
 	default:
 		return fmt.Errorf("-srtp %q: gcm, cm or all", srtp)
 	}
-	lg.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	lg.browserIP, lg.srtp = browserIP, srtp
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
@@ -231,6 +193,56 @@ func (lg *loadgen) init(browserIP netip.Addr, srtp string) error {
 	}
 	lg.cert = *cert
 	return nil
+}
+
+// browserAPI opens one browser's ICE socket (which timestamps packets) and
+// builds its pion API on it: Chromium's G.711 codecs, RTCP reports, no
+// mDNS. Every browser has its own socket, as every Chromium
+// PeerConnection has its own ports: a daemon that serves all browser legs
+// on one port (ICE mux) tells calls apart by the browser's address, so
+// browsers sharing one socket would be one 5-tuple to it.
+func (lg *loadgen) browserAPI() (*webrtc.API, *browserConn, error) {
+	me := &webrtc.MediaEngine{}
+	for _, c := range []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}, PayloadType: 0},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMA, ClockRate: 8000}, PayloadType: 8},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "audio/telephone-event", ClockRate: 8000}, PayloadType: 126},
+	} {
+		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
+			return nil, nil, err
+		}
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+		return nil, nil, err
+	}
+	uc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(lg.browserIP, 0)))
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := enableTimestamps(uc); err != nil {
+		_ = uc.Close()
+		return nil, nil, err
+	}
+	bc := &browserConn{UDPConn: uc, rx: map[uint32]*[ring]stamp{}}
+	se := webrtc.SettingEngine{}
+	lf := logging.NewDefaultLoggerFactory()
+	lf.DefaultLogLevel = logging.LogLevelError
+	se.LoggerFactory = lf
+	se.SetICEUDPMux(webrtc.NewICEUDPMux(lf.NewLogger("mux"), bc))
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	// A daemon's answer may name no a=ssrc (rtpengine's does not);
+	// Chromium plays such a stream, pion as the offerer only with this.
+	se.SetHandleUndeclaredSSRCWithoutAnswer(true)
+	switch lg.srtp {
+	case "gcm":
+		se.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM)
+	case "cm":
+		se.SetSRTPProtectionProfiles(dtls.SRTP_AES128_CM_HMAC_SHA1_80)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), bc, nil
 }
 
 // resize sets up or hangs up calls until n are live; it returns how many

@@ -113,19 +113,20 @@ func rtpPayload(b []byte) []byte {
 	return b[h:]
 }
 
-// browserConn is the one UDP socket all browsers share (pion's ICE UDP
-// mux): it notes when each browser RTP packet leaves (just before
-// sendmsg, by the browser's SSRC) and when each packet from a daemon
-// arrived (the kernel's receive timestamp, by the daemon's SSRC). SRTP
+// browserConn is a browser's UDP socket (under pion's ICE UDP mux): it
+// notes when each browser RTP packet leaves (just before sendmsg, by the
+// browser's SSRC) and when each packet from a daemon arrived (the
+// kernel's receive timestamp, by the daemon's SSRC). SRTP
 // leaves the RTP header in clear, so both can be read here; the payload
 // is matched later, after decryption, by SSRC and sequence number.
 type browserConn struct {
 	*net.UDPConn
 	oob [128]byte // the mux reads from one goroutine
 
-	mu   sync.RWMutex
-	rx   map[uint32]*[ring]stamp // guarded by mu; by the daemon's SSRC
-	byTx map[uint32]*call        // guarded by mu; by the browser's SSRC
+	tx atomic.Pointer[call] // the call, once its SSRC is known
+
+	mu sync.RWMutex
+	rx map[uint32]*[ring]stamp // guarded by mu; by the daemon's SSRC
 }
 
 func (c *browserConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
@@ -155,10 +156,7 @@ func (c *browserConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 
 func (c *browserConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) {
 	if ssrc, seq, ok := rtpHeader(b); ok {
-		c.mu.RLock()
-		cl := c.byTx[ssrc]
-		c.mu.RUnlock()
-		if cl != nil {
+		if cl := c.tx.Load(); cl != nil && cl.ssrc == ssrc {
 			cl.sentAt[seq&ringMask].set(seq, time.Now().UnixNano())
 		}
 	}
@@ -254,7 +252,7 @@ func (lg *loadgen) readBrowser(c *call, tr *webrtc.TrackRemote) {
 		t1 := c.sentAt[seq&ringMask].get(seq)
 		up := c.up[seq&ringMask].get(seq)
 		t3 := c.echoAt[seq&ringMask].get(seq)
-		t4 := lg.bconn.rxStamp(h.SSRC, h.SequenceNumber)
+		t4 := c.bconn.rxStamp(h.SSRC, h.SequenceNumber)
 		if t1 != 0 {
 			lg.hRTT.add(now - t1)
 		}
