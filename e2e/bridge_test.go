@@ -63,6 +63,7 @@ func TestBridgeOneNetwork(t *testing.T) {
 		{"phone-hangs-up", func(t *testing.T) { brPhoneHangsUp(t, a, carol) }},
 		{"phone-calls-browser", func(t *testing.T) { brPhoneCallsBrowser(t, a, carol); brLogMetrics(t, e.H) }},
 		{"timing", func(t *testing.T) { brTiming(t, a, carol) }},
+		{"tab-closes", func(t *testing.T) { brTabCloses(t, a, carol) }}, // last: the page is gone after it
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
@@ -111,6 +112,16 @@ func brBrowserCallsPhone(t *testing.T, a *tab, carol *baresipProc) {
 	carol.WaitEstablished(t)
 	a.waitCall(t, "connected")
 	brAudioBothWays(t, a, carol)
+
+	// A muted page still sends RTP (silence): the phone's jitter buffer and
+	// the bridge's media timeout must not take mute for a dead call.
+	a.click(t, "#mute")
+	muted := carol.LiveStats(t)
+	time.Sleep(2 * time.Second)
+	if st := carol.LiveStats(t); st.RxPackets-muted.RxPackets < 80 {
+		t.Errorf("while the page is muted carol receives %d packets in 2 s: want RTP to go on (silence)", st.RxPackets-muted.RxPackets)
+	}
+	a.click(t, "#mute")
 
 	// DTMF from the page: RFC 4733 through the bridge, payload type mapped.
 	for _, d := range []string{"1", "2", "3", "#"} {
@@ -250,5 +261,24 @@ func brTiming(t *testing.T, a *tab, carol *baresipProc) {
 	// (a loaded CI machine), the number is recorded in bench/README.md.
 	if p50 := percentile(media, 50); p50 > 2*time.Second {
 		t.Errorf("click→audio p50 = %s: far over the 400 ms target", p50)
+	}
+}
+
+// brTabCloses: the page's tab closes in a bridged call: H ends the call
+// with a BYE to carol within a bounded time (DTLS close, or ICE failing).
+func brTabCloses(t *testing.T, a *tab, carol *baresipProc) {
+	a.waitCall(t, "idle", "ended")
+	a.typeInto(t, "#dial", brCarolURI)
+	a.click(t, "#call")
+	carol.WaitEstablished(t)
+	a.waitCall(t, "connected")
+	time.Sleep(time.Second)
+	closed := time.Now()
+	a.close()
+	ev := carol.WaitClosed(t)
+	took := time.Since(closed)
+	t.Logf("the tab closed; carol's call closed %s later (%s)", took.Round(time.Millisecond), ev.Param)
+	if took > 20*time.Second {
+		t.Errorf("carol's call ended %s after the tab closed: want within the ICE failure timeout (10 s) and a margin", took)
 	}
 }
