@@ -18,7 +18,9 @@ COPY --from=build --chown=65532:65532 /out/data /data
 VOLUME ["/data"]
 # A fixed libp2p port (TCP+QUIC) so the EXPOSEd 4001 is the one the peer listens on.
 ENV P2PSIP_DATA=/data P2PSIP_HTTPS=:8443 P2PSIP_P2P_PORT=4001
-# HTTPS (softphone, WSS, API), SIP UDP/TCP, SIP TLS, libp2p TCP/QUIC.
-EXPOSE 8443/tcp 5060/udp 5060/tcp 5061/tcp 4001/tcp 4001/udp
+# HTTPS (softphone, WSS, API), SIP UDP/TCP, SIP TLS, libp2p TCP/QUIC, and the
+# media bridge's RTP and ICE ports (--rtp-ports; publish them with
+# `-p 20000-29999:20000-29999/udp`, or run with --network host).
+EXPOSE 8443/tcp 5060/udp 5060/tcp 5061/tcp 4001/tcp 4001/udp 20000-29999/udp
 USER nonroot
 ENTRYPOINT ["/p2psip"]
