@@ -226,6 +226,6 @@ func (lg *loadgen) teardown(c *call, bye bool) {
 		_ = c.phone.Close()
 	}
 	if c.bconn != nil {
-		_ = c.bconn.Close() // pion's mux does not close the socket it was given
+		_ = c.bconn.mux.Close() // pc.Close leaves the mux (and its socket) open
 	}
 }

@@ -229,7 +229,9 @@ func (lg *loadgen) browserAPI() (*webrtc.API, *browserConn, error) {
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelError
 	se.LoggerFactory = lf
-	se.SetICEUDPMux(webrtc.NewICEUDPMux(lf.NewLogger("mux"), bc))
+	mux := webrtc.NewICEUDPMux(lf.NewLogger("mux"), bc)
+	bc.mux = mux
+	se.SetICEUDPMux(mux)
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)

@@ -123,7 +123,8 @@ type browserConn struct {
 	*net.UDPConn
 	oob [128]byte // the mux reads from one goroutine
 
-	tx atomic.Pointer[call] // the call, once its SSRC is known
+	mux io.Closer            // pion's ICE UDP mux on it; closing it closes the socket
+	tx  atomic.Pointer[call] // the call, once its SSRC is known
 
 	mu sync.RWMutex
 	rx map[uint32]*[ring]stamp // guarded by mu; by the daemon's SSRC
