@@ -53,6 +53,9 @@ type bridgedDialog struct {
 	routes    [2][]sip.Uri    // guarded by mu; their route sets, from this peer on
 	lastSeq   [2]uint32       // guarded by mu; the last CSeq each side sent
 	sent      [2]uint32       // guarded by mu; requests this peer sent in each side's name
+	// invite is each side's last INVITE: its CSeq and how far it moved,
+	// for its ACK (guarded by mu).
+	invite [2]struct{ seq, shift uint32 }
 }
 
 // branchMedia is the bridging of one forwarded INVITE (or UPDATE).
@@ -341,8 +344,12 @@ func (d *bridgedDialog) side(req *sip.Request) (int, bool) {
 func (d *bridgedDialog) shift(side int, req *sip.Request) uint32 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if cs := req.CSeq(); cs != nil && cs.MethodName != sip.ACK && cs.SeqNo > d.lastSeq[side] {
+	cs := req.CSeq()
+	if cs != nil && cs.MethodName != sip.ACK && cs.SeqNo > d.lastSeq[side] {
 		d.lastSeq[side] = cs.SeqNo
+	}
+	if cs != nil && cs.MethodName == sip.INVITE {
+		d.invite[side].seq, d.invite[side].shift = cs.SeqNo, d.sent[side]
 	}
 	return d.sent[side]
 }
@@ -398,8 +405,9 @@ func (f *fork) bridgeInDialog(d *bridgedDialog) (int, string) {
 	return 0, ""
 }
 
-// shiftACK moves the CSeq of an ACK (for a re-INVITE's 2xx) like its
-// INVITE's.
+// shiftACK moves the CSeq of an ACK (for a re-INVITE's 2xx) as far as
+// its INVITE moved (§13.2.2.4: the same CSeq number), however many
+// requests this peer sent since.
 func (s *Service) shiftACK(req, out *sip.Request) {
 	d := s.dialogs.get(callIDOf(req))
 	if d == nil {
@@ -409,11 +417,15 @@ func (s *Service) shiftACK(req, out *sip.Request) {
 	if !ok {
 		return
 	}
+	cs := req.CSeq()
+	if cs == nil {
+		return
+	}
 	d.mu.Lock()
-	n := d.sent[side]
+	inv := d.invite[side]
 	d.mu.Unlock()
-	if cs := req.CSeq(); cs != nil && n > 0 {
-		out.ReplaceHeader(&sip.CSeqHeader{SeqNo: cs.SeqNo + n, MethodName: cs.MethodName})
+	if cs.SeqNo == inv.seq && inv.shift > 0 {
+		out.ReplaceHeader(&sip.CSeqHeader{SeqNo: cs.SeqNo + inv.shift, MethodName: cs.MethodName})
 	}
 }
 

@@ -1064,3 +1064,49 @@ func TestBridgedEndBeforeAnswer(t *testing.T) {
 		t.Fatal("the session was not closed")
 	}
 }
+
+// TestBridgedAckAfterOwnRequest: the ACK of a moved re-INVITE moves as
+// far as the INVITE did, even when the peer sent a request in the same
+// side's name between the 2xx and the ACK (§13.2.2.4: the ACK carries
+// its INVITE's CSeq number, or the UAS does not match it to its 2xx and
+// ends the call, §13.3.1.4). The ACK of the dialog's first INVITE never
+// moves.
+func TestBridgedAckAfterOwnRequest(t *testing.T) {
+	e := newBridgeEnv(t)
+	c := e.dial(t, "ack-1")
+	// alice's browser sends a digit before her ACK reaches this peer.
+	n := len(e.down.Requests())
+	c.sess.ev.OnBrowserDigit('5', 0)
+	e.down.wait(t, n, sip.INFO, 1)
+	e.stateless = nil
+	e.handle(c.fromAlice(t, sip.ACK, 1, nil))
+	if len(e.stateless) != 1 || cseqOf(t, e.stateless[0]) != "1 ACK" {
+		t.Fatalf("alice's first ACK forwarded as %v", e.stateless)
+	}
+
+	e.handle(c.fromBob(t, sip.INFO, 100, nil))
+	n = len(e.down.Requests())
+	c.sess.ev.OnPhoneDigit('1', 0) // 101 in bob's name
+	e.down.wait(t, n, sip.INFO, 1)
+	n = len(e.down.Requests())
+	e.handle(c.fromBob(t, sip.INVITE, 101, plainSDP("bob-reoffer")))
+	if fw := e.down.since(n); len(fw) != 1 || cseqOf(t, fw[0]) != "102 INVITE" {
+		t.Fatalf("bob's re-INVITE forwarded as %v", fw)
+	}
+	n = len(e.down.Requests())
+	c.sess.ev.OnPhoneDigit('2', 0) // between the 200 and bob's ACK: 103
+	if info := e.down.wait(t, n, sip.INFO, 1)[0]; cseqOf(t, info) != "103 INFO" {
+		t.Fatalf("INFO in bob's name: CSeq %s", cseqOf(t, info))
+	}
+	e.stateless = nil
+	e.handle(c.fromBob(t, sip.ACK, 101, nil))
+	if len(e.stateless) != 1 || cseqOf(t, e.stateless[0]) != "102 ACK" {
+		t.Fatalf("bob's ACK forwarded as %v, want the re-INVITE's 102", e.stateless)
+	}
+	// His next request moves past both.
+	n = len(e.down.Requests())
+	e.handle(c.fromBob(t, sip.BYE, 102, nil))
+	if fw := e.down.since(n); len(fw) != 1 || cseqOf(t, fw[0]) != "104 BYE" {
+		t.Fatalf("bob's BYE forwarded as %v", fw)
+	}
+}
