@@ -238,7 +238,7 @@ func (f *fork) translate(b *branch, res *sip.Response) {
 		}
 		return
 	}
-	if code < 200 && code != 183 && code != 180 || len(res.Body()) == 0 {
+	if len(res.Body()) == 0 {
 		if code >= 200 && m.initial {
 			f.s.trackDialog(m.d, f.req, res)
 		}

@@ -1110,3 +1110,29 @@ func TestBridgedAckAfterOwnRequest(t *testing.T) {
 		t.Fatalf("bob's BYE forwarded as %v", fw)
 	}
 }
+
+// TestBridgedEarlyAnswers: an answer in any 18x is translated, not only
+// in a 180 or 183: the browser cannot use a plain one, and JsSIP ends the
+// call when an early answer fails to apply.
+func TestBridgedEarlyAnswers(t *testing.T) {
+	for _, code := range []int{180, 181, 182, 183} {
+		t.Run(fmt.Sprint(code), func(t *testing.T) {
+			e := newBridgeEnv(t)
+			e.down.setScript(func(req *sip.Request) []*sip.Response {
+				return []*sip.Response{reply(req, code, plainSDP("bob-early")), reply(req, 200, plainSDP("bob-answer"))}
+			})
+			rs := e.handle(alice.request(t, sip.INVITE, "sip:bob@"+testDomain, "bob", "", "early-sdp", 1, nil, webrtcSDP("alice-offer")))
+			if got := codes(rs); !slices.Equal(got, []int{100, code, 200}) {
+				t.Fatalf("responses %v", got)
+			}
+			for _, res := range rs[1:] {
+				if !bytes.Equal(res.Body(), webrtcSDP("bridge-answer")) {
+					t.Errorf("%d carries:\n%s", res.StatusCode, res.Body())
+				}
+			}
+			if calls, _, _ := e.br.session(t).state(); !slices.Equal(calls, []string{"AnswerFromPlain", "AnswerFromPlain"}) {
+				t.Fatalf("session calls %v", calls)
+			}
+		})
+	}
+}
