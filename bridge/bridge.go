@@ -82,11 +82,10 @@ func New(cfg Config) (*Bridge, error) {
 			return nil, fmt.Errorf("bridge: registering %s: %w", c.MimeType, err)
 		}
 	}
+	// No interceptors: the session sends the browser its RTCP reports
+	// itself (Session.sendWebRTCP). pion's report interceptors sat in
+	// both packet paths and allocated twice per packet received.
 	ir := &interceptor.Registry{}
-	// Sender and receiver reports toward the browser (RFC 3550 §6.4).
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return nil, fmt.Errorf("bridge: RTCP reports: %w", err)
-	}
 	se := webrtc.SettingEngine{}
 	if err := se.SetEphemeralUDPPortRange(uint16(cfg.PortMin), uint16(cfg.PortMax)); err != nil {
 		return nil, fmt.Errorf("bridge: ICE port range: %w", err)

@@ -236,6 +236,7 @@ func (s *Session) fromPlain(pkt *rtp.Packet, src netip.AddrPort, now time.Time) 
 	}
 	p.out.Inc()
 	p.sent.Add(1)
+	p.octets.Add(uint64(len(pkt.Payload)))
 }
 
 // sendPlainRTCP sends the phone a sender report (or a receiver report
@@ -268,6 +269,69 @@ func (s *Session) sendPlainRTCP() {
 		return
 	}
 	_ = s.leg.write(b, dst)
+}
+
+// sendWebRTCP sends the browser a sender report for the bridge's stream
+// (a receiver report before it has sent anything) with a reception block
+// for the browser's stream, what pion's report interceptors did before:
+// those cost two goroutines per call and, on the receiving side, two
+// allocations per packet (interceptor attributes and a parsed header).
+func (s *Session) sendWebRTCP(now time.Time) {
+	ssrc, ok := s.track.boundSSRC()
+	if !ok {
+		return
+	}
+	in := s.toPlain
+	in.mu.Lock()
+	var reports []rtcp.ReceptionReport
+	if in.rx.started {
+		frac, total := in.rx.interval()
+		rr := rtcp.ReceptionReport{SSRC: in.rx.ssrc, FractionLost: frac,
+			TotalLost: uint32(max(0, min(total, 1<<23-1))), LastSequenceNumber: in.rx.maxSeq, Jitter: uint32(in.rx.jitter)}
+		rr.LastSenderReport, rr.Delay = s.webSR.since(now)
+		reports = append(reports, rr)
+	}
+	in.mu.Unlock()
+	out := s.toWeb
+	var pkt rtcp.Packet
+	if sent := out.sent.Load(); sent > 0 {
+		out.mu.Lock()
+		// The RTP time that corresponds to now: the newest packet's,
+		// advanced by the wall-clock time since it went out.
+		rtpTime := out.rw.lastTS + uint32(max(0, now.Sub(out.rw.lastAt))*time.Duration(out.rw.clock)/time.Second)
+		out.mu.Unlock()
+		pkt = &rtcp.SenderReport{SSRC: ssrc, NTPTime: ntpTime(now), RTPTime: rtpTime,
+			PacketCount: uint32(sent), OctetCount: uint32(out.octets.Load()), Reports: reports}
+	} else {
+		pkt = &rtcp.ReceiverReport{SSRC: ssrc, Reports: reports}
+	}
+	_ = s.pc.WriteRTCP([]rtcp.Packet{pkt})
+}
+
+// lastSR is the browser's newest sender report, for the LSR and DLSR
+// fields of the reception block about its stream (RFC 3550 §6.4.1): from
+// them the browser measures the round-trip time.
+type lastSR struct {
+	mu  sync.Mutex
+	ntp uint32    // guarded by mu; the middle 32 bits of its NTP time
+	at  time.Time // guarded by mu; when it arrived
+}
+
+func (l *lastSR) set(ntp uint64, at time.Time) {
+	l.mu.Lock()
+	l.ntp, l.at = uint32(ntp>>16), at
+	l.mu.Unlock()
+}
+
+// since is LSR and DLSR (units of 1/65536 s) at now; zeros before the
+// first sender report.
+func (l *lastSR) since(now time.Time) (lsr, dlsr uint32) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.at.IsZero() {
+		return 0, 0
+	}
+	return l.ntp, uint32(max(0, now.Sub(l.at)) * 65536 / time.Second)
 }
 
 // ntpTime is t in RFC 3550 §4's 64-bit NTP format.

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -48,6 +49,8 @@ type Session struct {
 
 	toPlain *pipe // browser → phone
 	toWeb   *pipe // phone → browser
+
+	webSR lastSR // the browser's newest sender report
 }
 
 type pending uint8
@@ -161,7 +164,7 @@ func (s *Session) OfferFromWebRTC(offer []byte) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bridge: adding the audio track: %w", err)
 		}
-		go drainRTCP(sender)
+		go s.drainRTCP(sender)
 		s.trackOn = true
 	}
 	s.web, s.pending = wd, pendWebOffer
@@ -252,7 +255,7 @@ func (s *Session) OfferFromPlain(offer []byte) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bridge: adding the audio track: %w", err)
 		}
-		go drainRTCP(tr.Sender())
+		go s.drainRTCP(tr.Sender())
 		s.trackOn = true
 	}
 	var laws []plainCodec
@@ -534,6 +537,9 @@ func (s *Session) watch() {
 				return
 			}
 		}
+		if r != nil {
+			s.sendWebRTCP(time.Now()) // every second, as pion's report interceptors did
+		}
 		if n%rtcpEvery == 0 {
 			s.toPlain.sample()
 			s.toWeb.sample()
@@ -544,11 +550,20 @@ func (s *Session) watch() {
 	}
 }
 
-func drainRTCP(sender *webrtc.RTPSender) {
-	// Interceptors need their RTCP read, or they stall (pion).
+// drainRTCP reads the browser's RTCP about the bridge's stream (pion
+// delivers it by the SSRCs it names; unread, it would fill a buffer) and
+// keeps its sender reports for sendWebRTCP.
+func (s *Session) drainRTCP(sender *webrtc.RTPSender) {
 	for {
-		if _, _, err := sender.ReadRTCP(); err != nil {
+		pkts, _, err := sender.ReadRTCP()
+		if err != nil {
 			return
+		}
+		now := time.Now()
+		for _, p := range pkts {
+			if sr, ok := p.(*rtcp.SenderReport); ok {
+				s.webSR.set(sr.NTPTime, now)
+			}
 		}
 	}
 }

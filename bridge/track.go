@@ -44,6 +44,13 @@ func (t *localTrack) RID() string               { return "" }
 func (t *localTrack) StreamID() string          { return "p2psip-bridge" }
 func (t *localTrack) Kind() webrtc.RTPCodecType { return webrtc.RTPCodecTypeAudio }
 
+// boundSSRC is the track's SSRC; false while unbound.
+func (t *localTrack) boundSSRC() (uint32, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.ssrc, t.ws != nil
+}
+
 // write sends one packet with the track's SSRC; false while unbound.
 func (t *localTrack) write(h *rtp.Header, payload []byte) bool {
 	t.mu.RLock()
