@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 )
 
 // plainLeg is the socket (or relay allocation) of the phone's side.
@@ -24,6 +25,15 @@ type plainLeg struct {
 	rtcpDst     netip.AddrPort // guarded by mu
 	rtpLatched  bool           // guarded by mu
 	rtcpLatched bool           // guarded by mu
+
+	lastTo atomic.Pointer[sendAddr] // write's last destination, for conns other than *net.UDPConn
+}
+
+// sendAddr is a destination as both an AddrPort and the net.Addr a
+// PacketConn's WriteTo takes.
+type sendAddr struct {
+	ap   netip.AddrPort
+	addr net.Addr
 }
 
 func (b *Bridge) openLeg(ctx context.Context, l Leg) (*plainLeg, error) {
@@ -103,7 +113,14 @@ func (l *plainLeg) write(b []byte, to netip.AddrPort) error {
 		_, err := u.WriteToUDPAddrPort(b, to) // no net.Addr per packet
 		return err
 	}
-	_, err := l.conn.WriteTo(b, net.UDPAddrFromAddrPort(to))
+	// A relay's WriteTo takes a net.Addr: made once per destination, not
+	// per packet.
+	d := l.lastTo.Load()
+	if d == nil || d.ap != to {
+		d = &sendAddr{ap: to, addr: net.UDPAddrFromAddrPort(to)}
+		l.lastTo.Store(d)
+	}
+	_, err := l.conn.WriteTo(b, d.addr)
 	return err
 }
 
