@@ -171,6 +171,11 @@ func (f *fork) bridgeBranch(b *branch, fromWeb bool) {
 	b.out.SetBody(out)
 }
 
+// byeAfter2xx is how long after relaying a 2xx whose answer cannot be
+// bridged the peer ends the dialog: the ACK has come by then (T1 is
+// 500 ms, and the 2xx went out first).
+var byeAfter2xx = 2 * time.Second // tests shorten it
+
 // bridgeSetupTimeout bounds a bridged offer: a relay allocation over TLS
 // and ICE gathering.
 const bridgeSetupTimeout = 10 * time.Second
@@ -264,7 +269,9 @@ func (f *fork) translate(b *branch, res *sip.Response) {
 		// codec it was not offered): the dialog exists, so it is ended.
 		if m.initial {
 			f.s.trackDialog(m.d, f.req, res)
-			go m.d.end("the far end answered no codec the bridge relays")
+			// After the 2xx and its ACK, not before: a BYE must not
+			// overtake the response that makes the dialog (RFC 3261 §15).
+			time.AfterFunc(byeAfter2xx, func() { m.d.end("the far end answered no codec the bridge relays") })
 		}
 		return
 	}
