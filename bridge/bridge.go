@@ -146,6 +146,13 @@ func (b *Bridge) Close() {
 // ICEPort is the UDP port of the browser legs' ICE.
 func (b *Bridge) ICEPort() int { return b.icePort }
 
+// iceReadBuffer is the shared ICE socket's receive buffer (SO_RCVBUF; the
+// kernel caps it at net.core.rmem_max). Every browser's packets queue in
+// this one socket, 50 a second per call: the default 208 KiB holds
+// about 20 ms of them at 250 calls, less than one GC cycle or a busy run
+// queue on a single P, and the kernel drops the rest.
+const iceReadBuffer = 4 << 20
+
 // listenICEMux opens the shared ICE port: the highest free port of the
 // range (plain legs take ports from the bottom), on every interface
 // address but link-local ones. An IPv6 address still in duplicate address
@@ -155,7 +162,8 @@ func listenICEMux(cfg Config) (*ice.MultiUDPMuxDefault, int, error) {
 	noLinkLocal := ice.UDPMuxFromPortWithIPFilter(func(ip net.IP) bool { return !ip.IsLinkLocalUnicast() })
 	var lastErr error
 	for _, nets := range [][]ice.NetworkType{{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6}, {ice.NetworkTypeUDP4}} {
-		opts := []ice.UDPMuxFromPortOption{ice.UDPMuxFromPortWithNetworks(nets...), noLinkLocal}
+		opts := []ice.UDPMuxFromPortOption{ice.UDPMuxFromPortWithNetworks(nets...), noLinkLocal,
+			ice.UDPMuxFromPortWithReadBufferSize(iceReadBuffer)}
 		if cfg.IncludeLoopback {
 			opts = append(opts, ice.UDPMuxFromPortWithLoopback())
 		}
