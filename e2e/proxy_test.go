@@ -171,6 +171,8 @@ type pxOpts struct {
 	// noPrivateTargets leaves out P's --proxy-private-targets: P then
 	// refuses to relay to Kamailio, whose 127.0.0.2 is a loopback address.
 	noPrivateTargets bool
+	// homeArgs are extra flags for H, e.g. --media-timeout 5s.
+	homeArgs []string
 }
 
 func pxSetupWith(t *testing.T, o pxOpts) *pxEnv {
@@ -287,6 +289,7 @@ func pxSetupIn(t *testing.T, ns []string, o pxOpts) *pxEnv {
 		proxyArgs = append(proxyArgs, "--proxy-private-targets")
 	}
 	homeArgs := []string{"--overlay", pxOverlay, "--sip", pxAddr(pxHomeIP, pxSIPPort), "--log-level", "debug"}
+	homeArgs = append(homeArgs, o.homeArgs...)
 	if o.proxyFirst {
 		// The brief's topology: the proxy is the overlay's first peer and H
 		// joins it.
