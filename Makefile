@@ -11,7 +11,7 @@ endif
 # staticcheck may live in GOPATH/bin, which PATH need not contain.
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(GOBIN_DIR)/staticcheck)
 BINARY    ?= p2psip
-E2E_TIMEOUT ?= 20m
+E2E_TIMEOUT ?= 40m
 
 .PHONY: web-check screenshots all test deps fmt-check vet lint staticcheck unit e2e build bench clean web web-test
 
