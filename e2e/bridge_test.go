@@ -185,6 +185,20 @@ func brPhoneCallsBrowser(t *testing.T, a *tab, carol *baresipProc) {
 	carol.WaitEstablished(t)
 	brAudioBothWays(t, a, carol)
 
+	// Hold and resume from the phone: its sendonly re-INVITE reaches the
+	// page as a WebRTC re-offer through the bridge, the page shows it is
+	// held and hears nothing; the resume brings the audio back.
+	if _, err := carol.Command(t, "hold", ""); err != nil {
+		t.Fatalf("carol: hold: %v", err)
+	}
+	a.waitCall(t, "remote-held")
+	if _, err := carol.Command(t, "resume", ""); err != nil {
+		t.Fatalf("carol: resume: %v", err)
+	}
+	a.waitCall(t, "connected")
+	resumed := a.state(t)
+	a.waitFor(t, "inbound packets flow again after carol's resume", func(st phoneState) bool { return num(st.Packets) > num(resumed.Packets)+20 })
+
 	// DTMF from the phone: RFC 4733 to the bridge, SIP INFO to the page.
 	carol.SendDTMF(t, "42")
 	a.waitFor(t, `#dtmf-received "42"`, func(st phoneState) bool { return strings.HasSuffix(st.DTMF, "42") })
