@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -72,13 +71,7 @@ func TestBridgeFaults(t *testing.T) {
 	pxRequireTools(t)
 	e := pxSetupIn(t, nil, pxOpts{homeArgs: []string{"--media-timeout", bfMediaTimeout.String()}})
 
-	eventually(t, bpProxyWait, time.Second, "H's /api/config says publicProxy", func() (bool, string) {
-		code, body := get(t, e.H.URL+"/api/config")
-		var cfg struct {
-			PublicProxy bool `json:"publicProxy"`
-		}
-		return code == http.StatusOK && json.Unmarshal(body, &cfg) == nil && cfg.PublicProxy, fmt.Sprintf("%d %s", code, body)
-	})
+	waitPublicProxy(t, e.H)
 	b := newBrowser(t, "A")
 	a := b.open(t, "A", e.H.URL+"/")
 	bfTrackPeerConnections(t, a, e.H.URL+"/")

@@ -3,9 +3,7 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,13 +39,7 @@ func TestBridgeOneNetwork(t *testing.T) {
 		account: baresipAccount("carol", pxPublic, "carolpw", pxAddr(pxKamIP, 5060), 600),
 		codecs:  []string{"PCMU"}, autoAnswer: true, rtpPorts: [2]int{40000, 40099}})
 
-	eventually(t, bpProxyWait, time.Second, "H's /api/config says publicProxy", func() (bool, string) {
-		code, body := get(t, e.H.URL+"/api/config")
-		var cfg struct {
-			PublicProxy bool `json:"publicProxy"`
-		}
-		return code == http.StatusOK && json.Unmarshal(body, &cfg) == nil && cfg.PublicProxy, fmt.Sprintf("%d %s", code, body)
-	})
+	waitPublicProxy(t, e.H)
 	b := newBrowser(t, "A")
 	a := b.open(t, "A", e.H.URL+"/")
 	a.waitFor(t, "the page proposes a name", func(st phoneState) bool { return st.Name != "" })

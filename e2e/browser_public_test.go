@@ -35,6 +35,19 @@ const (
 	bpProxyWait = 75 * time.Second
 )
 
+// waitPublicProxy waits until h's /api/config says a proxy is known: the
+// page offers calls to other domains and the public account only then.
+func waitPublicProxy(t *testing.T, h *peer) {
+	t.Helper()
+	eventually(t, bpProxyWait, time.Second, h.Name+"'s /api/config says publicProxy", func() (bool, string) {
+		code, body := get(t, h.URL+"/api/config")
+		var cfg struct {
+			PublicProxy bool `json:"publicProxy"`
+		}
+		return code == http.StatusOK && json.Unmarshal(body, &cfg) == nil && cfg.PublicProxy, fmt.Sprintf("%d %s", code, body)
+	})
+}
+
 // pubState is what the page shows of its public account.
 type pubState struct {
 	State      string `json:"state"`
@@ -94,13 +107,7 @@ func TestBrowserPublicAccount(t *testing.T) {
 	e := pxSetupHere(t)
 
 	// The page offers the public account only when H knows a proxy.
-	eventually(t, bpProxyWait, time.Second, "H's /api/config says publicProxy", func() (bool, string) {
-		code, body := get(t, e.H.URL+"/api/config")
-		var cfg struct {
-			PublicProxy bool `json:"publicProxy"`
-		}
-		return code == http.StatusOK && json.Unmarshal(body, &cfg) == nil && cfg.PublicProxy, fmt.Sprintf("%d %s", code, body)
-	})
+	waitPublicProxy(t, e.H)
 
 	b := newBrowser(t, "A")
 	a := b.open(t, "A", e.H.URL+"/")
