@@ -17,6 +17,7 @@ import (
 	"github.com/p2psip/p2psip/bridge"
 	"github.com/p2psip/p2psip/overlay"
 	sipsvc "github.com/p2psip/p2psip/server/sip"
+	"github.com/p2psip/p2psip/web"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -67,6 +68,20 @@ func newMediaBridge(cfg Config, node *overlay.Node, relays *relayDirectory, reg 
 }
 
 func (m *mediaBridge) Close() { m.b.Close() }
+
+// status is the bridge's part of /api/overlay and p2psip status.
+func (m *mediaBridge) status() web.BridgeStatus {
+	st := web.BridgeStatus{Calls: m.b.Active(), ICEPort: m.b.ICEPort(), RTPPorts: m.cfg.RTPPorts}
+	switch ip, ok := m.publicIP(); {
+	case ok:
+		st.PhoneSide = "own " + ip.String()
+	case len(m.relays.workingRelays()) > 0:
+		st.PhoneSide = "overlay relay"
+	default:
+		st.PhoneSide = "own " + lanIP().String() + " (no overlay relay)"
+	}
+	return st
+}
 
 func (m *mediaBridge) Classify(sdp []byte) sipsvc.MediaKind {
 	switch bridge.Classify(sdp) {

@@ -173,6 +173,9 @@ func (c *client) status(ctx context.Context, f cliFlags, w io.Writer) error {
 	if st := s.SIPStreams; st != nil {
 		fmt.Fprintf(tw, "sip streams:\t%d peers, %d direct, %d relayed\n", st.Peers, st.Direct, st.Relayed)
 	}
+	if b := s.Bridge; b != nil {
+		fmt.Fprintf(tw, "media bridge:\t%d calls, browsers on UDP %d, RTP ports %s, phones' RTP on %s\n", b.Calls, b.ICEPort, b.RTPPorts, b.PhoneSide)
+	}
 	if r := s.Reach; r != nil {
 		dht := "client"
 		if r.DHTServer {

@@ -107,7 +107,8 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 		Site: static.FS(), Gatherer: reg, Logger: log,
 		EmbedOrigins: cfg.EmbedOrigins, HSTS: wtls.trusted,
 		PublicProxy: publicProxyKnown(cfg, proxyFinder(node)), ICEServers: relays.iceServers(staticICEServers(cfg)),
-		TURN: relays.status,
+		TURN:   relays.status,
+		Bridge: media.status,
 		SIPStreams: func() web.SIPStreams {
 			p, d, r := sipSvc.PeerStreams()
 			return web.SIPStreams{Peers: p, Direct: d, Relayed: r}

@@ -33,6 +33,19 @@ type OverlayStatus struct {
 	// TURN tells about the overlay's TURN relays as this peer sees them,
 	// and its own relay role; nil when the peer does not report them.
 	TURN *TURNStatus `json:"turn,omitempty"`
+	// Bridge tells about the media bridge (browsers ↔ plain RTP phones);
+	// nil when the peer does not report it.
+	Bridge *BridgeStatus `json:"bridge,omitempty"`
+}
+
+// BridgeStatus is the media bridge's state.
+type BridgeStatus struct {
+	Calls    int    `json:"calls"`     // bridged calls in progress
+	ICEPort  int    `json:"ice_port"`  // the browser legs' shared UDP port
+	RTPPorts string `json:"rtp_ports"` // --rtp-ports
+	// PhoneSide says where a call's phone-side RTP goes now for a phone
+	// that is not on this peer's LAN: "own <ip>" or "overlay relay".
+	PhoneSide string `json:"phone_side"`
 }
 
 // TURNStatus is this peer's view of the overlay's TURN relays.
@@ -115,6 +128,10 @@ func (a *api) overlayStatus(w http.ResponseWriter, _ *http.Request) {
 	if a.cfg.SIPStreams != nil {
 		st := a.cfg.SIPStreams()
 		body.SIPStreams = &st
+	}
+	if a.cfg.Bridge != nil {
+		st := a.cfg.Bridge()
+		body.Bridge = &st
 	}
 	writeJSON(w, http.StatusOK, body)
 }

@@ -63,6 +63,9 @@ type Config struct {
 	// SIPStreams counts the SIP streams to other peers for
 	// /api/overlay. Default nil: not reported.
 	SIPStreams func() SIPStreams
+	// Bridge reports the media bridge for /api/overlay. Default nil: not
+	// reported.
+	Bridge func() BridgeStatus
 	// PublicProxy reports whether a proxy peer toward public SIP domains
 	// is in the overlay. Default nil: false.
 	PublicProxy func(ctx context.Context) bool
