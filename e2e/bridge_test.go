@@ -127,7 +127,8 @@ func brBrowserCallsPhone(t *testing.T, a *tab, carol *baresipProc) {
 	// recvonly and the page hears nothing while it holds.
 	a.click(t, "#hold")
 	a.waitCall(t, "held")
-	time.Sleep(500 * time.Millisecond)
+	// The page's stats refresh once a second: start counting after one.
+	time.Sleep(1500 * time.Millisecond)
 	held := a.state(t)
 	time.Sleep(2 * time.Second)
 	if st := a.state(t); num(st.Packets)-num(held.Packets) > 10 {

@@ -448,6 +448,25 @@ func (d *bridgedDialog) close() {
 // end ends a dialog whose media died: a BYE to each side (RFC 3261
 // §15.1.1), with a Reason (RFC 3326) that says why.
 func (d *bridgedDialog) end(reason string) {
+	d.sess.Close()
+	if reason == "browser_closed" {
+		// A page that hangs up closes its PeerConnection (a DTLS
+		// close_notify) as it sends its BYE, and the close may come first:
+		// give the BYE time to pass, or the phone gets two (RFC 3261
+		// §15.1.2 has it answer the second 481, and some abort the call).
+		// A closed tab sends no BYE: the peer's goes out after the wait.
+		time.AfterFunc(browserByeGrace, func() { d.endNow(reason) })
+		return
+	}
+	d.endNow(reason)
+}
+
+// browserByeGrace is how long the peer waits for the browser's own BYE
+// after the browser closed its media (tests shorten it).
+var browserByeGrace = 2 * time.Second
+
+// endNow ends the dialog unless SIP already has.
+func (d *bridgedDialog) endNow(reason string) {
 	d.mu.Lock()
 	tracked, ended := d.tracked, d.ended
 	d.ended = true

@@ -1139,3 +1139,36 @@ func TestBridgedEarlyAnswers(t *testing.T) {
 		})
 	}
 }
+
+// TestBridgedBrowserClosesThenByes: a page that hangs up closes its
+// PeerConnection as it sends its BYE, and the DTLS close may reach the
+// bridge first: the phone must get the page's BYE alone, not the peer's
+// too; a page that sends no BYE (a closed tab) gets the peer's after the
+// grace.
+func TestBridgedBrowserClosesThenByes(t *testing.T) {
+	old := browserByeGrace
+	browserByeGrace = 200 * time.Millisecond
+	t.Cleanup(func() { browserByeGrace = old })
+
+	e := newBridgeEnv(t)
+	c := e.dial(t, "close-1")
+	n := len(e.down.Requests())
+	c.sess.ev.OnEnd("browser_closed")
+	if res := last(t, e.handle(c.fromAlice(t, sip.BYE, 2, nil))); res.StatusCode != 200 {
+		t.Fatalf("BYE answered %s", res.StartLine())
+	}
+	time.Sleep(400 * time.Millisecond)
+	if fw := e.down.since(n); len(fw) != 1 || fw[0].Method != sip.BYE {
+		t.Fatalf("bob got %d requests after the page hung up, want its one BYE: %v", len(fw), fw)
+	}
+
+	e2 := newBridgeEnv(t)
+	c2 := e2.dial(t, "close-2")
+	n2 := len(e2.down.Requests())
+	c2.sess.ev.OnEnd("browser_closed")
+	for _, b := range e2.down.wait(t, n2, sip.BYE, 2) { // one to each side
+		if r := b.GetHeader("Reason"); r == nil || !strings.Contains(r.Value(), "browser_closed") {
+			t.Errorf("the peer's BYE after a closed tab: Reason %v", r)
+		}
+	}
+}
