@@ -97,7 +97,7 @@ func (g relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.PacketC
 		}
 		g.s.metrics.allocations.WithLabelValues("udp").Inc()
 		st.onClose = func() { g.s.metrics.allocations.WithLabelValues("udp").Dec() }
-		return &relayPacketConn{PacketConn: pc, st: st},
+		return newRelayPacketConn(pc, st),
 			&net.UDPAddr{IP: g.s.cfg.RelayIP.AsSlice(), Port: pc.LocalAddr().(*net.UDPAddr).Port}, nil
 	}
 	st.close()
@@ -225,13 +225,30 @@ func (st *allocState) sendAllowed(ap netip.AddrPort, n int) bool {
 // relayPacketConn is a UDP allocation's relayed socket.
 type relayPacketConn struct {
 	net.PacketConn
-	st *allocState
+	sock *udpSocket // the same socket's per-datagram I/O; nil if it is not a *net.UDPConn
+	st   *allocState
+}
+
+func newRelayPacketConn(pc net.PacketConn, st *allocState) *relayPacketConn {
+	c := &relayPacketConn{PacketConn: pc, st: st}
+	if udp, ok := pc.(*net.UDPConn); ok {
+		sock := newUDPSocket(udp, relayAddrSlots)
+		c.sock = &sock
+	}
+	return c
+}
+
+func (c *relayPacketConn) readFrom(p []byte) (int, net.Addr, error) {
+	if c.sock == nil {
+		return c.PacketConn.ReadFrom(p)
+	}
+	return c.sock.readFrom(p)
 }
 
 // ReadFrom returns the next datagram from a peer within the inbound cap.
 func (c *relayPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
-		n, addr, err := c.PacketConn.ReadFrom(p)
+		n, addr, err := c.readFrom(p)
 		if err != nil {
 			return n, addr, err
 		}
@@ -245,14 +262,19 @@ func (c *relayPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 }
 
 func (c *relayPacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
-	ap, err := netip.ParseAddrPort(addr.String())
+	ap, err := addrPortOf(addr)
 	if err != nil {
 		return 0, err
 	}
 	if !c.st.sendAllowed(ap, len(p)) {
 		return len(p), nil
 	}
-	n, err := c.PacketConn.WriteTo(p, addr)
+	var n int
+	if c.sock != nil {
+		n, err = c.sock.writeTo(p, addr)
+	} else {
+		n, err = c.PacketConn.WriteTo(p, addr)
+	}
 	c.st.s.metrics.count(dirToPeer, n)
 	return n, err
 }

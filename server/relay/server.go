@@ -67,7 +67,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	for _, pc := range cfg.PacketConns {
 		sc.PacketConnConfigs = append(sc.PacketConnConfigs, turn.PacketConnConfig{
-			PacketConn: pc, RelayAddressGenerator: gen, PermissionHandler: s.permissionHandler})
+			PacketConn: fastListen(pc), RelayAddressGenerator: gen, PermissionHandler: s.permissionHandler})
 	}
 	for _, l := range cfg.Listeners {
 		sc.ListenerConfigs = append(sc.ListenerConfigs, turn.ListenerConfig{

@@ -1,0 +1,214 @@
+package relay
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"unsafe"
+)
+
+// rawUDP does the datagram I/O of a relay socket (a TURN listening socket
+// or a relayed one) with raw recvfrom and sendto system calls, through the
+// socket's syscall.RawConn so that the runtime's network poller still
+// waits for readiness and deadlines and Close still apply.
+//
+// Why: the sockets are non-blocking, so the calls never block, but
+// net.UDPConn makes them as blocking system calls (entersyscall and
+// exitsyscall around each). On a relay's one busy core that lets the
+// runtime's sysmon thread find the P "in a system call" often enough to
+// keep polling every 20 µs and hand the P to another thread, which costs
+// more per relayed packet than the relaying itself. RawSyscall skips that
+// bookkeeping; it also builds no net.Addr, and the callers cache those
+// (addrCache).
+type rawUDP struct {
+	udp *net.UDPConn
+	rc  syscall.RawConn
+	v6  bool // an AF_INET6 socket: IPv4 peers are written v4-mapped
+}
+
+// newRawUDP returns nil when c's family cannot be learnt; the callers then
+// use c's own methods.
+func newRawUDP(c *net.UDPConn) *rawUDP {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	domain := -1
+	if err := rc.Control(func(fd uintptr) {
+		domain, err = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_DOMAIN)
+	}); err != nil || (domain != syscall.AF_INET && domain != syscall.AF_INET6) {
+		return nil
+	}
+	return &rawUDP{udp: c, rc: rc, v6: domain == syscall.AF_INET6}
+}
+
+// udpOp is one system call's arguments and results; its read and write
+// methods are bound once so that RawConn.Read and Write get a func value
+// without a closure allocated per datagram.
+type udpOp struct {
+	p     []byte
+	n     int
+	errno syscall.Errno
+	sa    syscall.RawSockaddrAny
+	salen uint32
+	read  func(fd uintptr) bool
+	write func(fd uintptr) bool
+}
+
+var udpOps = sync.Pool{New: func() any {
+	op := &udpOp{}
+	op.read, op.write = op.doRead, op.doWrite
+	return op
+}}
+
+func (op *udpOp) doRead(fd uintptr) bool {
+	for {
+		op.salen = syscall.SizeofSockaddrAny
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(unsafe.SliceData(op.p))), uintptr(len(op.p)), 0,
+			uintptr(unsafe.Pointer(&op.sa)), uintptr(unsafe.Pointer(&op.salen)))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false // wait for the poller
+		}
+		op.n, op.errno = int(n), e
+		return true
+	}
+}
+
+func (op *udpOp) doWrite(fd uintptr) bool {
+	for {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(op.p))), uintptr(len(op.p)), 0,
+			uintptr(unsafe.Pointer(&op.sa)), uintptr(op.salen))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		}
+		op.n, op.errno = int(n), e
+		return true
+	}
+}
+
+func (op *udpOp) release() {
+	op.p = nil
+	udpOps.Put(op)
+}
+
+// readFrom is ReadFromUDPAddrPort.
+func (r *rawUDP) readFrom(p []byte) (int, netip.AddrPort, error) {
+	op := udpOps.Get().(*udpOp)
+	defer op.release()
+	op.p = p
+	if err := r.rc.Read(op.read); err != nil {
+		return 0, netip.AddrPort{}, r.opError("read", nil, err)
+	}
+	if op.errno != 0 {
+		return 0, netip.AddrPort{}, r.opError("read", nil, os.NewSyscallError("recvfrom", op.errno))
+	}
+	ap, ok := sockaddrAddrPort(&op.sa)
+	if !ok {
+		return 0, netip.AddrPort{}, r.opError("read", nil, errSockaddr)
+	}
+	return op.n, ap, nil
+}
+
+var errSockaddr = errors.New("recvfrom: unexpected address family")
+
+// writeTo is WriteTo for a *net.UDPAddr. Addresses it does not take
+// (zoned IPv6, no IP, the other family on an IPv4 socket) go the
+// standard way.
+func (r *rawUDP) writeTo(p []byte, a *net.UDPAddr) (int, error) {
+	op := udpOps.Get().(*udpOp)
+	defer op.release()
+	if !op.setSockaddr(a, r.v6) {
+		return r.udp.WriteTo(p, a)
+	}
+	op.p = p
+	if err := r.rc.Write(op.write); err != nil {
+		return 0, r.opError("write", a, err)
+	}
+	if op.errno != 0 {
+		return 0, r.opError("write", a, os.NewSyscallError("sendto", op.errno))
+	}
+	return op.n, nil
+}
+
+func (r *rawUDP) opError(op string, addr net.Addr, err error) error {
+	var ne *net.OpError
+	if errors.As(err, &ne) {
+		return err
+	}
+	return &net.OpError{Op: op, Net: "udp", Source: r.udp.LocalAddr(), Addr: addr, Err: err}
+}
+
+func (op *udpOp) setSockaddr(a *net.UDPAddr, v6 bool) bool {
+	if a.Port < 0 || a.Port > 0xffff || a.Zone != "" || len(a.IP) == 0 {
+		return false
+	}
+	port := [2]byte{byte(a.Port >> 8), byte(a.Port)} // network order
+	if !v6 {
+		ip4 := a.IP.To4()
+		if ip4 == nil {
+			return false
+		}
+		sa := (*syscall.RawSockaddrInet4)(unsafe.Pointer(&op.sa))
+		*sa = syscall.RawSockaddrInet4{Family: syscall.AF_INET}
+		*(*[2]byte)(unsafe.Pointer(&sa.Port)) = port
+		copy(sa.Addr[:], ip4)
+		op.salen = syscall.SizeofSockaddrInet4
+		return true
+	}
+	ip16 := a.IP.To16()
+	if ip16 == nil {
+		return false
+	}
+	sa := (*syscall.RawSockaddrInet6)(unsafe.Pointer(&op.sa))
+	*sa = syscall.RawSockaddrInet6{Family: syscall.AF_INET6}
+	*(*[2]byte)(unsafe.Pointer(&sa.Port)) = port
+	copy(sa.Addr[:], ip16)
+	op.salen = syscall.SizeofSockaddrInet6
+	return true
+}
+
+// sockaddrAddrPort converts what recvfrom wrote, as net.UDPConn does: an
+// IPv4 address from an IPv4 socket, a 16-byte one (IPv4-mapped for IPv4
+// peers) from an IPv6 socket, with the interface's name as the zone.
+func sockaddrAddrPort(rsa *syscall.RawSockaddrAny) (netip.AddrPort, bool) {
+	switch rsa.Addr.Family {
+	case syscall.AF_INET:
+		sa := (*syscall.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		pb := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(pb[0])<<8|uint16(pb[1])), true
+	case syscall.AF_INET6:
+		sa := (*syscall.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		pb := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		ip := netip.AddrFrom16(sa.Addr)
+		if sa.Scope_id != 0 {
+			ip = ip.WithZone(zoneName(int(sa.Scope_id)))
+		}
+		return netip.AddrPortFrom(ip, uint16(pb[0])<<8|uint16(pb[1])), true
+	}
+	return netip.AddrPort{}, false
+}
+
+// zoneNames caches interface index → name for zoned (link-local) peers.
+var zoneNames sync.Map
+
+func zoneName(index int) string {
+	if v, ok := zoneNames.Load(index); ok {
+		return v.(string)
+	}
+	name := strconv.Itoa(index)
+	if ifi, err := net.InterfaceByIndex(index); err == nil {
+		name = ifi.Name
+	}
+	zoneNames.Store(index, name)
+	return name
+}
