@@ -95,6 +95,7 @@ func (g relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.PacketC
 		if err != nil {
 			continue
 		}
+		growBuffers(pc)
 		g.s.metrics.allocations.WithLabelValues("udp").Inc()
 		st.onClose = func() { g.s.metrics.allocations.WithLabelValues("udp").Dec() }
 		return newRelayPacketConn(pc, st),

@@ -66,6 +66,7 @@ func New(cfg Config) (*Server, error) {
 		StrictAddressFamily: cfg.RelayIP.Is4(),
 	}
 	for _, pc := range cfg.PacketConns {
+		growBuffers(pc)
 		sc.PacketConnConfigs = append(sc.PacketConnConfigs, turn.PacketConnConfig{
 			PacketConn: fastListen(pc), RelayAddressGenerator: gen, PermissionHandler: s.permissionHandler})
 	}
@@ -161,5 +162,20 @@ func (s *Server) eventHandler() turn.EventHandler {
 		OnPermissionDeleted: func(_, _ net.Addr, _, _, _ string, _ net.Addr, _ net.IP) {
 			s.metrics.permissions.Dec()
 		},
+	}
+}
+
+// udpBuffer is the kernel buffer the relay asks for on its UDP sockets
+// (capped by net.core.rmem_max/wmem_max): every client sends to one
+// listening socket, and the default ≈ 208 KiB overflows in bursts long
+// before the CPU is busy.
+const udpBuffer = 4 << 20
+
+// growBuffers enlarges a UDP socket's kernel buffers; failures are
+// harmless (the default stays).
+func growBuffers(pc net.PacketConn) {
+	if u, ok := pc.(*net.UDPConn); ok {
+		_ = u.SetReadBuffer(udpBuffer)
+		_ = u.SetWriteBuffer(udpBuffer)
 	}
 }
