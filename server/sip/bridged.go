@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/p2psip/p2psip/bridge"
 )
 
 // A bridged dialog: a browser hosted by this peer talks with a phone that
@@ -189,16 +190,15 @@ func hostIP(hostport string) netip.Addr {
 	return ip
 }
 
-// Errors the bridge reports, matched by text: server/sip does not import
-// package bridge (it talks to it through MediaBridge).
+// bridgeFailure names what stopped a bridged offer, for the metric and
+// the response.
 func bridgeFailure(err error) string {
-	msg := err.Error()
 	switch {
-	case strings.Contains(msg, "no common codec"):
+	case errors.Is(err, bridge.ErrNoCommonCodec):
 		return "no_common_codec"
-	case strings.Contains(msg, "relay"):
+	case errors.Is(err, bridge.ErrNoRelay):
 		return "no_relay"
-	case strings.Contains(msg, "no free RTP port"):
+	case errors.Is(err, bridge.ErrNoPorts):
 		return "no_ports"
 	}
 	return "failed"

@@ -14,6 +14,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/emiago/sipgo/siptest"
+	"github.com/p2psip/p2psip/bridge"
 	"github.com/p2psip/p2psip/overlay"
 )
 
@@ -563,19 +564,19 @@ func TestBridgedForkKeepsBrowserBranch(t *testing.T) {
 // a response that names the cause, and goes nowhere.
 func TestBridgeSetupFailures(t *testing.T) {
 	for _, c := range []struct {
-		err     string
+		err     error
 		code    int
 		reason  string // in the reason phrase
 		warning string // the Warning's start, "" for none
 	}{
-		{"bridge: no common codec in the offer (PCMU, PCMA)", 488, "no common codec", `305 p2psip "no common codec`},
-		{"bridge: allocating a relay: no relay in the overlay", 503, "Service Unavailable (no overlay relay for the call's audio)", ""},
-		{"bridge: no free RTP port", 503, "(no free RTP port for the call's audio)", ""},
-		{"bridge: malformed SDP", 488, "cannot be bridged", `399 p2psip "bridge: malformed SDP"`},
+		{bridge.ErrNoCommonCodec, 488, "no common codec", `305 p2psip "no common codec`},
+		{fmt.Errorf("%w: %w", bridge.ErrNoRelay, errors.New("no relay in the overlay")), 503, "Service Unavailable (no overlay relay for the call's audio)", ""},
+		{bridge.ErrNoPorts, 503, "(no free RTP port for the call's audio)", ""},
+		{bridge.ErrBadSDP, 488, "cannot be bridged", `399 p2psip "bridge: malformed SDP"`},
 	} {
-		t.Run(c.err, func(t *testing.T) {
+		t.Run(c.err.Error(), func(t *testing.T) {
 			e := newBridgeEnv(t)
-			e.br.err = errors.New(c.err)
+			e.br.err = c.err
 			rs := e.handle(alice.request(t, sip.INVITE, "sip:bob@"+testDomain, "bob", "", "fail-1", 1, nil, webrtcSDP("alice-offer")))
 			res := last(t, rs)
 			if res.StatusCode != c.code || !strings.Contains(res.Reason, c.reason) {
