@@ -281,7 +281,10 @@ func bpInboundCall(t *testing.T, e *pxEnv, a *tab) {
 // ends the call and the account stays registered.
 func bpInboundPlainRTP(t *testing.T, e *pxEnv, a *tab) {
 	uac := e.startSipp(t, pxSippOpts{name: "public caller (plain RTP)", scenario: "uac_rr.xml", ip: pxCallerIP, port: 5091,
-		remote: pxAddr(pxKamIP, 5060), service: "alice", timeout: 40 * time.Second})
+		remote: pxAddr(pxKamIP, 5060), service: "alice", timeout: 40 * time.Second,
+		// Without a pause sipp hangs up 50 ms after its ACK: the page is
+		// connected for less than one poll and the wait below misses it.
+		hold: 3 * time.Second})
 	a.waitCall(t, "incoming")
 	a.click(t, "#answer")
 	a.waitCall(t, "connected")

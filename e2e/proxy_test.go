@@ -331,6 +331,9 @@ type pxSippOpts struct {
 	au, ap   string
 	timeout  time.Duration // sipp -timeout; default 20 s
 	quiet    bool          // do not log the command line (retries)
+	// hold is how long a UAC keeps the call up after its ACK (sipp -d, for
+	// the scenario's bare <pause/>); 0 hangs up at once.
+	hold time.Duration
 }
 
 type pxSipp struct {
@@ -385,6 +388,9 @@ func (e *pxEnv) startSipp(t *testing.T, o pxSippOpts) *pxSipp {
 	}
 	if o.au != "" {
 		args = append(args, "-au", o.au, "-ap", o.ap)
+	}
+	if o.hold > 0 {
+		args = append(args, "-d", strconv.Itoa(int(o.hold.Milliseconds())))
 	}
 	if o.remote != "" {
 		args = append(args, o.remote)
