@@ -18,15 +18,16 @@ import (
 // full"): Alice's browser and her peer L sit on a city Wi-Fi whose router
 // NATs and passes only TCP 80/443 outward; the public side has the proxy
 // and relay peer P (HTTPS and TURN over TLS on 443), dnsmasq, Kamailio for
-// atlanta.example and carol, an ordinary SIP phone (baresip, plain
-// RTP/AVP). The page calls carol@atlanta.example, and carol calls
-// alice@atlanta.example (the page's public account): L bridges, its RTP
+// atlanta.example and biloxi.example, and bob, an ordinary SIP phone
+// (baresip, plain RTP/AVP) of biloxi.example. The page calls
+// bob@biloxi.example, and bob calls alice@atlanta.example (the page's
+// public account, registered through P): L bridges, its RTP
 // leg is an allocation on P's relay over TLS on 443 (UDP and TCP 3478 are
 // dropped), audio flows both ways, both directions.
 
 const (
 	brLANName = "alice3"     // the page's overlay name
-	brPhoneIP = "10.81.0.30" // carol, on a host of her own on the public side
+	brPhoneIP = "10.81.0.30" // bob, on a host of his own on the public side
 )
 
 // addPhoneHost gives the public side a separate host for phones: a
@@ -53,7 +54,7 @@ func TestBridgeHTTPSOnlyLAN(t *testing.T) {
 		"--https", rPubP + ":443", "--sip", rPubP + ":5060", "--sips=", "--p2p-host", rPubP,
 		"--fqdn", rOverlay, "--dns", rPubDNS + ":53",
 		"--turn", rPubP + ":3478", "--relay-ports", "49400-49600",
-		// carol's 10.81.0.30 is RFC 1918 in the test bed.
+		// bob's 10.81.0.30 is RFC 1918 in the test bed.
 		"--relay-private-peers", "--reachability", "public",
 		"--mdns=false", "--log-level", "debug"}
 	P := startPeerOpts(t, peerOpts{name: "P", wrapper: r.wrap("pub"), noDefaults: true, args: args})
@@ -70,8 +71,8 @@ func TestBridgeHTTPSOnlyLAN(t *testing.T) {
 	})
 	t.Logf("topology up, L joined P and found its relay: %s", time.Since(start).Round(time.Millisecond))
 
-	carol := startBaresip(t, baresipOpts{name: "carol", wrap: r.wrap("phones"), ip: brPhoneIP,
-		account: baresipAccount("carol", rPublic, "carolpw", pxAddr(rPubKam, 5060), 600),
+	bob := startBaresip(t, baresipOpts{name: "bob", wrap: r.wrap("phones"), ip: brPhoneIP,
+		account: baresipAccount("bob", rBiloxi, "bobpw", pxAddr(rPubKam, 5060), 600),
 		codecs:  []string{"PCMU"}, autoAnswer: true, rtpPorts: [2]int{40000, 40099}})
 
 	wrapper := filepath.Join(t.TempDir(), "chromium-in-lan")
@@ -93,19 +94,19 @@ func TestBridgeHTTPSOnlyLAN(t *testing.T) {
 	t.Run("browser-calls-phone", func(t *testing.T) {
 		t.Cleanup(func() { hangUpAll(a) })
 		callStart := time.Now()
-		a.typeInto(t, "#dial", "carol@"+rPublic)
+		a.typeInto(t, "#dial", "bob@"+rBiloxi)
 		a.click(t, "#call")
-		carol.WaitEstablished(t)
+		bob.WaitEstablished(t)
 		a.waitCall(t, "connected")
 		t.Logf("connected %s after the click", time.Since(callStart).Round(time.Millisecond))
-		brAudioBothWays(t, a, carol)
+		brAudioBothWays(t, a, bob)
 		for _, d := range []string{"1", "2", "3", "#"} {
 			a.click(t, fmt.Sprintf(`[data-digit=%q]`, d))
 			time.Sleep(300 * time.Millisecond)
 		}
-		carol.WaitDTMF(t, "123#")
+		bob.WaitDTMF(t, "123#")
 		a.click(t, "#hangup")
-		carol.WaitClosed(t)
+		bob.WaitClosed(t)
 		a.waitCall(t, "ended", "idle")
 	})
 
@@ -119,14 +120,14 @@ func TestBridgeHTTPSOnlyLAN(t *testing.T) {
 		a.click(t, "#pub-register")
 		a.waitPub(t, "#pub-state registered", func(st pubState) bool { return st.State == "registered" })
 
-		carol.Dial(t, "sip:alice@"+rPublic)
+		bob.Dial(t, "sip:alice@"+rPublic)
 		a.waitCall(t, "incoming")
 		a.click(t, "#answer")
 		a.waitCall(t, "connected")
-		carol.WaitEstablished(t)
-		brAudioBothWays(t, a, carol)
-		carol.Hangup(t)
-		carol.WaitClosed(t)
+		bob.WaitEstablished(t)
+		brAudioBothWays(t, a, bob)
+		bob.Hangup(t)
+		bob.WaitClosed(t)
 		a.waitCall(t, "ended", "idle")
 	})
 
@@ -148,7 +149,7 @@ func TestBridgeHTTPSOnlyLAN(t *testing.T) {
 		if out, err := r.in("pub", "curl", "-sk", "--max-time", "5", "https://"+rPubP+":443/metrics"); err == nil {
 			t.Logf("P's relay metrics:\n%s", strings.Join(metricLines(out, "p2psip_relay"), "\n"))
 		}
-		t.Logf("carol's log tail:\n%s", pxTail(carol.Log(), 6000))
+		t.Logf("bob's log tail:\n%s", pxTail(bob.Log(), 6000))
 		t.Logf("L's log (tail):\n%s", pxTail(L.stderr.String(), 20000))
 		t.Logf("Kamailio saw: %s", pub.kamSummary())
 	}

@@ -43,6 +43,9 @@ import (
 const (
 	rOverlay = "overlay.example"
 	rPublic  = "atlanta.example"
+	// rBiloxi is the draft's second public domain (§3.4: "Alice can call
+	// sip:bob@biloxi.com"), served by the same Kamailio.
+	rBiloxi = "biloxi.example"
 
 	rPubP    = "10.78.0.2"  // public proxy peer P (P1)
 	rPubKam  = "10.78.0.3"  // Kamailio, atlanta.example
@@ -680,11 +683,14 @@ func startPubServices(t *testing.T, r *rnet) *pubSide {
 		"--host-record="+rPublic+","+rPubKam,
 		"--srv-host=_sip._udp."+rPublic+","+rPublic+",5060",
 		"--naptr-record="+rPublic+",10,10,S,SIP+D2U,,_sip._udp."+rPublic,
+		"--host-record="+rBiloxi+","+rPubKam,
+		"--srv-host=_sip._udp."+rBiloxi+","+rBiloxi+",5060",
+		"--naptr-record="+rBiloxi+",10,10,S,SIP+D2U,,_sip._udp."+rBiloxi,
 		"--host-record="+rOverlay+","+rPubP,
 		"--srv-host=_sip._udp."+rOverlay+","+rOverlay+",5060",
 	)...)
 	e.waitListening(t, "udp", pxAddr(rPubDNS, 53), e.dns.running)
-	for host, want := range map[string]string{rPublic: rPubKam, rOverlay: rPubP} {
+	for host, want := range map[string]string{rPublic: rPubKam, rBiloxi: rPubKam, rOverlay: rPubP} {
 		out, err := pxRun(t, e.ns, "getent", "hosts", host)
 		if err != nil || !strings.Contains(out, want) {
 			t.Fatalf("topology: DNS in pub: getent hosts %s = %q (%v), want %s", host, out, err, want)
