@@ -15,15 +15,17 @@ import (
 // relay and other addresses keep their places.
 //
 // Why: SIP between peers rides streams of whatever connection the dial
-// yields (a peer pair normally holds one), and QUIC costs more per small
-// message than TCP with its security and yamux: on this machine 42-47 us
-// of CPU per 800-byte request and answer against 29-38 us
-// (BenchmarkStreamTransports), and two peers relaying calls over a QUIC
-// connection spent 16 % more CPU, at three times the median latency per
-// hop, than over TCP (bench/peers/run.sh with PERF=1, 350 calls/s). Where
-// only one of them passes a firewall, that one still connects, a delay
-// later (30 ms on a LAN, 250 ms beyond). Hole punching is not ranked
-// (libp2p dials all addresses at once for it).
+// yields (a peer pair normally holds one; a --join on a LAN got QUIC),
+// and QUIC costs more per small message than TCP with its security and
+// yamux: on one core of the benchmark machine 42-47 us of CPU per
+// 800-byte request and answer against 29-38 us (BenchmarkStreamTransports).
+// In a profile of two peers relaying 350 calls/s over QUIC, quic-go was
+// 13 % of the samples and Go's timers another 5 %, and the pair took 16 %
+// more samples than over TCP (bench/peers/run.sh, PERF=1; an unprofiled
+// run on the busy machine showed no difference). Where only one of them
+// passes a firewall, that one still connects, a delay later (30 ms on a
+// LAN, 250 ms beyond). Hole punching is not ranked (libp2p dials all
+// addresses at once for it).
 func tcpFirstDialRanker(addrs []ma.Multiaddr) []network.AddrDelay {
 	res := swarm.DefaultDialRanker(addrs)
 	const unset = time.Duration(-1)
