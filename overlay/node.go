@@ -23,6 +23,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/libp2p/go-libp2p/p2p/transport/websocket"
@@ -160,6 +162,13 @@ func (n *Node) hostOptions() []libp2p.Option {
 		// TLS with peer IDs), so the web certificate need not verify.
 		libp2p.Transport(websocket.New, websocket.WithTLSClientConfig(&tls.Config{InsecureSkipVerify: true})), //nolint:gosec // see above
 		libp2p.AddrsFactory(n.advertised),
+		// Noise before TLS (libp2p's default order is TLS first): both
+		// authenticate the node keys alike, and every peer offers both,
+		// but Noise costs less per small message, which SIP between
+		// peers is made of: 29-32 against 34-38 us of CPU per 800-byte
+		// request and answer over TCP (BenchmarkStreamTransports).
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 	}
 	opts = append(opts, n.reachOptions()...)
 	if n.cfg.gater != nil {

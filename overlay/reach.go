@@ -98,7 +98,7 @@ func (n *Node) reachOptions() []libp2p.Option {
 	opts := []libp2p.Option{
 		libp2p.EnableHolePunching(),
 		libp2p.WithDialTimeout(addrDialTimeout),
-		libp2p.SwarmOpts(swarm.WithDialTimeoutLocal(localDialTimeout)),
+		libp2p.SwarmOpts(swarm.WithDialTimeoutLocal(localDialTimeout), swarm.WithDialRanker(tcpFirstDialRanker)),
 		// AutoRelay runs while AutoNAT says private or unknown: at once
 		// on a forced-private or auto peer (see newReachWatch), and it
 		// stops on a peer found or declared public.

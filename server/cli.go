@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -171,7 +172,7 @@ func (c *client) status(ctx context.Context, f cliFlags, w io.Writer) error {
 		}
 	}
 	if st := s.SIPStreams; st != nil {
-		fmt.Fprintf(tw, "sip streams:\t%d peers, %d direct, %d relayed\n", st.Peers, st.Direct, st.Relayed)
+		fmt.Fprintf(tw, "sip streams:\t%d peers, %d direct, %d relayed%s\n", st.Peers, st.Direct, st.Relayed, transportCounts(st.Transports))
 	}
 	if b := s.Bridge; b != nil {
 		fmt.Fprintf(tw, "media bridge:\t%d calls, browsers on UDP %d, RTP ports %s, phones' RTP on %s\n", b.Calls, b.ICEPort, b.RTPPorts, b.PhoneSide)
@@ -264,4 +265,25 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// transportCounts shows SIP streams by connection kind, as ", over tcp 2".
+func transportCounts(m map[string]int) string {
+	if len(m) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	b.WriteString(", over")
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, " %s %d", k, m[k])
+	}
+	return b.String()
 }

@@ -110,8 +110,8 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 		TURN:   relays.status,
 		Bridge: media.status,
 		SIPStreams: func() web.SIPStreams {
-			p, d, r := sipSvc.PeerStreams()
-			return web.SIPStreams{Peers: p, Direct: d, Relayed: r}
+			p, d, r, t := sipSvc.PeerStreams()
+			return web.SIPStreams{Peers: p, Direct: d, Relayed: r, Transports: t}
 		}})
 	if err != nil {
 		_ = node.Close(context.Background())

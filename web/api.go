@@ -73,6 +73,9 @@ type SIPStreams struct {
 	Peers   int `json:"peers"`   // peers with at least one stream
 	Direct  int `json:"direct"`  // streams on direct connections
 	Relayed int `json:"relayed"` // streams through a circuit relay
+	// Transports counts the streams by the kind of connection they
+	// ride: "tcp", "quic", "wss" or "relay".
+	Transports map[string]int `json:"transports,omitempty"`
 }
 
 // reachabilityReporter is the overlay's optional reachability summary

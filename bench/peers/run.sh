@@ -167,6 +167,14 @@ start_peer() { # bin name addr [join flag] [join value] -> sets LAST_PID, LAST_U
 	wait_udp "$addr:5060" || die "$name does not listen on $addr:5060"
 }
 
+# stream_transports url: the kinds of connection the peer's SIP streams ride
+# (/api/overlay's sip_streams.transports, e.g. {"tcp":2}); "-" on the old path.
+stream_transports() {
+	local t
+	t=$(curl -sk --max-time 3 "$1/api/overlay" 2>/dev/null | tr -d ' \n' | grep -o '"transports":{[^}]*}' | cut -d: -f2-)
+	echo "${t:--}"
+}
+
 sees() { # url node-id: does the peer at url list node-id as an overlay peer?
 	curl -sk --max-time 3 "$1/api/overlay" 2>/dev/null | grep -q "\"$2\""
 }
@@ -397,7 +405,7 @@ for path in $PATHS; do
 		echo "== $path: sockets of the peers"
 		ss -Htunap 2>/dev/null | grep -E "pid=($P1_PID|$P2_PID)," || true
 	} >"$OUT/$path-sockets.txt"
-	log "$path: bob registered at peer 2, carol at peer 1; test calls passed"
+	log "$path: bob registered at peer 2, carol at peer 1; test calls passed; SIP streams ride: peer 1 $(stream_transports "$P1_URL"), peer 2 $(stream_transports "$P2_URL")"
 
 	ramp "$path"
 	log "$path: max $MAX calls/s"
@@ -405,6 +413,7 @@ for path in $PATHS; do
 	[ "$half" -gt 0 ] || half=50
 	latency "$path" "$half"
 	RT=()
+	echo "$path transports peer1=$(stream_transports "$P1_URL") peer2=$(stream_transports "$P2_URL")" >>"$OUT/steps.txt"
 	echo "$path rss_mb $(awk '/^VmRSS/ {s += $2} END {print int(s / 1024)}' "/proc/$P1_PID/status" "/proc/$P2_PID/status")" >>"$OUT/steps.txt"
 	stop_uases
 	stop_peers
@@ -464,6 +473,8 @@ awk -v order="$PATHS" '
 			}
 		}
 	}' "$OUT/steps.txt"
+echo "== connections the SIP streams rode at the end of each path (\"-\": the old path has no streams)"
+grep ' transports ' "$OUT/steps.txt" || true
 echo
 for f in "$OUT"/*-peer[12].stderr; do
 	[ -s "$f" ] && echo "$(basename "$f"): $(wc -l <"$f") lines, e.g.: $(grep -v '^ *$' "$f" | head -2 | cut -c1-300)"

@@ -125,7 +125,7 @@ func (l *peerLinks) ensure(ctx context.Context, node string) (string, error) {
 			return "", err
 		}
 		l.s.m.peerOpens.WithLabelValues("ok").Inc()
-		l.s.log.Debug("SIP stream to peer opened", "node", node, "relayed", st.Relayed(), "took", time.Since(start))
+		l.s.log.Debug("SIP stream to peer opened", "node", node, "transport", st.Transport(), "relayed", st.Relayed(), "took", time.Since(start))
 		return c.raddr.String(), nil
 	})
 	if err != nil {
@@ -145,11 +145,13 @@ func (l *peerLinks) live(node string) *peerConn {
 	return cs[len(cs)-1]
 }
 
-// counts returns how many peers have a stream, and the streams on direct
-// and on relayed connections.
-func (l *peerLinks) counts() (peers, direct, relayed int) {
+// counts returns how many peers have a stream, the streams on direct
+// and on relayed connections, and the streams by kind of connection
+// (overlay.Stream's Transport).
+func (l *peerLinks) counts() (peers, direct, relayed int, byTransport map[string]int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	byTransport = map[string]int{}
 	for _, cs := range l.byNode {
 		peers++
 		for _, c := range cs {
@@ -158,9 +160,10 @@ func (l *peerLinks) counts() (peers, direct, relayed int) {
 			} else {
 				direct++
 			}
+			byTransport[c.transport]++
 		}
 	}
-	return peers, direct, relayed
+	return peers, direct, relayed, byTransport
 }
 
 // nodeOf returns the node that a message's source address is a stream of.
@@ -229,7 +232,7 @@ func (l *peerLinks) newConn(st overlay.Stream, dir string) *peerConn {
 	if st.Relayed() {
 		path = "relayed"
 	}
-	c := &peerConn{st: st, node: node, links: l, dir: dir, path: path, ready: make(chan struct{}),
+	c := &peerConn{st: st, node: node, links: l, dir: dir, path: path, transport: st.Transport(), ready: make(chan struct{}),
 		laddr: &net.TCPAddr{IP: syntheticIP(l.self), Port: int(port)},
 		raddr: &net.TCPAddr{IP: syntheticIP(node), Port: int(port)}}
 	// The sender of what arrives on c is known from the first byte: sipgo
@@ -250,6 +253,9 @@ func (l *peerLinks) add(c *peerConn) {
 	c.added = true
 	l.mu.Unlock()
 	l.s.m.peerStreams.WithLabelValues(c.dir, c.path).Inc()
+	if c.dir == "in" {
+		l.s.log.Debug("SIP stream from peer accepted", "node", c.node, "transport", c.transport, "relayed", c.path == "relayed")
+	}
 }
 
 // drop forgets a closed stream.
@@ -310,6 +316,7 @@ type peerConn struct {
 	node         string
 	links        *peerLinks
 	dir, path    string // "in"/"out", "direct"/"relayed": metric labels
+	transport    string // the kind of connection st rides: "tcp", "quic", "wss", "relay"
 	laddr, raddr *net.TCPAddr
 
 	wmu       sync.Mutex    // serialises Write

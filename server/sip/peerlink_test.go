@@ -32,6 +32,7 @@ type pipeEnd struct {
 func (p pipeEnd) Reset() error       { return p.Close() }
 func (p pipeEnd) RemoteNode() string { return p.remote }
 func (p pipeEnd) Relayed() bool      { return false }
+func (p pipeEnd) Transport() string  { return "pipe" }
 
 // node is one node's view of the pipe network.
 type pipeNode struct {

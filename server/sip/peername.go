@@ -2,6 +2,7 @@ package sip
 
 import (
 	"strings"
+	"sync"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multibase"
@@ -35,9 +36,18 @@ func PeerHost(id string) (string, error) {
 
 // NodeOfHost returns the node id a peer host name names, and false for any
 // other host. It accepts the name in any letter case.
+//
+// A call asks it several times per request on each peer (routing, the
+// dialog's hops, the stream's destination), and decoding the base36 CID
+// and encoding the base58 id was 2 % of two peers' CPU relaying 350
+// calls/s (bench/peers/run.sh, PERF=1), so the answers for names seen are
+// kept (nodeNames).
 func NodeOfHost(host string) (string, bool) {
 	if len(host) <= len(peerDomain) || !strings.EqualFold(host[len(host)-len(peerDomain):], peerDomain) {
 		return "", false
+	}
+	if id, ok := nodeNames.get(host); ok {
+		return id, true
 	}
 	label := strings.ToLower(host[:len(host)-len(peerDomain)])
 	if len(label) > 63 || !strings.HasPrefix(label, "k") {
@@ -47,5 +57,36 @@ func NodeOfHost(host string) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	return pid.String(), true
+	id := pid.String()
+	nodeNames.put(host, id)
+	return id, true
+}
+
+// nodeNames maps peer host names (as they came: the letter case is part
+// of the key) to node ids. Only names that decode are kept, so a sender
+// cannot fill it with garbage; it still starts over at nodeNamesMax, as
+// anyone can mint valid node ids.
+var nodeNames = &nameCache{m: map[string]string{}}
+
+const nodeNamesMax = 4096
+
+type nameCache struct {
+	mu sync.RWMutex
+	m  map[string]string // guarded by mu
+}
+
+func (c *nameCache) get(host string) (string, bool) {
+	c.mu.RLock()
+	id, ok := c.m[host]
+	c.mu.RUnlock()
+	return id, ok
+}
+
+func (c *nameCache) put(host, id string) {
+	c.mu.Lock()
+	if len(c.m) >= nodeNamesMax {
+		clear(c.m)
+	}
+	c.m[host] = id
+	c.mu.Unlock()
 }

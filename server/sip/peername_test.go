@@ -15,12 +15,24 @@ func TestPeerHostRoundTrip(t *testing.T) {
 		if len(label) > 63 || label != strings.ToLower(label) {
 			t.Errorf("PeerHost(%s) = %q: the label must be one lower-case DNS label", id, h)
 		}
-		for _, host := range []string{h, strings.ToUpper(h)} {
+		// Twice each: the second answer comes from nodeNames.
+		for _, host := range []string{h, strings.ToUpper(h), h, strings.ToUpper(h)} {
 			got, ok := NodeOfHost(host)
 			if !ok || got != id {
 				t.Errorf("NodeOfHost(%q) = %q, %v; want %s", host, got, ok, id)
 			}
 		}
+	}
+}
+
+// TestNodeNamesBounded: the cache of decoded names starts over when full.
+func TestNodeNamesBounded(t *testing.T) {
+	c := &nameCache{m: map[string]string{}}
+	for i := range nodeNamesMax + 10 {
+		c.put(strings.Repeat("x", i%7)+string(rune('a'+i%26))+strings.Repeat("y", i/26), "id")
+	}
+	if n := len(c.m); n > nodeNamesMax {
+		t.Errorf("the cache holds %d names, over its %d", n, nodeNamesMax)
 	}
 }
 

@@ -167,10 +167,12 @@ func (s *Service) ServePeers() error {
 }
 
 // PeerStreams counts the live SIP streams to other peers: how many peers
-// have one, and the streams on direct and on relayed connections.
-func (s *Service) PeerStreams() (peers, direct, relayed int) {
+// have one, the streams on direct and on relayed connections, and the
+// streams by the kind of connection they ride ("tcp", "quic", "wss",
+// "relay"), which sets what a message costs.
+func (s *Service) PeerStreams() (peers, direct, relayed int, byTransport map[string]int) {
 	if s.links == nil {
-		return 0, 0, 0
+		return 0, 0, 0, nil
 	}
 	return s.links.counts()
 }
