@@ -186,6 +186,7 @@ func (l *peerLinks) hand(ctx context.Context, st overlay.Stream, dir string) (*p
 		return nil, fmt.Errorf("%w: %s holds %d SIP streams", errTooManyStreams, st.RemoteNode(), maxStreamsPerNode)
 	}
 	conn := newGuardStreamConn(&closeNotifyConn{Conn: c, onClose: func(string) {}}, l.s)
+	conn.frameOnly = true
 	select {
 	case l.accept <- conn:
 	case <-ctx.Done():
