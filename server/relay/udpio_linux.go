@@ -12,9 +12,10 @@ import (
 )
 
 // rawUDP does the datagram I/O of a relay socket (a TURN listening socket
-// or a relayed one) with raw recvfrom and sendto system calls, through the
-// socket's syscall.RawConn so that the runtime's network poller still
-// waits for readiness and deadlines and Close still apply.
+// or a relayed one) with raw recvmmsg (batched reads, udpbatch_linux.go)
+// and sendto system calls, through the socket's syscall.RawConn so that
+// the runtime's network poller still waits for readiness and deadlines
+// and Close still apply.
 //
 // Why: the sockets are non-blocking, so the calls never block, but
 // net.UDPConn makes them as blocking system calls (entersyscall and
@@ -36,9 +37,15 @@ type rawUDP struct {
 	// allocation's goroutine, but the socket's own write lock (taken in
 	// RawConn.Write) serializes them anyway.
 	rmu sync.Mutex
-	rd  udpOp
+	rd  udpOp // a read past the batch (a buffer over maxBatchSlot)
 	wmu sync.Mutex
 	wr  udpOp
+
+	// Batched reads (udpbatch_linux.go), under rmu.
+	batch *recvBatch // nil while none is held
+	want  int        // the slot size the read in progress needs
+	errno syscall.Errno
+	recv  func(fd uintptr) bool // doRecv, bound once
 }
 
 // newRawUDP returns nil when c's family cannot be learnt; the callers then
@@ -57,6 +64,7 @@ func newRawUDP(c *net.UDPConn) *rawUDP {
 	r := &rawUDP{udp: c, rc: rc, v6: domain == syscall.AF_INET6}
 	r.rd.bind()
 	r.wr.bind()
+	r.recv = r.doRecv
 	return r
 }
 
@@ -109,6 +117,9 @@ func (op *udpOp) doWrite(fd uintptr) bool {
 // readFrom is ReadFromUDPAddrPort.
 func (r *rawUDP) readFrom(p []byte) (int, netip.AddrPort, error) {
 	r.rmu.Lock()
+	if len(p) <= maxBatchSlot || !r.batch.empty() {
+		return r.readBatched(p) // unlocks
+	}
 	op := &r.rd
 	op.p = p
 	err := r.rc.Read(op.read)
