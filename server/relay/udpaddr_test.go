@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -11,7 +12,8 @@ import (
 // TestUDPSocketMatchesNet checks that udpSocket reads the same addresses
 // net.UDPConn.ReadFrom returns (IP length included: pion compares and
 // fingerprints them) and writes where net.UDPConn.WriteTo does, on IPv4,
-// IPv6 and dual-stack sockets.
+// IPv6 and dual-stack sockets, reading through a batch (Linux, pion's
+// buffers) and with a buffer too large for one (one recvfrom).
 func TestUDPSocketMatchesNet(t *testing.T) {
 	cases := []struct {
 		name             string
@@ -22,81 +24,93 @@ func TestUDPSocketMatchesNet(t *testing.T) {
 		{"ipv6", "udp6", "[::1]:0", "udp6", "::1"},
 		{"dual-stack from ipv4", "udp", ":0", "udp4", "127.0.0.1"},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			pc, err := net.ListenPacket(tc.network, tc.listen)
-			if err != nil {
-				t.Skip(err)
-			}
-			defer pc.Close()
-			ref, err := net.ListenPacket(tc.network, tc.listen) // read with net, for comparison (byte for byte: 4- and 16-byte IPs differ for pion)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ref.Close()
-			peer, err := net.ListenPacket(tc.peerNet, net.JoinHostPort(tc.peerDst, "0"))
-			if err != nil {
-				t.Skip(err)
-			}
-			defer peer.Close()
-			sock := newUDPSocket(pc.(*net.UDPConn), relayAddrSlots)
-			if sock.raw == nil {
-				t.Log("no raw I/O on this platform: checking the fallback")
-			}
-			dst := func(c net.PacketConn) net.Addr {
-				return &net.UDPAddr{IP: net.ParseIP(tc.peerDst), Port: c.LocalAddr().(*net.UDPAddr).Port}
-			}
-			deadline := time.Now().Add(5 * time.Second)
-			for _, c := range []net.PacketConn{pc, ref, peer} {
-				_ = c.SetDeadline(deadline)
-			}
+	for _, bufLen := range []int{1600, 65536} {
+		for _, tc := range cases {
+			t.Run(fmt.Sprintf("%s/buf=%d", tc.name, bufLen), func(t *testing.T) {
+				testUDPSocketMatchesNet(t, bufLen, tc.network, tc.listen, tc.peerNet, tc.peerDst)
+			})
+		}
+	}
+}
 
-			var got, want net.Addr
-			for i := range 3 { // the second and third reads come from the cache
-				msg := []byte{byte(i), 'p', 'i', 'n', 'g'}
-				if _, err := peer.WriteTo(msg, dst(pc)); err != nil {
-					t.Fatal(err)
-				}
-				if _, err := peer.WriteTo(msg, dst(ref)); err != nil {
-					t.Fatal(err)
-				}
-				buf := make([]byte, 64)
-				n, a, err := sock.readFrom(buf)
-				if err != nil || !bytes.Equal(buf[:n], msg) {
-					t.Fatalf("readFrom: %q, %v", buf[:n], err)
-				}
-				if i > 0 && a != got {
-					t.Errorf("read %d: a new *net.UDPAddr for the same source", i)
-				}
-				got = a
-				if _, want, err = ref.ReadFrom(buf); err != nil {
-					t.Fatal(err)
-				}
-				g, w := got.(*net.UDPAddr), want.(*net.UDPAddr)
-				if string(g.IP) != string(w.IP) || g.Port != w.Port || g.Zone != w.Zone {
-					t.Errorf("read %d: address %#v, net says %#v", i, g, w)
-				}
-			}
+func testUDPSocketMatchesNet(t *testing.T, bufLen int, network, listen, peerNet, peerDst string) {
+	pc, err := net.ListenPacket(network, listen)
+	if err != nil {
+		t.Skip(err)
+	}
+	defer pc.Close()
+	ref, err := net.ListenPacket(network, listen) // read with net, for comparison (byte for byte: 4- and 16-byte IPs differ for pion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	peer, err := net.ListenPacket(peerNet, net.JoinHostPort(peerDst, "0"))
+	if err != nil {
+		t.Skip(err)
+	}
+	defer peer.Close()
+	sock := newUDPSocket(pc.(*net.UDPConn), relayAddrSlots)
+	if sock.raw == nil {
+		t.Log("no raw I/O on this platform: checking the fallback")
+	}
+	dst := func(c net.PacketConn) net.Addr {
+		return &net.UDPAddr{IP: net.ParseIP(peerDst), Port: c.LocalAddr().(*net.UDPAddr).Port}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, c := range []net.PacketConn{pc, ref, peer} {
+		_ = c.SetDeadline(deadline)
+	}
 
-			// Back to the peer, at the address just read (as pion does).
-			if _, err := sock.writeTo([]byte("pong"), got); err != nil {
-				t.Fatal(err)
-			}
-			buf := make([]byte, 64)
-			n, from, err := peer.ReadFrom(buf)
-			if err != nil || string(buf[:n]) != "pong" {
-				t.Fatalf("peer read: %q, %v", buf[:n], err)
-			}
-			if from.(*net.UDPAddr).Port != pc.LocalAddr().(*net.UDPAddr).Port {
-				t.Errorf("pong from %v, want port of %v", from, pc.LocalAddr())
-			}
-		})
+	var got, want net.Addr
+	for i := range 3 { // the second and third reads come from the cache
+		msg := []byte{byte(i), 'p', 'i', 'n', 'g'}
+		if _, err := peer.WriteTo(msg, dst(pc)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := peer.WriteTo(msg, dst(ref)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, bufLen)
+		n, a, err := sock.readFrom(buf)
+		if err != nil || !bytes.Equal(buf[:n], msg) {
+			t.Fatalf("readFrom: %q, %v", buf[:n], err)
+		}
+		if i > 0 && a != got {
+			t.Errorf("read %d: a new *net.UDPAddr for the same source", i)
+		}
+		got = a
+		if _, want, err = ref.ReadFrom(buf); err != nil {
+			t.Fatal(err)
+		}
+		g, w := got.(*net.UDPAddr), want.(*net.UDPAddr)
+		if string(g.IP) != string(w.IP) || g.Port != w.Port || g.Zone != w.Zone {
+			t.Errorf("read %d: address %#v, net says %#v", i, g, w)
+		}
+	}
+
+	// Back to the peer, at the address just read (as pion does).
+	if _, err := sock.writeTo([]byte("pong"), got); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, from, err := peer.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != "pong" {
+		t.Fatalf("peer read: %q, %v", buf[:n], err)
+	}
+	if from.(*net.UDPAddr).Port != pc.LocalAddr().(*net.UDPAddr).Port {
+		t.Errorf("pong from %v, want port of %v", from, pc.LocalAddr())
 	}
 }
 
 // TestUDPSocketClosed checks that Close ends a blocked read with an error,
 // as pion's read loops expect.
 func TestUDPSocketClosed(t *testing.T) {
+	for _, bufLen := range []int{1600, 65536} {
+		t.Run(fmt.Sprintf("buf=%d", bufLen), func(t *testing.T) { testUDPSocketClosed(t, bufLen) })
+	}
+}
+
+func testUDPSocketClosed(t *testing.T, bufLen int) {
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +118,7 @@ func TestUDPSocketClosed(t *testing.T) {
 	sock := newUDPSocket(pc.(*net.UDPConn), relayAddrSlots)
 	done := make(chan error, 1)
 	go func() {
-		_, _, err := sock.readFrom(make([]byte, 64))
+		_, _, err := sock.readFrom(make([]byte, bufLen))
 		done <- err
 	}()
 	time.Sleep(50 * time.Millisecond)

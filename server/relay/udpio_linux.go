@@ -12,9 +12,10 @@ import (
 )
 
 // rawUDP does the datagram I/O of a relay socket (a TURN listening socket
-// or a relayed one) with raw recvfrom and sendto system calls, through the
-// socket's syscall.RawConn so that the runtime's network poller still
-// waits for readiness and deadlines and Close still apply.
+// or a relayed one) with raw recvmmsg (batched reads, udpbatch_linux.go)
+// and sendto system calls, through the socket's syscall.RawConn so that
+// the runtime's network poller still waits for readiness and deadlines
+// and Close still apply.
 //
 // Why: the sockets are non-blocking, so the calls never block, but
 // net.UDPConn makes them as blocking system calls (entersyscall and
@@ -28,6 +29,23 @@ type rawUDP struct {
 	udp *net.UDPConn
 	rc  syscall.RawConn
 	v6  bool // an AF_INET6 socket: IPv4 peers are written v4-mapped
+
+	// One preallocated system call per direction, not one from a
+	// sync.Pool per datagram (Get and Put cost more than the uncontended
+	// lock). pion reads a socket from one goroutine, so rmu is never
+	// contended; writes to a listening socket come from every
+	// allocation's goroutine, but the socket's own write lock (taken in
+	// RawConn.Write) serializes them anyway.
+	rmu sync.Mutex
+	rd  udpOp // a read past the batch (a buffer over maxBatchSlot)
+	wmu sync.Mutex
+	wr  udpOp
+
+	// Batched reads (udpbatch_linux.go), under rmu.
+	batch *recvBatch // nil while none is held
+	want  int        // the slot size the read in progress needs
+	errno syscall.Errno
+	recv  func(fd uintptr) bool // doRecv, bound once
 }
 
 // newRawUDP returns nil when c's family cannot be learnt; the callers then
@@ -43,7 +61,11 @@ func newRawUDP(c *net.UDPConn) *rawUDP {
 	}); err != nil || (domain != syscall.AF_INET && domain != syscall.AF_INET6) {
 		return nil
 	}
-	return &rawUDP{udp: c, rc: rc, v6: domain == syscall.AF_INET6}
+	r := &rawUDP{udp: c, rc: rc, v6: domain == syscall.AF_INET6}
+	r.rd.bind()
+	r.wr.bind()
+	r.recv = r.doRecv
+	return r
 }
 
 // udpOp is one system call's arguments and results; its read and write
@@ -59,11 +81,7 @@ type udpOp struct {
 	write func(fd uintptr) bool
 }
 
-var udpOps = sync.Pool{New: func() any {
-	op := &udpOp{}
-	op.read, op.write = op.doRead, op.doWrite
-	return op
-}}
+func (op *udpOp) bind() { op.read, op.write = op.doRead, op.doWrite }
 
 func (op *udpOp) doRead(fd uintptr) bool {
 	for {
@@ -96,27 +114,28 @@ func (op *udpOp) doWrite(fd uintptr) bool {
 	}
 }
 
-func (op *udpOp) release() {
-	op.p = nil
-	udpOps.Put(op)
-}
-
 // readFrom is ReadFromUDPAddrPort.
 func (r *rawUDP) readFrom(p []byte) (int, netip.AddrPort, error) {
-	op := udpOps.Get().(*udpOp)
-	defer op.release()
+	r.rmu.Lock()
+	if len(p) <= maxBatchSlot || !r.batch.empty() {
+		return r.readBatched(p) // unlocks
+	}
+	op := &r.rd
 	op.p = p
-	if err := r.rc.Read(op.read); err != nil {
-		return 0, netip.AddrPort{}, r.opError("read", nil, err)
-	}
-	if op.errno != 0 {
-		return 0, netip.AddrPort{}, r.opError("read", nil, os.NewSyscallError("recvfrom", op.errno))
-	}
+	err := r.rc.Read(op.read)
+	op.p = nil // do not keep the caller's buffer alive
+	n, errno := op.n, op.errno
 	ap, ok := sockaddrAddrPort(&op.sa)
-	if !ok {
+	r.rmu.Unlock()
+	switch {
+	case err != nil:
+		return 0, netip.AddrPort{}, r.opError("read", nil, err)
+	case errno != 0:
+		return 0, netip.AddrPort{}, r.opError("read", nil, os.NewSyscallError("recvfrom", errno))
+	case !ok:
 		return 0, netip.AddrPort{}, r.opError("read", nil, errSockaddr)
 	}
-	return op.n, ap, nil
+	return n, ap, nil
 }
 
 var errSockaddr = errors.New("recvfrom: unexpected address family")
@@ -125,19 +144,24 @@ var errSockaddr = errors.New("recvfrom: unexpected address family")
 // (zoned IPv6, no IP, the other family on an IPv4 socket) go the
 // standard way.
 func (r *rawUDP) writeTo(p []byte, a *net.UDPAddr) (int, error) {
-	op := udpOps.Get().(*udpOp)
-	defer op.release()
+	r.wmu.Lock()
+	op := &r.wr
 	if !op.setSockaddr(a, r.v6) {
+		r.wmu.Unlock()
 		return r.udp.WriteTo(p, a)
 	}
 	op.p = p
-	if err := r.rc.Write(op.write); err != nil {
+	err := r.rc.Write(op.write)
+	op.p = nil
+	n, errno := op.n, op.errno
+	r.wmu.Unlock()
+	switch {
+	case err != nil:
 		return 0, r.opError("write", a, err)
+	case errno != 0:
+		return 0, r.opError("write", a, os.NewSyscallError("sendto", errno))
 	}
-	if op.errno != 0 {
-		return 0, r.opError("write", a, os.NewSyscallError("sendto", op.errno))
-	}
-	return op.n, nil
+	return n, nil
 }
 
 func (r *rawUDP) opError(op string, addr net.Addr, err error) error {
