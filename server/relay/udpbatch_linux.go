@@ -1,3 +1,8 @@
+//go:build !386
+
+// 32-bit x86 Linux has no SYS_RECVFROM/SYS_SENDTO (socketcall): it uses the
+// portable path of udpio_other.go.
+
 package relay
 
 import (

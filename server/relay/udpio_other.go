@@ -1,4 +1,4 @@
-//go:build !linux
+//go:build !linux || 386
 
 package relay
 
@@ -7,7 +7,7 @@ import (
 	"net/netip"
 )
 
-// rawUDP is Linux only; elsewhere newRawUDP returns nil and the sockets'
+// rawUDP is Linux only (but 32-bit x86); elsewhere newRawUDP returns nil and the sockets'
 // own methods are used.
 type rawUDP struct{}
 
