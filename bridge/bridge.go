@@ -2,11 +2,13 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -154,11 +156,15 @@ func (b *Bridge) ICEPort() int { return b.icePort }
 const iceReadBuffer = 4 << 20
 
 // listenICEMux opens the shared ICE port: the highest free port of the
-// range (plain legs take ports from the bottom), on every interface
-// address but link-local ones. An IPv6 address still in duplicate address
-// detection cannot be bound yet (a host or namespace that just came up):
-// then the port serves IPv4 alone rather than failing the peer.
+// range (plain legs take ports from the bottom), on cfg.ICEIPs, or by
+// default on every interface address but link-local ones. An IPv6
+// address still in duplicate address detection cannot be bound yet (a
+// host or namespace that just came up): then the default port serves
+// IPv4 alone rather than failing the peer.
 func listenICEMux(cfg Config) (*ice.MultiUDPMuxDefault, int, error) {
+	if len(cfg.ICEIPs) > 0 {
+		return listenICEMuxOn(cfg)
+	}
 	noLinkLocal := ice.UDPMuxFromPortWithIPFilter(func(ip net.IP) bool { return !ip.IsLinkLocalUnicast() })
 	var lastErr error
 	for _, nets := range [][]ice.NetworkType{{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6}, {ice.NetworkTypeUDP4}} {
@@ -174,6 +180,41 @@ func listenICEMux(cfg Config) (*ice.MultiUDPMuxDefault, int, error) {
 			}
 			lastErr = err
 		}
+	}
+	return nil, 0, fmt.Errorf("bridge: no free port for ICE at the top of the range %d-%d: %w", cfg.PortMin, cfg.PortMax, lastErr)
+}
+
+// listenICEMuxOn binds the shared ICE port on each of cfg.ICEIPs, the
+// same port on all of them. An address this host does not have fails at
+// once: a typo must not leave browsers without a candidate.
+func listenICEMuxOn(cfg Config) (*ice.MultiUDPMuxDefault, int, error) {
+	var lastErr error
+	for p := cfg.PortMax; p >= cfg.PortMin && p > cfg.PortMax-64; p-- {
+		conns := make([]*net.UDPConn, 0, len(cfg.ICEIPs))
+		var err error
+		for _, ip := range cfg.ICEIPs {
+			var c *net.UDPConn
+			if c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip.Unmap(), uint16(p)))); err != nil {
+				err = fmt.Errorf("ICE address %s: %w", ip, err)
+				break
+			}
+			_ = c.SetReadBuffer(iceReadBuffer)
+			conns = append(conns, c)
+		}
+		if err == nil {
+			muxes := make([]ice.UDPMux, len(conns))
+			for i, c := range conns {
+				muxes[i] = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: c})
+			}
+			return ice.NewMultiUDPMuxDefault(muxes...), p, nil
+		}
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		if errors.Is(err, syscall.EADDRNOTAVAIL) {
+			return nil, 0, fmt.Errorf("bridge: %w (not an address of this host, or an IPv6 one still in duplicate address detection)", err)
+		}
+		lastErr = err
 	}
 	return nil, 0, fmt.Errorf("bridge: no free port for ICE at the top of the range %d-%d: %w", cfg.PortMin, cfg.PortMax, lastErr)
 }
