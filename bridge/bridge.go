@@ -93,7 +93,7 @@ func New(cfg Config) (*Bridge, error) {
 	// itself (Session.sendWebRTCP). pion's report interceptors sat in
 	// both packet paths and allocated twice per packet received.
 	ir := &interceptor.Registry{}
-	se := webrtc.SettingEngine{LoggerFactory: pionLogs{cfg.Logger}}
+	se := webrtc.SettingEngine{LoggerFactory: pionLogs{cfg.Logger}, BufferFactory: streamBuffer}
 	if err := se.SetEphemeralUDPPortRange(uint16(cfg.PortMin), uint16(cfg.PortMax)); err != nil {
 		return nil, fmt.Errorf("bridge: ICE port range: %w", err)
 	}
