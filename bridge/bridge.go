@@ -2,11 +2,16 @@ package bridge
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -28,6 +33,8 @@ type Bridge struct {
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{} // guarded by mu
+	cert     *webrtc.Certificate   // guarded by mu; the browser legs' DTLS certificate
+	certAt   time.Time             // guarded by mu; when cert was made
 }
 
 // RelayConn is an allocation on a TURN relay (RFC 8656): a PacketConn
@@ -86,7 +93,7 @@ func New(cfg Config) (*Bridge, error) {
 	// itself (Session.sendWebRTCP). pion's report interceptors sat in
 	// both packet paths and allocated twice per packet received.
 	ir := &interceptor.Registry{}
-	se := webrtc.SettingEngine{}
+	se := webrtc.SettingEngine{LoggerFactory: pionLogs{cfg.Logger}, BufferFactory: streamBuffer}
 	if err := se.SetEphemeralUDPPortRange(uint16(cfg.PortMin), uint16(cfg.PortMax)); err != nil {
 		return nil, fmt.Errorf("bridge: ICE port range: %w", err)
 	}
@@ -154,16 +161,20 @@ func (b *Bridge) ICEPort() int { return b.icePort }
 const iceReadBuffer = 4 << 20
 
 // listenICEMux opens the shared ICE port: the highest free port of the
-// range (plain legs take ports from the bottom), on every interface
-// address but link-local ones. An IPv6 address still in duplicate address
-// detection cannot be bound yet (a host or namespace that just came up):
-// then the port serves IPv4 alone rather than failing the peer.
+// range (plain legs take ports from the bottom), on cfg.ICEIPs, or by
+// default on every interface address but link-local ones. An IPv6
+// address still in duplicate address detection cannot be bound yet (a
+// host or namespace that just came up): then the default port serves
+// IPv4 alone rather than failing the peer.
 func listenICEMux(cfg Config) (*ice.MultiUDPMuxDefault, int, error) {
+	if len(cfg.ICEIPs) > 0 {
+		return listenICEMuxOn(cfg)
+	}
 	noLinkLocal := ice.UDPMuxFromPortWithIPFilter(func(ip net.IP) bool { return !ip.IsLinkLocalUnicast() })
 	var lastErr error
 	for _, nets := range [][]ice.NetworkType{{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6}, {ice.NetworkTypeUDP4}} {
 		opts := []ice.UDPMuxFromPortOption{ice.UDPMuxFromPortWithNetworks(nets...), noLinkLocal,
-			ice.UDPMuxFromPortWithReadBufferSize(iceReadBuffer)}
+			ice.UDPMuxFromPortWithReadBufferSize(iceReadBuffer), ice.UDPMuxFromPortWithLogger(pionLogs{cfg.Logger}.NewLogger("ice"))}
 		if cfg.IncludeLoopback {
 			opts = append(opts, ice.UDPMuxFromPortWithLoopback())
 		}
@@ -176,6 +187,69 @@ func listenICEMux(cfg Config) (*ice.MultiUDPMuxDefault, int, error) {
 		}
 	}
 	return nil, 0, fmt.Errorf("bridge: no free port for ICE at the top of the range %d-%d: %w", cfg.PortMin, cfg.PortMax, lastErr)
+}
+
+// listenICEMuxOn binds the shared ICE port on each of cfg.ICEIPs, the
+// same port on all of them. An address this host does not have fails at
+// once: a typo must not leave browsers without a candidate.
+func listenICEMuxOn(cfg Config) (*ice.MultiUDPMuxDefault, int, error) {
+	var lastErr error
+	for p := cfg.PortMax; p >= cfg.PortMin && p > cfg.PortMax-64; p-- {
+		conns := make([]*net.UDPConn, 0, len(cfg.ICEIPs))
+		var err error
+		for _, ip := range cfg.ICEIPs {
+			var c *net.UDPConn
+			if c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip.Unmap(), uint16(p)))); err != nil {
+				err = fmt.Errorf("ICE address %s: %w", ip, err)
+				break
+			}
+			_ = c.SetReadBuffer(iceReadBuffer)
+			conns = append(conns, c)
+		}
+		if err == nil {
+			muxes := make([]ice.UDPMux, len(conns))
+			for i, c := range conns {
+				muxes[i] = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: c, Logger: pionLogs{cfg.Logger}.NewLogger("ice")})
+			}
+			return ice.NewMultiUDPMuxDefault(muxes...), p, nil
+		}
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		if errors.Is(err, syscall.EADDRNOTAVAIL) {
+			return nil, 0, fmt.Errorf("bridge: %w (not an address of this host, or an IPv6 one still in duplicate address detection)", err)
+		}
+		lastErr = err
+	}
+	return nil, 0, fmt.Errorf("bridge: no free port for ICE at the top of the range %d-%d: %w", cfg.PortMin, cfg.PortMax, lastErr)
+}
+
+// certMaxAge is how long one DTLS certificate serves new browser legs.
+// pion's certificates are valid for a month (from a day before they were
+// made); a day leaves every call that starts with one weeks of validity.
+const certMaxAge = 24 * time.Hour
+
+// certificate is the DTLS certificate of new browser legs. One for all of
+// them, not pion's default of a new key and certificate per
+// PeerConnection: that is an ECDSA key generation and signature per call,
+// and the key, certificate and its parsed form kept for the call's
+// length. Sharing it is what browsers do too (RTCCertificate); the
+// answer's fingerprint still binds each call's DTLS to its signaling.
+func (b *Bridge) certificate() ([]webrtc.Certificate, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cert == nil || time.Since(b.certAt) > certMaxAge {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("bridge: DTLS key: %w", err)
+		}
+		c, err := webrtc.GenerateCertificate(key)
+		if err != nil {
+			return nil, fmt.Errorf("bridge: DTLS certificate: %w", err)
+		}
+		b.cert, b.certAt = c, time.Now()
+	}
+	return []webrtc.Certificate{*b.cert}, nil
 }
 
 func (b *Bridge) add(s *Session) {

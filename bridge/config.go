@@ -29,7 +29,15 @@ type Config struct {
 	ICEServers []webrtc.ICEServer
 	// IncludeLoopback puts loopback addresses among ICE host candidates
 	// (peers and browsers on one machine, as in tests). Default false.
+	// Ignored with ICEIPs.
 	IncludeLoopback bool
+	// ICEIPs are the addresses of the browser legs' ICE host candidates:
+	// the shared ICE port binds exactly these (--media-ips). Default: every
+	// interface address but link-local ones, loopback only with
+	// IncludeLoopback. Each address costs every call a candidate, a reader
+	// goroutine, a watcher goroutine and an 8 KiB buffer in pion, so a
+	// multi-homed peer names the ones its browsers reach.
+	ICEIPs []netip.Addr
 	// MediaTimeout ends a call when no RTP arrives on a leg this long
 	// while neither side holds. Default 30 s.
 	MediaTimeout time.Duration
@@ -85,6 +93,9 @@ func (c *Config) validate() error {
 	if c.PortMax-c.PortMin < 1 {
 		return fmt.Errorf("bridge: RTP port range %d-%d holds too few ports", c.PortMin, c.PortMax)
 	}
+	if err := checkICEIPs(c.ICEIPs); err != nil {
+		return err
+	}
 	if c.MediaTimeout < time.Second || c.ICEFailedTimeout < time.Second {
 		return fmt.Errorf("bridge: timeouts below a second (media %s, ICE %s)", c.MediaTimeout, c.ICEFailedTimeout)
 	}
@@ -105,4 +116,37 @@ func ParsePortRange(s string) (int, int, error) {
 		return 0, 0, err
 	}
 	return lo, hi, nil
+}
+
+// ParseICEIPs reads the addresses of the --media-ips flag.
+func ParseICEIPs(ss []string) ([]netip.Addr, error) {
+	ips := make([]netip.Addr, 0, len(ss))
+	for _, s := range ss {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("ICE address %q: want an IP address", s)
+		}
+		ips = append(ips, ip)
+	}
+	if err := checkICEIPs(ips); err != nil {
+		return nil, err
+	}
+	return ips, nil
+}
+
+func checkICEIPs(ips []netip.Addr) error {
+	seen := map[netip.Addr]bool{}
+	for _, ip := range ips {
+		// A candidate must carry an address a browser can send to: not
+		// 0.0.0.0 or ::, not a group, and not an IPv6 link-local address,
+		// whose zone a browser on another host cannot know.
+		if !ip.IsValid() || ip.IsUnspecified() || ip.IsMulticast() || (ip.Is6() && !ip.Is4In6() && ip.IsLinkLocalUnicast()) {
+			return fmt.Errorf("bridge: ICE address %q: want a unicast address browsers can reach", ip)
+		}
+		if seen[ip.Unmap()] {
+			return fmt.Errorf("bridge: ICE address %s given twice", ip)
+		}
+		seen[ip.Unmap()] = true
+	}
+	return nil
 }

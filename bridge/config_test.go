@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -44,6 +45,14 @@ func TestConfigValidate(t *testing.T) {
 		{"media timeout of a second", Config{MediaTimeout: time.Second}, true},
 		{"ICE timeout below a second", Config{ICEFailedTimeout: time.Millisecond}, false},
 		{"negative media timeout", Config{MediaTimeout: -time.Second}, false},
+		{"ICE on loopback", Config{ICEIPs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}, true},
+		{"ICE on IPv4 and IPv6 loopback", Config{ICEIPs: []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")}}, true},
+		{"ICE on 0.0.0.0", Config{ICEIPs: []netip.Addr{netip.IPv4Unspecified()}}, false},
+		{"ICE on ::", Config{ICEIPs: []netip.Addr{netip.IPv6Unspecified()}}, false},
+		{"ICE on a group", Config{ICEIPs: []netip.Addr{netip.MustParseAddr("224.0.0.251")}}, false},
+		{"ICE on IPv6 link-local", Config{ICEIPs: []netip.Addr{netip.MustParseAddr("fe80::1")}}, false},
+		{"ICE on the zero Addr", Config{ICEIPs: []netip.Addr{{}}}, false},
+		{"ICE address twice", Config{ICEIPs: []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::ffff:127.0.0.1")}}, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := c.cfg
@@ -87,6 +96,37 @@ func TestParsePortRange(t *testing.T) {
 		lo, hi, err := ParsePortRange(c.in)
 		if (err == nil) != c.ok || lo != c.lo || hi != c.hi {
 			t.Errorf("ParsePortRange(%q) = %d, %d, %v; want %d, %d, ok %v", c.in, lo, hi, err, c.lo, c.hi, c.ok)
+		}
+	}
+}
+
+// An ICE address the host does not have fails New at once, not after
+// trying 64 ports, and says which address it was.
+func TestICEIPNotOnHost(t *testing.T) {
+	_, err := New(Config{ICEIPs: []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("192.0.2.254")}})
+	if err == nil || !strings.Contains(err.Error(), "192.0.2.254") || !strings.Contains(err.Error(), "not an address of this host") {
+		t.Fatalf("New with an address not on this host: %v", err)
+	}
+}
+
+func TestParseICEIPs(t *testing.T) {
+	for _, c := range []struct {
+		in []string
+		ok bool
+	}{
+		{nil, true},
+		{[]string{"192.0.2.2"}, true},
+		{[]string{"192.0.2.2", "2001:db8::2", "127.0.0.1"}, true},
+		{[]string{"192.0.2.2/24"}, false},
+		{[]string{"host.example"}, false},
+		{[]string{""}, false},
+		{[]string{"0.0.0.0"}, false},
+		{[]string{"fe80::1%eth0"}, false},
+		{[]string{"192.0.2.2", "192.0.2.2"}, false},
+	} {
+		ips, err := ParseICEIPs(c.in)
+		if (err == nil) != c.ok || (err == nil && len(ips) != len(c.in)) {
+			t.Errorf("ParseICEIPs(%q) = %v, %v; want ok %v", c.in, ips, err, c.ok)
 		}
 	}
 }

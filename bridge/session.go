@@ -115,7 +115,12 @@ func (b *Bridge) newSession(ctx context.Context, leg Leg, ev Events) (*Session, 
 	if err != nil {
 		return nil, err
 	}
-	pc, err := b.api.NewPeerConnection(webrtc.Configuration{ICEServers: b.cfg.ICEServers,
+	certs, err := b.certificate()
+	if err != nil {
+		pl.close()
+		return nil, err
+	}
+	pc, err := b.api.NewPeerConnection(webrtc.Configuration{ICEServers: b.cfg.ICEServers, Certificates: certs,
 		BundlePolicy: webrtc.BundlePolicyMaxBundle, RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire})
 	if err != nil {
 		pl.close()

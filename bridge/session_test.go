@@ -281,6 +281,39 @@ func TestBrowserCallsPhone(t *testing.T) {
 	s.Close()
 }
 
+// With ICEIPs the browser leg offers a host candidate on those addresses
+// only, all on the shared ICE port, and the call connects through it.
+func TestICEIPsOnly(t *testing.T) {
+	b := newTestBridgeWith(t, Config{ICEIPs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}})
+	ph := newFakePhone(t)
+	s, webOffer, err := b.OfferFromPlain(context.Background(), ph.sdp("pcmu+te", "sendrecv"), Leg{IP: netip.MustParseAddr("127.0.0.1")}, Events{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var cands []string
+	for _, l := range strings.Split(string(webOffer), "\n") {
+		// pion repeats each candidate for component 2 (RTCP); rtcp-mux
+		// makes that one unused.
+		if f := strings.Fields(l); len(f) > 1 && strings.HasPrefix(l, "a=candidate:") && f[1] == "1" {
+			cands = append(cands, strings.TrimSpace(l))
+		}
+	}
+	want := fmt.Sprintf(" 127.0.0.1 %d typ host", b.ICEPort())
+	if len(cands) != 1 || !strings.Contains(cands[0], want) {
+		t.Fatalf("candidates %q, want one containing %q", cands, want)
+	}
+	fb := newFakeBrowser(t)
+	if err := fb.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(webOffer)}); err != nil {
+		t.Fatal(err)
+	}
+	fb.addTrack(t)
+	if _, err := s.AnswerFromWebRTC(fb.local(t, false)); err != nil {
+		t.Fatal(err)
+	}
+	waitConnected(t, fb.pc)
+}
+
 func TestPhoneCallsBrowser(t *testing.T) {
 	b := newTestBridge(t)
 	ph := newFakePhone(t)

@@ -49,7 +49,7 @@ type mediaBridge struct {
 
 func newMediaBridge(cfg Config, node *overlay.Node, relays *relayDirectory, reg prometheus.Registerer, log *slog.Logger) (*mediaBridge, error) {
 	bc := bridge.Config{PortMin: cfg.RTPPortMin, PortMax: cfg.RTPPortMax, MediaTimeout: cfg.MediaTimeout,
-		IncludeLoopback: cfg.MediaLoopback, Logger: log, Registerer: reg}
+		IncludeLoopback: cfg.MediaLoopback, ICEIPs: cfg.MediaICEIPs, Logger: log, Registerer: reg}
 	if cfg.PublicIP != "" {
 		bc.PublicIPs = []string{cfg.PublicIP}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -76,6 +77,8 @@ type Config struct {
 	RTPPortMax    int
 	MediaTimeout  time.Duration
 	MediaLoopback bool
+	MediaIPs      []string     // --media-ips, parsed into MediaICEIPs
+	MediaICEIPs   []netip.Addr // nil: the bridge's default (every address but loopback and link-local ones)
 }
 
 // letsEncrypt is the default ACME directory.
@@ -134,6 +137,7 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.RTPPorts, "rtp-ports", "20000-29999", "media bridge: UDP ports of bridged calls' RTP legs and of their WebRTC (ICE) sockets, min-max (open them in the firewall of a public peer)")
 	fs.DurationVar(&c.MediaTimeout, "media-timeout", 30*time.Second, "media bridge: end a bridged call (BYE to both sides) when no RTP arrives this long outside hold")
 	fs.BoolVar(&c.MediaLoopback, "media-loopback", false, "media bridge: offer loopback addresses as ICE candidates to browsers (a peer and its browsers on one machine, as in tests)")
+	fs.Var(listFlag{&c.MediaIPs}, "media-ips", "media bridge: this peer's addresses browsers' WebRTC reaches it at; the ICE port binds these only, one candidate each (repeatable or comma-separated; default: every address but loopback and link-local ones, loopback too with --media-loopback)")
 	fs.StringVar(&c.DNS, "dns", "", "DNS server (host:port) for RFC 3263 lookups of public SIP domains (default: /etc/resolv.conf)")
 	fs.IntVar(&c.RegsPerSource, "registrations-per-source", 64, "live SIP registrations one source address (host:port) may hold; 0: no cap (load tests)")
 	fs.StringVar(&c.Users, "users", "", "file of user:password lines: digest credentials of phones registering here (others are first-come)")
@@ -275,6 +279,12 @@ func (c *Config) validate() error {
 	c.RTPPortMin, c.RTPPortMax = lo, hi
 	if c.MediaTimeout < time.Second {
 		return fmt.Errorf("--media-timeout %s: want at least 1s", c.MediaTimeout)
+	}
+	if c.MediaICEIPs, err = bridge.ParseICEIPs(c.MediaIPs); err != nil {
+		return fmt.Errorf("--media-ips: %w", err)
+	}
+	if len(c.MediaICEIPs) == 0 {
+		c.MediaICEIPs = nil
 	}
 	switch c.Reachability {
 	case "":

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -50,6 +51,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"--refresh", "1ms"}, {"--nope"}, {"stray"}, {"--http", "80"}, {"--acme"},
 		{"--acme", "--fqdn", "p.example", "--acme-directory", "http://ca"}, {"--embed-origins", "portal.example"}, {"--ice-servers", "http://x"},
 		{"--proxy-private-targets"}, // without the proxy role
+		{"--media-ips", "lan.example"}, {"--media-ips", "0.0.0.0"}, {"--media-ips", "192.0.2.2,192.0.2.2"},
 	} {
 		if _, err := parseConfig(args, env(nil), io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
@@ -87,5 +89,20 @@ func TestParseConfigProxyPrivateTargets(t *testing.T) {
 	c, err = parseConfig([]string{"--roles", "proxy"}, env(map[string]string{"P2PSIP_PROXY_PRIVATE_TARGETS": "true"}), io.Discard)
 	if err != nil || !c.ProxyPrivateTargets {
 		t.Fatalf("from P2PSIP_PROXY_PRIVATE_TARGETS: %v %v, want true", c.ProxyPrivateTargets, err)
+	}
+}
+
+func TestParseConfigMediaIPs(t *testing.T) {
+	c, err := parseConfig(nil, env(nil), io.Discard)
+	if err != nil || c.MediaICEIPs != nil {
+		t.Fatalf("default: %v %v, want nil (the bridge's own default)", c.MediaICEIPs, err)
+	}
+	c, err = parseConfig([]string{"--media-ips", "192.0.2.2"}, env(map[string]string{"P2PSIP_MEDIA_IPS": "198.51.100.1"}), io.Discard)
+	if err != nil || !slices.Equal(c.MediaICEIPs, []netip.Addr{netip.MustParseAddr("192.0.2.2")}) {
+		t.Fatalf("from the flag: %v %v", c.MediaICEIPs, err)
+	}
+	c, err = parseConfig(nil, env(map[string]string{"P2PSIP_MEDIA_IPS": "192.0.2.2, 2001:db8::2"}), io.Discard)
+	if err != nil || !slices.Equal(c.MediaICEIPs, []netip.Addr{netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("2001:db8::2")}) {
+		t.Fatalf("from P2PSIP_MEDIA_IPS: %v %v", c.MediaICEIPs, err)
 	}
 }

@@ -46,7 +46,7 @@ type daemon struct {
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:22224", "ng control address (UDP)")
-	ip := flag.String("ip", "127.0.0.1", "address of the plain RTP legs (bound and advertised)")
+	ip := flag.String("ip", "127.0.0.1", "address of the plain RTP legs and of the browser legs' ICE host candidate (bound and advertised)")
 	ports := flag.String("ports", "40000-49999", "UDP port range of plain legs and ICE host candidates")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this address (empty: off)")
 	flag.Parse()
@@ -60,7 +60,10 @@ func main() {
 		log.Fatalf("-ip: %v", err)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	b, err := bridge.New(bridge.Config{PortMin: lo, PortMax: hi, IncludeLoopback: true, ListenIP: addr, Logger: logger})
+	// ICE on -ip alone, as rtpengine gets one --interface: by default the
+	// bridge would give every call a candidate on each of the host's
+	// addresses, which the benchmark's browsers never use.
+	b, err := bridge.New(bridge.Config{PortMin: lo, PortMax: hi, ICEIPs: []netip.Addr{addr}, ListenIP: addr, Logger: logger})
 	if err != nil {
 		log.Fatal(err)
 	}
