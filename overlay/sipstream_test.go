@@ -57,7 +57,7 @@ func TestOpenSIPStreamOnChosenConnection(t *testing.T) {
 	listen := func(c *Config) {
 		c.ListenAddrs = []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0"), ma.StringCast("/ip4/127.0.0.1/udp/0/quic-v1")}
 	}
-	a, b := loneNodeWith(t, listen), loneNodeWith(t, listen)
+	a, b := startNode(t, listen), startNode(t, listen)
 	b.HandleSIPStreams(func(s Stream) {
 		defer func() { _ = s.Close() }()
 		_, _ = io.Copy(s, s)
@@ -100,14 +100,4 @@ func TestOpenSIPStreamOnChosenConnection(t *testing.T) {
 	if _, err := io.ReadFull(s, back); err != nil || string(back) != string(msg) {
 		t.Fatalf("echo: %q, %v", back, err)
 	}
-}
-
-func loneNodeWith(t *testing.T, mod func(*Config)) *Node {
-	t.Helper()
-	n, err := New(testConfig(t, mod))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { closeQuietly(n) })
-	return n
 }
