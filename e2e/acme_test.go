@@ -281,6 +281,8 @@ func isExecutable(p string) bool {
 	return err == nil && fi.Mode()&0o111 != 0
 }
 
+// failOrSkip skips a test whose tool or privilege is missing, and fails it
+// in CI, where every test must run.
 func failOrSkip(t *testing.T, msg string) {
 	t.Helper()
 	if inCI() {

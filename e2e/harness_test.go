@@ -433,11 +433,7 @@ func requireTool(t *testing.T, name, pkg string) string {
 				return filepath.Join(d, name)
 			}
 		}
-		msg := fmt.Sprintf("%s not found: install the Debian package %q (scripts/install-test-deps.sh does)", name, pkg)
-		if inCI() {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		failOrSkip(t, fmt.Sprintf("%s not found: install the Debian package %q (scripts/install-test-deps.sh does)", name, pkg))
 	}
 	return path
 }
@@ -446,11 +442,7 @@ func requireTool(t *testing.T, name, pkg string) string {
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		msg := "needs root (network namespaces); run the e2e tests as root"
-		if inCI() {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		failOrSkip(t, "needs root (network namespaces); run the e2e tests as root")
 	}
 }
 
