@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
+
+	"github.com/p2psip/p2psip/internal/udpraw"
 )
 
 // Sizes of the source-address caches (addrCache), in slots: one per
@@ -69,16 +71,16 @@ func addrPortOf(a net.Addr) (netip.AddrPort, error) {
 }
 
 // udpSocket is the I/O of one UDP socket the relay reads and writes per
-// datagram: raw system calls where rawUDP works, the socket's own methods
+// datagram: raw system calls where udpraw works, the socket's own methods
 // elsewhere; no net.Addr is allocated per datagram either way (addrCache).
 type udpSocket struct {
 	udp   *net.UDPConn
-	raw   *rawUDP // nil: use udp
+	raw   *udpraw.Conn // nil: use udp
 	addrs addrCache
 }
 
 func newUDPSocket(udp *net.UDPConn, slots int) udpSocket {
-	return udpSocket{udp: udp, raw: newRawUDP(udp), addrs: newAddrCache(slots)}
+	return udpSocket{udp: udp, raw: udpraw.New(udp), addrs: newAddrCache(slots)}
 }
 
 func (s *udpSocket) readFrom(p []byte) (int, net.Addr, error) {
@@ -88,7 +90,7 @@ func (s *udpSocket) readFrom(p []byte) (int, net.Addr, error) {
 		err error
 	)
 	if s.raw != nil {
-		n, ap, err = s.raw.readFrom(p)
+		n, ap, err = s.raw.ReadFrom(p)
 	} else {
 		n, ap, err = s.udp.ReadFromUDPAddrPort(p)
 	}
@@ -100,7 +102,7 @@ func (s *udpSocket) readFrom(p []byte) (int, net.Addr, error) {
 
 func (s *udpSocket) writeTo(p []byte, addr net.Addr) (int, error) {
 	if u, ok := addr.(*net.UDPAddr); ok && s.raw != nil {
-		return s.raw.writeTo(p, u)
+		return s.raw.WriteTo(p, u)
 	}
 	return s.udp.WriteTo(p, addr)
 }

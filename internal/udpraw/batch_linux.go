@@ -3,7 +3,7 @@
 // 32-bit x86 Linux has no SYS_RECVFROM/SYS_SENDTO (socketcall): it uses the
 // portable path of udpio_other.go.
 
-package relay
+package udpraw
 
 import (
 	"net/netip"
@@ -118,7 +118,7 @@ func (b *recvBatch) recvmmsg(fd uintptr) syscall.Errno {
 // them queued in the kernel then, too). It takes a batch if the socket
 // holds none, refills an empty one, or, when nothing is queued, gives the
 // batch back and asks the poller to wait.
-func (r *rawUDP) doRecv(fd uintptr) bool {
+func (r *Conn) doRecv(fd uintptr) bool {
 	if !r.batch.empty() {
 		return true
 	}
@@ -143,14 +143,14 @@ func (r *rawUDP) doRecv(fd uintptr) bool {
 }
 
 // dropBatch gives an empty batch back to the pool.
-func (r *rawUDP) dropBatch() {
+func (r *Conn) dropBatch() {
 	if b := r.batch; b != nil && b.empty() {
 		r.batch = nil
 		recvBatches.Put(b)
 	}
 }
 
-// readBatched is readFrom through a batch; r.rmu is held and is unlocked
+// readBatched is ReadFrom through a batch; r.rmu is held and is unlocked
 // here.
 //
 // Truncation is recvfrom's: a datagram longer than its slot is cut to the
@@ -159,7 +159,7 @@ func (r *rawUDP) dropBatch() {
 // min(datagram, len(p)) bytes either way. (Only a read with a larger p than
 // the one that filled the batch could get a shorter datagram than
 // recvfrom would give it; pion reads each socket with one buffer.)
-func (r *rawUDP) readBatched(p []byte) (int, netip.AddrPort, error) {
+func (r *Conn) readBatched(p []byte) (int, netip.AddrPort, error) {
 	r.want = max(len(p), minBatchSlot)
 	if err := r.rc.Read(r.recv); err != nil {
 		r.dropBatch() // a closed socket keeps no buffers

@@ -3,13 +3,14 @@
 // 32-bit x86 Linux has no SYS_RECVFROM/SYS_SENDTO (socketcall): it uses the
 // portable path of udpio_other.go.
 
-package relay
+package udpraw
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"syscall"
@@ -18,29 +19,29 @@ import (
 	"unsafe"
 )
 
-// listenBatched is a loopback socket of network read through rawUDP, and
+// listenBatched is a loopback socket of network read through Conn, and
 // a peer socket to send to it from.
-func listenBatched(t *testing.T, network, addr string) (pc *net.UDPConn, sock *udpSocket, peer *net.UDPConn) {
+func listenBatched(t *testing.T, network, addr string) (pc *net.UDPConn, sock *Conn, peer *net.UDPConn) {
 	t.Helper()
 	c, err := net.ListenPacket(network, addr)
 	if err != nil {
 		t.Skip(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	growBuffers(c) // many datagrams are queued before the first read
+	growBuffer(c) // many datagrams are queued before the first read
 	p, err := net.ListenPacket(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Close() })
-	s := newUDPSocket(c.(*net.UDPConn), listenerAddrSlots)
-	if s.raw == nil {
+	sock = New(c.(*net.UDPConn))
+	if sock == nil {
 		t.Fatal("no raw I/O on Linux")
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	_ = c.SetDeadline(deadline)
 	_ = p.SetDeadline(deadline)
-	return c.(*net.UDPConn), &s, p.(*net.UDPConn)
+	return c.(*net.UDPConn), sock, p.(*net.UDPConn)
 }
 
 func TestMmsghdrLayout(t *testing.T) {
@@ -84,20 +85,19 @@ func TestBatchManyDatagrams(t *testing.T) {
 					}
 				}
 				for range per * len(peers) {
-					n, a, err := sock.readFrom(buf)
+					n, a, err := sock.ReadFrom(buf)
 					if err != nil {
 						t.Fatal(err)
 					}
-					maxBatch = max(maxBatch, sock.raw.batch.n)
-					from := a.(*net.UDPAddr)
+					maxBatch = max(maxBatch, sock.batch.n)
 					j := -1
 					for k, p := range peers {
-						if la := p.LocalAddr().(*net.UDPAddr); la.Port == from.Port && from.IP.Equal(la.IP) {
+						if la := p.LocalAddr().(*net.UDPAddr).AddrPort(); la.Port() == a.Port() && la.Addr().Unmap() == a.Addr().Unmap() {
 							j = k
 						}
 					}
 					if j < 0 {
-						t.Fatalf("datagram from %v: not a peer", from)
+						t.Fatalf("datagram from %v: not a peer", a)
 					}
 					if want := msg(j, next[j]); !bytes.Equal(buf[:n], want) {
 						t.Fatalf("from peer %d: %q, want %q", j, buf[:n], want)
@@ -125,7 +125,7 @@ func TestBatchTruncation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ref.Close()
-	growBuffers(ref)
+	growBuffer(ref)
 	_ = ref.SetDeadline(time.Now().Add(10 * time.Second))
 
 	payload := func(n int) []byte {
@@ -149,7 +149,7 @@ func TestBatchTruncation(t *testing.T) {
 		t.Helper()
 		for _, size := range sizes {
 			got, want := make([]byte, bufLen), make([]byte, bufLen)
-			n, _, err := sock.readFrom(got)
+			n, _, err := sock.ReadFrom(got)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -178,7 +178,7 @@ func TestBatchTruncation(t *testing.T) {
 	sizes = []int{9000, 12000, 5}
 	send(sizes...)
 	check(12000, sizes...)
-	if b := sock.raw.batch; b == nil || b.slot < 12000 {
+	if b := sock.batch; b == nil || b.slot < 12000 {
 		t.Errorf("batch %+v after a read with 12000 bytes", b)
 	}
 
@@ -186,7 +186,7 @@ func TestBatchTruncation(t *testing.T) {
 	sizes = []int{40000, 3}
 	send(sizes...)
 	check(65536, sizes...)
-	if b := sock.raw.batch; b != nil && b.slot > maxBatchSlot {
+	if b := sock.batch; b != nil && b.slot > maxBatchSlot {
 		t.Errorf("slot grew to %d", b.slot)
 	}
 }
@@ -204,38 +204,38 @@ func TestBatchDeadline(t *testing.T) {
 	}
 	time.Sleep(20 * time.Millisecond) // all four queued
 	buf := make([]byte, 1600)
-	if n, _, err := sock.readFrom(buf); err != nil || n != 1 || buf[0] != 0 {
+	if n, _, err := sock.ReadFrom(buf); err != nil || n != 1 || buf[0] != 0 {
 		t.Fatalf("first read: %d %v", n, err)
 	}
-	if sock.raw.batch.n != 4 {
-		t.Skipf("the first read found %d of 4 datagrams queued", sock.raw.batch.n)
+	if sock.batch.n != 4 {
+		t.Skipf("the first read found %d of 4 datagrams queued", sock.batch.n)
 	}
 
 	_ = pc.SetReadDeadline(time.Now().Add(-time.Second))
-	if _, _, err := sock.readFrom(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+	if _, _, err := sock.ReadFrom(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read past the deadline with datagrams in the batch: %v", err)
 	}
 	var ne net.Error
-	if _, _, err := sock.readFrom(buf); !errors.As(err, &ne) || !ne.Timeout() {
+	if _, _, err := sock.ReadFrom(buf); !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("read past the deadline: %v, not a net.Error timeout", err)
 	}
 
 	_ = pc.SetReadDeadline(time.Time{})
 	for i := 1; i < 4; i++ {
-		if n, _, err := sock.readFrom(buf); err != nil || n != 1 || buf[0] != byte(i) {
+		if n, _, err := sock.ReadFrom(buf); err != nil || n != 1 || buf[0] != byte(i) {
 			t.Fatalf("read %d after the deadline was lifted: %d %q %v", i, n, buf[:n], err)
 		}
 	}
 
 	_ = pc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	start := time.Now()
-	if _, _, err := sock.readFrom(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+	if _, _, err := sock.ReadFrom(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("waiting read: %v, want the deadline", err)
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("waiting read ended after %v", d)
 	}
-	if sock.raw.batch != nil {
+	if sock.batch != nil {
 		t.Error("a socket waiting for datagrams holds a batch")
 	}
 }
@@ -251,16 +251,16 @@ func TestBatchClosedWithPending(t *testing.T) {
 	}
 	time.Sleep(20 * time.Millisecond)
 	buf := make([]byte, 1600)
-	if _, _, err := sock.readFrom(buf); err != nil {
+	if _, _, err := sock.ReadFrom(buf); err != nil {
 		t.Fatal(err)
 	}
 	_ = pc.Close()
-	if _, _, err := sock.readFrom(buf); !errors.Is(err, net.ErrClosed) {
+	if _, _, err := sock.ReadFrom(buf); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("read after Close: %v, want net.ErrClosed", err)
 	}
 }
 
-// TestRawUDPConcurrent has several goroutines write through one rawUDP and
+// TestRawUDPConcurrent has several goroutines write through one Conn and
 // several read from a batched one at once (run it with -race): every
 // datagram arrives once and whole. A window of unread datagrams keeps the
 // receive buffer from overflowing.
@@ -271,8 +271,8 @@ func TestRawUDPConcurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sc.Close()
-	sender := newUDPSocket(sc.(*net.UDPConn), relayAddrSlots)
-	if sender.raw == nil {
+	sender := New(sc.(*net.UDPConn))
+	if sender == nil {
 		t.Fatal("no raw I/O on Linux")
 	}
 	const writers, readers, per, window = 4, 3, 500, 64
@@ -288,7 +288,7 @@ func TestRawUDPConcurrent(t *testing.T) {
 			for i := range per {
 				<-credit
 				msg := fmt.Appendf(nil, "%d:%d:%s", w, i, bytes.Repeat([]byte{byte('a' + w)}, i%200))
-				if n, err := sender.writeTo(msg, dst); err != nil || n != len(msg) {
+				if n, err := sender.WriteTo(msg, dst); err != nil || n != len(msg) {
 					errs <- fmt.Errorf("write: %d %v", n, err)
 					return
 				}
@@ -301,7 +301,7 @@ func TestRawUDPConcurrent(t *testing.T) {
 		wg.Go(func() {
 			buf := make([]byte, 1600)
 			for {
-				n, a, err := sock.readFrom(buf)
+				n, a, err := sock.ReadFrom(buf)
 				if errors.Is(err, os.ErrDeadlineExceeded) {
 					return // the others read the rest
 				}
@@ -310,7 +310,7 @@ func TestRawUDPConcurrent(t *testing.T) {
 					return
 				}
 				credit <- struct{}{}
-				if a.(*net.UDPAddr).Port != sc.LocalAddr().(*net.UDPAddr).Port {
+				if int(a.Port()) != sc.LocalAddr().(*net.UDPAddr).Port {
 					errs <- fmt.Errorf("datagram from %v", a)
 					return
 				}
@@ -346,5 +346,50 @@ func TestRawUDPConcurrent(t *testing.T) {
 	}
 	if len(seen) != writers*per {
 		t.Errorf("%d datagrams read, %d sent", len(seen), writers*per)
+	}
+}
+
+// growBuffer gives c a receive buffer for the datagrams a test queues
+// before its first read.
+func growBuffer(c net.PacketConn) { _ = c.(*net.UDPConn).SetReadBuffer(4 << 20) }
+
+// TestWriteToAddrPort sends through WriteToAddrPort from an IPv4 and a
+// dual-stack socket, to IPv4 and IPv6 loopback, and checks the datagram
+// arrives whole from the sender's address.
+func TestWriteToAddrPort(t *testing.T) {
+	for _, tc := range []struct{ sender, to string }{
+		{"127.0.0.1:0", "127.0.0.1:0"},
+		{"[::]:0", "127.0.0.1:0"},
+		{"[::]:0", "[::1]:0"},
+	} {
+		t.Run(tc.sender+"->"+tc.to, func(t *testing.T) {
+			sc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(tc.sender)))
+			if err != nil {
+				t.Skip(err)
+			}
+			defer sc.Close()
+			rc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(tc.to)))
+			if err != nil {
+				t.Skip(err)
+			}
+			defer rc.Close()
+			_ = rc.SetDeadline(time.Now().Add(5 * time.Second))
+			s := New(sc)
+			if s == nil {
+				t.Fatal("no raw I/O on Linux")
+			}
+			to := rc.LocalAddr().(*net.UDPAddr).AddrPort()
+			if n, err := s.WriteToAddrPort([]byte("hello"), to); err != nil || n != 5 {
+				t.Fatalf("WriteToAddrPort = %d, %v", n, err)
+			}
+			buf := make([]byte, 64)
+			n, from, err := rc.ReadFromUDPAddrPort(buf)
+			if err != nil || string(buf[:n]) != "hello" {
+				t.Fatalf("read %q, %v", buf[:n], err)
+			}
+			if from.Port() != sc.LocalAddr().(*net.UDPAddr).AddrPort().Port() {
+				t.Errorf("from %v, sender %v", from, sc.LocalAddr())
+			}
+		})
 	}
 }

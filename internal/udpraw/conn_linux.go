@@ -3,7 +3,7 @@
 // 32-bit x86 Linux has no SYS_RECVFROM/SYS_SENDTO (socketcall): it uses the
 // portable path of udpio_other.go.
 
-package relay
+package udpraw
 
 import (
 	"errors"
@@ -16,21 +16,21 @@ import (
 	"unsafe"
 )
 
-// rawUDP does the datagram I/O of a relay socket (a TURN listening socket
-// or a relayed one) with raw recvmmsg (batched reads, udpbatch_linux.go)
-// and sendto system calls, through the socket's syscall.RawConn so that
+// Conn does a UDP socket's datagram I/O with raw recvmmsg (batched reads,
+// batch_linux.go) and sendto system calls, through the socket's syscall.RawConn so that
 // the runtime's network poller still waits for readiness and deadlines
 // and Close still apply.
 //
 // Why: the sockets are non-blocking, so the calls never block, but
 // net.UDPConn makes them as blocking system calls (entersyscall and
-// exitsyscall around each). On a relay's one busy core that lets the
+// exitsyscall around each). On a relay's or a bridge's one busy core that lets the
 // runtime's sysmon thread find the P "in a system call" often enough to
 // keep polling every 20 µs and hand the P to another thread, which costs
-// more per relayed packet than the relaying itself. RawSyscall skips that
+// more per relayed packet than the relaying itself (measured on the TURN
+// relay, bench/README.md). RawSyscall skips that
 // bookkeeping; it also builds no net.Addr, and the callers cache those
 // (addrCache).
-type rawUDP struct {
+type Conn struct {
 	udp *net.UDPConn
 	rc  syscall.RawConn
 	v6  bool // an AF_INET6 socket: IPv4 peers are written v4-mapped
@@ -53,9 +53,9 @@ type rawUDP struct {
 	recv  func(fd uintptr) bool // doRecv, bound once
 }
 
-// newRawUDP returns nil when c's family cannot be learnt; the callers then
+// New returns nil when c's family cannot be learnt; the callers then
 // use c's own methods.
-func newRawUDP(c *net.UDPConn) *rawUDP {
+func New(c *net.UDPConn) *Conn {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return nil
@@ -66,7 +66,7 @@ func newRawUDP(c *net.UDPConn) *rawUDP {
 	}); err != nil || (domain != syscall.AF_INET && domain != syscall.AF_INET6) {
 		return nil
 	}
-	r := &rawUDP{udp: c, rc: rc, v6: domain == syscall.AF_INET6}
+	r := &Conn{udp: c, rc: rc, v6: domain == syscall.AF_INET6}
 	r.rd.bind()
 	r.wr.bind()
 	r.recv = r.doRecv
@@ -119,8 +119,8 @@ func (op *udpOp) doWrite(fd uintptr) bool {
 	}
 }
 
-// readFrom is ReadFromUDPAddrPort.
-func (r *rawUDP) readFrom(p []byte) (int, netip.AddrPort, error) {
+// ReadFrom is ReadFromUDPAddrPort.
+func (r *Conn) ReadFrom(p []byte) (int, netip.AddrPort, error) {
 	r.rmu.Lock()
 	if len(p) <= maxBatchSlot || !r.batch.empty() {
 		return r.readBatched(p) // unlocks
@@ -143,18 +143,42 @@ func (r *rawUDP) readFrom(p []byte) (int, netip.AddrPort, error) {
 	return n, ap, nil
 }
 
-var errSockaddr = errors.New("recvfrom: unexpected address family")
-
-// writeTo is WriteTo for a *net.UDPAddr. Addresses it does not take
+// WriteTo is WriteTo for a *net.UDPAddr. Addresses it does not take
 // (zoned IPv6, no IP, the other family on an IPv4 socket) go the
 // standard way.
-func (r *rawUDP) writeTo(p []byte, a *net.UDPAddr) (int, error) {
+func (r *Conn) WriteTo(p []byte, a *net.UDPAddr) (int, error) {
 	r.wmu.Lock()
-	op := &r.wr
-	if !op.setSockaddr(a, r.v6) {
+	if !r.wr.setSockaddr(a, r.v6) {
 		r.wmu.Unlock()
 		return r.udp.WriteTo(p, a)
 	}
+	n, err := r.sendLocked(p)
+	if err != nil {
+		return 0, r.opError("write", a, err)
+	}
+	return n, nil
+}
+
+// WriteToAddrPort is WriteTo for a netip.AddrPort (no net.Addr per
+// datagram). Addresses it does not take (zoned IPv6, the other family on
+// an IPv4 socket) go the standard way.
+func (r *Conn) WriteToAddrPort(p []byte, to netip.AddrPort) (int, error) {
+	r.wmu.Lock()
+	if !r.wr.setAddrPort(to, r.v6) {
+		r.wmu.Unlock()
+		return r.udp.WriteToUDPAddrPort(p, to)
+	}
+	n, err := r.sendLocked(p)
+	if err != nil {
+		return 0, r.opError("write", net.UDPAddrFromAddrPort(to), err)
+	}
+	return n, nil
+}
+
+// sendLocked sends p to the address set in r.wr; r.wmu is held and is
+// unlocked here.
+func (r *Conn) sendLocked(p []byte) (int, error) {
+	op := &r.wr
 	op.p = p
 	err := r.rc.Write(op.write)
 	op.p = nil
@@ -162,14 +186,14 @@ func (r *rawUDP) writeTo(p []byte, a *net.UDPAddr) (int, error) {
 	r.wmu.Unlock()
 	switch {
 	case err != nil:
-		return 0, r.opError("write", a, err)
+		return 0, err
 	case errno != 0:
-		return 0, r.opError("write", a, os.NewSyscallError("sendto", errno))
+		return 0, os.NewSyscallError("sendto", errno)
 	}
 	return n, nil
 }
 
-func (r *rawUDP) opError(op string, addr net.Addr, err error) error {
+func (r *Conn) opError(op string, addr net.Addr, err error) error {
 	var ne *net.OpError
 	if errors.As(err, &ne) {
 		return err
@@ -202,6 +226,31 @@ func (op *udpOp) setSockaddr(a *net.UDPAddr, v6 bool) bool {
 	*sa = syscall.RawSockaddrInet6{Family: syscall.AF_INET6}
 	*(*[2]byte)(unsafe.Pointer(&sa.Port)) = port
 	copy(sa.Addr[:], ip16)
+	op.salen = syscall.SizeofSockaddrInet6
+	return true
+}
+
+// setAddrPort is setSockaddr for a netip.AddrPort.
+func (op *udpOp) setAddrPort(a netip.AddrPort, v6 bool) bool {
+	ip := a.Addr()
+	if !ip.IsValid() || ip.Zone() != "" {
+		return false
+	}
+	port := [2]byte{byte(a.Port() >> 8), byte(a.Port())} // network order
+	if !v6 {
+		ip = ip.Unmap()
+		if !ip.Is4() {
+			return false
+		}
+		sa := (*syscall.RawSockaddrInet4)(unsafe.Pointer(&op.sa))
+		*sa = syscall.RawSockaddrInet4{Family: syscall.AF_INET, Addr: ip.As4()}
+		*(*[2]byte)(unsafe.Pointer(&sa.Port)) = port
+		op.salen = syscall.SizeofSockaddrInet4
+		return true
+	}
+	sa := (*syscall.RawSockaddrInet6)(unsafe.Pointer(&op.sa))
+	*sa = syscall.RawSockaddrInet6{Family: syscall.AF_INET6, Addr: ip.As16()}
+	*(*[2]byte)(unsafe.Pointer(&sa.Port)) = port
 	op.salen = syscall.SizeofSockaddrInet6
 	return true
 }
