@@ -5,13 +5,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -30,6 +28,8 @@ type Bridge struct {
 	// icePort, the top port of the range that was free.
 	iceMux  *ice.MultiUDPMuxDefault
 	icePort int
+	socks   []*iceSocket // iceMux's sockets, which the bridge reads itself
+	fast    *fastTable   // browser address → the call's fast path
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{} // guarded by mu
@@ -114,17 +114,19 @@ func New(cfg Config) (*Bridge, error) {
 	// learns the browser's address from them (RFC 8445 §7.3.1.3).
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	ports := newPortPool(cfg.PortMin, cfg.PortMax, cfg.PortQuarantine)
-	mux, muxPort, err := listenICEMux(cfg)
+	conns, muxPort, err := listenICE(cfg)
 	if err != nil {
 		return nil, err
 	}
 	ports.reserve(muxPort)
+	m, fast := newMetrics(cfg.Registerer), newFastTable()
+	mux, socks := newICEMux(conns, fast, m, cfg)
 	// One UDP port for the ICE of every browser leg (RFC 8445 allows
 	// sharing: the ICE username tells the calls apart), instead of a
 	// socket and a reader per interface per call.
 	se.SetICEUDPMux(mux)
-	b := &Bridge{iceMux: mux, icePort: muxPort, cfg: cfg, ports: ports,
-		m: newMetrics(cfg.Registerer), log: cfg.Logger, sessions: map[*Session]struct{}{}}
+	b := &Bridge{iceMux: mux, icePort: muxPort, socks: socks, fast: fast, cfg: cfg, ports: ports,
+		m: m, log: cfg.Logger, sessions: map[*Session]struct{}{}}
 	b.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	return b, nil
 }
@@ -152,77 +154,6 @@ func (b *Bridge) Close() {
 
 // ICEPort is the UDP port of the browser legs' ICE.
 func (b *Bridge) ICEPort() int { return b.icePort }
-
-// iceReadBuffer is the shared ICE socket's receive buffer (SO_RCVBUF; the
-// kernel caps it at net.core.rmem_max). Every browser's packets queue in
-// this one socket, 50 a second per call: the default 208 KiB holds
-// about 20 ms of them at 250 calls, less than one GC cycle or a busy run
-// queue on a single P, and the kernel drops the rest.
-const iceReadBuffer = 4 << 20
-
-// listenICEMux opens the shared ICE port: the highest free port of the
-// range (plain legs take ports from the bottom), on cfg.ICEIPs, or by
-// default on every interface address but link-local ones. An IPv6
-// address still in duplicate address detection cannot be bound yet (a
-// host or namespace that just came up): then the default port serves
-// IPv4 alone rather than failing the peer.
-func listenICEMux(cfg Config) (*ice.MultiUDPMuxDefault, int, error) {
-	if len(cfg.ICEIPs) > 0 {
-		return listenICEMuxOn(cfg)
-	}
-	noLinkLocal := ice.UDPMuxFromPortWithIPFilter(func(ip net.IP) bool { return !ip.IsLinkLocalUnicast() })
-	var lastErr error
-	for _, nets := range [][]ice.NetworkType{{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6}, {ice.NetworkTypeUDP4}} {
-		opts := []ice.UDPMuxFromPortOption{ice.UDPMuxFromPortWithNetworks(nets...), noLinkLocal,
-			ice.UDPMuxFromPortWithReadBufferSize(iceReadBuffer), ice.UDPMuxFromPortWithLogger(pionLogs{cfg.Logger}.NewLogger("ice"))}
-		if cfg.IncludeLoopback {
-			opts = append(opts, ice.UDPMuxFromPortWithLoopback())
-		}
-		for p := cfg.PortMax; p >= cfg.PortMin && p > cfg.PortMax-64; p-- {
-			mux, err := ice.NewMultiUDPMuxFromPort(p, opts...)
-			if err == nil {
-				return mux, p, nil
-			}
-			lastErr = err
-		}
-	}
-	return nil, 0, fmt.Errorf("bridge: no free port for ICE at the top of the range %d-%d: %w", cfg.PortMin, cfg.PortMax, lastErr)
-}
-
-// listenICEMuxOn binds the shared ICE port on each of cfg.ICEIPs, the
-// same port on all of them. An address this host does not have fails at
-// once: a typo must not leave browsers without a candidate.
-func listenICEMuxOn(cfg Config) (*ice.MultiUDPMuxDefault, int, error) {
-	var lastErr error
-	for p := cfg.PortMax; p >= cfg.PortMin && p > cfg.PortMax-64; p-- {
-		conns := make([]*net.UDPConn, 0, len(cfg.ICEIPs))
-		var err error
-		for _, ip := range cfg.ICEIPs {
-			var c *net.UDPConn
-			if c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip.Unmap(), uint16(p)))); err != nil {
-				err = fmt.Errorf("ICE address %s: %w", ip, err)
-				break
-			}
-			_ = c.SetReadBuffer(iceReadBuffer)
-			conns = append(conns, c)
-		}
-		if err == nil {
-			muxes := make([]ice.UDPMux, len(conns))
-			for i, c := range conns {
-				muxes[i] = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: c, Logger: pionLogs{cfg.Logger}.NewLogger("ice")})
-			}
-			return ice.NewMultiUDPMuxDefault(muxes...), p, nil
-		}
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		if errors.Is(err, syscall.EADDRNOTAVAIL) {
-			return nil, 0, fmt.Errorf("bridge: %w (not an address of this host, or an IPv6 one still in duplicate address detection)", err)
-		}
-		lastErr = err
-	}
-	return nil, 0, fmt.Errorf("bridge: no free port for ICE at the top of the range %d-%d: %w", cfg.PortMin, cfg.PortMax, lastErr)
-}
 
 // certMaxAge is how long one DTLS certificate serves new browser legs.
 // pion's certificates are valid for a month (from a day before they were

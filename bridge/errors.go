@@ -23,4 +23,9 @@ var (
 	ErrNoPorts = errors.New("bridge: no free RTP port in the range")
 	// ErrNoRelay: the RTP leg needed a relay allocation and none worked.
 	ErrNoRelay = errors.New("bridge: no relay allocation for the RTP leg")
+	// errNoDTLSConnField: the pion version in use keeps its DTLS
+	// connection elsewhere (see dtlsKeys); calls stay on pion's path.
+	errNoDTLSConnField = errors.New("bridge: this pion version's DTLSTransport has no conn *dtls.Conn field")
+	// errDTLSNotConnected: no DTLS handshake has completed yet.
+	errDTLSNotConnected = errors.New("bridge: DTLS not connected")
 )

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+
+	"github.com/p2psip/p2psip/internal/udpraw"
 )
 
 // plainLeg is the socket (or relay allocation) of the phone's side.
@@ -15,6 +17,7 @@ import (
 // from (the phone may sit behind NAT); a new SDP re-arms the latch.
 type plainLeg struct {
 	conn  net.PacketConn
+	raw   *udpraw.Conn   // conn's raw I/O, nil for a relay or off Linux
 	relay RelayConn      // nil when the leg is on this peer's own socket
 	port  int            // own port to give back, 0 for a relay
 	addr  netip.AddrPort // what the SDP advertises
@@ -57,7 +60,7 @@ func (b *Bridge) openLeg(ctx context.Context, l Leg) (*plainLeg, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &plainLeg{conn: c, port: port, pool: b.ports, addr: netip.AddrPortFrom(l.IP.Unmap(), uint16(port))}, nil
+	return &plainLeg{conn: c, raw: udpraw.New(c), port: port, pool: b.ports, addr: netip.AddrPortFrom(l.IP.Unmap(), uint16(port))}, nil
 }
 
 // setFar takes the phone's new description: send there, and re-arm the
@@ -109,6 +112,10 @@ func (l *plainLeg) dest(rtcp bool) (netip.AddrPort, bool) {
 }
 
 func (l *plainLeg) write(b []byte, to netip.AddrPort) error {
+	if l.raw != nil {
+		_, err := l.raw.WriteToAddrPort(b, to)
+		return err
+	}
 	if u, ok := l.conn.(*net.UDPConn); ok {
 		_, err := u.WriteToUDPAddrPort(b, to) // no net.Addr per packet
 		return err
@@ -126,6 +133,10 @@ func (l *plainLeg) write(b []byte, to netip.AddrPort) error {
 
 // read reads one datagram and its source.
 func (l *plainLeg) read(b []byte) (int, netip.AddrPort, error) {
+	if l.raw != nil {
+		n, ap, err := l.raw.ReadFrom(b)
+		return n, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), err
+	}
 	if u, ok := l.conn.(*net.UDPConn); ok {
 		n, ap, err := u.ReadFromUDPAddrPort(b)
 		return n, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), err

@@ -230,7 +230,7 @@ func (s *Session) fromPlain(pkt *rtp.Packet, src netip.AddrPort, now time.Time) 
 		s.b.m.resyncs.WithLabelValues("plain").Inc()
 	}
 	clearExtras(pkt)
-	if !s.track.write(&pkt.Header, pkt.Payload) {
+	if !s.writeWeb(&pkt.Header, pkt.Payload) {
 		s.drop("no_destination")
 		return
 	}

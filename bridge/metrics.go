@@ -14,6 +14,7 @@ type metrics struct {
 	dropped  *prometheus.CounterVec // reason
 	resyncs  *prometheus.CounterVec // leg: new sources spliced in (SSRC change, jump)
 	dtmf     *prometheus.CounterVec // from, how
+	fast     *prometheus.CounterVec // direction: browser packets on the fast path
 	setupDur prometheus.Histogram
 }
 
@@ -37,12 +38,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "New sources spliced into one continuous output stream (SSRC change, sequence jump), per receiving leg."}, []string{"leg"}),
 		dtmf: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "p2psip_bridge_dtmf_total",
 			Help: "DTMF digits bridged, by origin (browser, phone) and how they left (rfc4733, info)."}, []string{"from", "as"}),
+		fast: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "p2psip_bridge_fast_path_packets_total",
+			Help: "Browser-leg RTP packets the bridge encrypted or decrypted itself (the fast path), by direction (in: from the browser, out: to it); the rest went through pion's SRTP session."},
+			[]string{"direction"}),
 		setupDur: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "p2psip_bridge_setup_seconds",
 			Help:    "Time to prepare a bridged offer: RTP leg (own port or relay allocation) and ICE gathering.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.active, m.calls, m.packets, m.lost, m.jitter, m.dropped, m.resyncs, m.dtmf, m.setupDur)
+		reg.MustRegister(m.active, m.calls, m.packets, m.lost, m.jitter, m.dropped, m.resyncs, m.dtmf, m.fast, m.setupDur)
 	}
 	return m
 }

@@ -51,6 +51,11 @@ type Session struct {
 	toWeb   *pipe // phone → browser
 
 	webSR lastSR // the browser's newest sender report
+
+	dtlsRole atomic.Int32 // roleClient or roleServer once an answer settled it
+	fast     atomic.Pointer[fastWeb]
+	fastMu   sync.Mutex    // arming and moving the fast path
+	pair     *selectedPair // guarded by fastMu; ICE's selected pair
 }
 
 type pending uint8
@@ -142,6 +147,7 @@ func (b *Bridge) newSession(ctx context.Context, leg Leg, ev Events) (*Session, 
 			s.end("browser_closed", true)
 		}
 	})
+	s.hookFast()
 	b.add(s)
 	go s.readPlain()
 	go s.watch()
@@ -306,6 +312,7 @@ func (s *Session) AnswerFromWebRTC(answer []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.setRole(string(answer), false)
 	if err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
 		return nil, fmt.Errorf("%w: the browser's answer: %w", ErrBadSDP, err)
 	}
@@ -466,6 +473,9 @@ func (s *Session) preferCodecs(cs []plainCodec, tePT int) error {
 // RFC 3264 §8.4).
 func (s *Session) setLocal(d webrtc.SessionDescription, dir direction) ([]byte, error) {
 	gathered := webrtc.GatheringCompletePromise(s.pc)
+	if d.Type == webrtc.SDPTypeAnswer {
+		s.setRole(d.SDP, true)
+	}
 	if err := s.pc.SetLocalDescription(d); err != nil {
 		return nil, fmt.Errorf("bridge: local description: %w", err)
 	}
@@ -504,6 +514,7 @@ func (s *Session) Close() { s.end("hangup", false) }
 func (s *Session) end(reason string, notify bool) {
 	s.ended.Do(func() {
 		close(s.done)
+		s.stopFast()
 		_ = s.pc.Close()
 		s.leg.close()
 		s.b.remove(s)
