@@ -51,7 +51,7 @@ func TestBridgeOneNetwork(t *testing.T) {
 		name string
 		run  func(*testing.T)
 	}{
-		{"browser-calls-phone", func(t *testing.T) { brBrowserCallsPhone(t, a, carol); brLogMetrics(t, e.H) }},
+		{"browser-calls-phone", func(t *testing.T) { brBrowserCallsPhone(t, a, carol); brLogMetrics(t, e.H); brFastPath(t, e.H) }},
 		{"phone-hangs-up", func(t *testing.T) { brPhoneHangsUp(t, a, carol) }},
 		{"phone-calls-browser", func(t *testing.T) { brPhoneCallsBrowser(t, a, carol); brLogMetrics(t, e.H) }},
 		{"timing", func(t *testing.T) { brTiming(t, a, carol) }},
@@ -199,6 +199,18 @@ func brPhoneCallsBrowser(t *testing.T, a *tab, carol *baresipProc) {
 	carol.Hangup(t)
 	carol.WaitClosed(t)
 	a.waitCall(t, "ended", "idle")
+}
+
+// brFastPath checks that the bridge relayed a real browser's SRTP on its
+// fast path both ways (its keys come from the DTLS handshake Chromium
+// did, with the SRTP profile Chromium chose), not only through pion.
+func brFastPath(t *testing.T, p *peer) {
+	t.Helper()
+	for _, dir := range []string{"in", "out"} {
+		if n := bfMetric(t, p, `p2psip_bridge_fast_path_packets_total{direction="`+dir+`"}`); n < 50 {
+			t.Errorf("%s: %v packets on the fast path %s, want ≥ 50 (a second of audio)", p.Name, n, dir)
+		}
+	}
 }
 
 // brLogMetrics logs the peer's bridge metrics (what a failing step's
