@@ -29,6 +29,15 @@
 // jumps its sequence after a long hold must not trip the browser's SRTP
 // replay window, RFC 3711 §3.3.2), write.
 //
+// The fast path (fastpath.go, icesocket.go): the browser legs of all calls
+// share one UDP port, read by the bridge itself (batched recvmmsg). Once a
+// call's DTLS handshake is done, the bridge takes the SRTP keys it exported
+// (RFC 5764 §4.2) and from then on decrypts the browser's RTP right on that
+// reader and encrypts the phone's RTP on the phone leg's reader, each with
+// one system call per packet; only ICE checks, DTLS and RTCP go through
+// pion's mux and its chain of goroutines. A call whose bridge-side
+// candidate is relayed, or whose keys do not decrypt, stays on pion's path.
+//
 // DTMF: RFC 4733 events pass from the browser to the phone untouched except
 // for the header; a phone without telephone-event gets SIP INFO instead,
 // and a phone's digits reach the browser as SIP INFO (WebRTC 1.0 cannot

@@ -123,9 +123,7 @@ func (f *fastWeb) receive(sock *iceSocket, b []byte) bool {
 		}
 		if f.failed++; f.failed == maxUndecryptable {
 			f.s.log.Warn("bridge: the browser's SRTP does not decrypt with the handshake's keys; leaving the call to pion", "err", err)
-			if to := f.to.Load(); to != nil {
-				f.s.b.fast.move(f, *to, netip.AddrPort{})
-			}
+			f.s.dropFast(f)
 		}
 		return false
 	}
@@ -230,6 +228,16 @@ func (s *Session) onPair(p *webrtc.ICECandidatePair) {
 	sp := selectedPair{remote: netip.AddrPortFrom(remote.Unmap(), p.Remote.Port), local: local.Unmap()}
 	s.fastMu.Lock()
 	defer s.fastMu.Unlock()
+	if p.Local.Typ != webrtc.ICECandidateTypeHost {
+		// A relayed (or server-reflexive) local candidate: the browser's
+		// packets arrive on pion's TURN client socket, and ours must leave
+		// through it. pion keeps the call.
+		s.pair = nil
+		if f := s.fast.Load(); f != nil {
+			s.unlist(f)
+		}
+		return
+	}
 	s.pair = &sp
 	if f := s.fast.Load(); f != nil {
 		s.moveFast(f, sp)
@@ -264,9 +272,23 @@ func (s *Session) stopFast() {
 	s.fastMu.Lock()
 	defer s.fastMu.Unlock()
 	if f := s.fast.Load(); f != nil {
-		if to := f.to.Load(); to != nil {
-			s.b.fast.move(f, *to, netip.AddrPort{})
-		}
+		s.unlist(f)
+	}
+}
+
+// dropFast retires f for good (its keys do not fit): pion keeps the call.
+func (s *Session) dropFast(f *fastWeb) {
+	s.fastMu.Lock()
+	defer s.fastMu.Unlock()
+	s.fast.CompareAndSwap(f, nil)
+	s.unlist(f)
+}
+
+// unlist takes f out of the fast table and forgets the browser's address,
+// so that writeWeb sends through pion. Called with fastMu held.
+func (s *Session) unlist(f *fastWeb) {
+	if old := f.to.Swap(nil); old != nil {
+		s.b.fast.move(f, *old, netip.AddrPort{})
 	}
 }
 
