@@ -57,6 +57,21 @@ type bridgedDialog struct {
 	// invite is each side's last INVITE: its CSeq and how far it moved,
 	// for its ACK (guarded by mu).
 	invite [2]struct{ seq, shift uint32 }
+	// late is the answer an ACK must carry after a 2xx whose offer the
+	// bridge translated (an INVITE without SDP); nil otherwise (guarded
+	// by mu).
+	late *lateAnswer
+}
+
+// lateAnswer is an offer in a 2xx waiting for its answer in the ACK
+// (RFC 3261 §13.2.1, RFC 3264 §4: the INVITE had none).
+type lateAnswer struct {
+	side    int    // who sent the INVITE, and so the ACK
+	seq     uint32 // the INVITE's CSeq as that side numbered it
+	fromWeb bool   // the answer is the browser's
+
+	mu  sync.Mutex
+	out []byte // guarded by mu; the translated answer, for a retransmitted ACK
 }
 
 // branchMedia is the bridging of one forwarded INVITE (or UPDATE).
@@ -65,6 +80,11 @@ type branchMedia struct {
 	fromWeb bool // the offer came from the browser: the answer is plain
 	initial bool // a dialog-creating INVITE: its failure ends the session
 	done    bool
+	// late: the INVITE had no SDP, so the offer comes in the 2xx (from
+	// the browser when fromWeb) and the answer in the ACK; place is
+	// where a new session's plain leg goes.
+	late  bool
+	place Placement
 }
 
 // bridgedDialogs indexes the bridged dialogs by Call-ID.
@@ -114,7 +134,11 @@ func toBrowser(t target) bool {
 func (f *fork) bridgeBranches() {
 	br := f.s.cfg.Bridge
 	body := f.req.Body()
-	if br == nil || !f.req.IsInvite() || len(body) == 0 {
+	if br == nil || !f.req.IsInvite() {
+		return
+	}
+	if len(body) == 0 {
+		f.bridgeLateBranches()
 		return
 	}
 	kind := br.Classify(body)
@@ -130,24 +154,53 @@ func (f *fork) bridgeBranches() {
 	}
 }
 
+// bridgeLateBranches marks the branches of an INVITE without SDP (a late
+// offer, RFC 3261 §13.2.1) from a phone to a browser hosted here: the
+// browser offers in its 2xx and the phone answers in the ACK, so the
+// session starts with the 2xx (translateLate). A browser always offers in
+// its INVITE, so a late offer toward one comes from a phone.
+func (f *fork) bridgeLateBranches() {
+	if isWS(f.req.Transport()) && f.reqVias == 1 {
+		return // a browser's own INVITE: nothing to bridge yet
+	}
+	for _, b := range f.branches {
+		if b.t.dest != "" && isWS(b.t.transport) {
+			d := &bridgedDialog{s: f.s, callID: callIDOf(f.req)}
+			b.media = &branchMedia{d: d, fromWeb: true, initial: true, late: true, place: f.placement(b, false)}
+		}
+	}
+}
+
+// placement is where a session's plain leg goes: on this peer's own
+// address when the phone is registered here (the callee's binding when the
+// browser calls, else the request's flow), else wherever the bridge
+// chooses.
+func (f *fork) placement(b *branch, browserCalls bool) Placement {
+	if browserCalls && b.t.dest != "" {
+		return Placement{Local: true, DeviceIP: hostIP(b.t.dest)}
+	}
+	if !browserCalls && f.s.flows.bySource(f.req.Source()) != nil {
+		return Placement{Local: true, DeviceIP: hostIP(f.req.Source())}
+	}
+	return Placement{}
+}
+
+// events are a session's callbacks into its dialog.
+func (d *bridgedDialog) events() MediaEvents {
+	return MediaEvents{
+		OnEnd:          func(reason string) { d.end(reason) },
+		OnPhoneDigit:   func(digit byte, dur time.Duration) { d.digit(!d.callerWeb, digit, dur) },
+		OnBrowserDigit: func(digit byte, dur time.Duration) { d.digit(d.callerWeb, digit, dur) },
+	}
+}
+
 // bridgeBranch starts the media session of one branch: fromWeb when the
 // browser is the caller.
 func (f *fork) bridgeBranch(b *branch, fromWeb bool) {
 	s := f.s
 	d := &bridgedDialog{s: s, callID: callIDOf(f.req), callerWeb: fromWeb}
-	var p Placement
-	if fromWeb && b.t.dest != "" {
-		// A phone registered here: the leg faces it on this peer's own
-		// address.
-		p = Placement{Local: true, DeviceIP: hostIP(b.t.dest)}
-	} else if !fromWeb && s.flows.bySource(f.req.Source()) != nil {
-		p = Placement{Local: true, DeviceIP: hostIP(f.req.Source())}
-	}
-	ev := MediaEvents{
-		OnEnd:          func(reason string) { d.end(reason) },
-		OnPhoneDigit:   func(digit byte, dur time.Duration) { d.digit(!fromWeb, digit, dur) },
-		OnBrowserDigit: func(digit byte, dur time.Duration) { d.digit(fromWeb, digit, dur) },
-	}
+	p := f.placement(b, fromWeb)
+	ev := d.events()
 	ctx, cancel := context.WithTimeout(context.Background(), bridgeSetupTimeout)
 	defer cancel()
 	var (
@@ -230,6 +283,10 @@ func bridgeErrorResponse(req *sip.Request, err error) *sip.Response {
 func (f *fork) translate(b *branch, res *sip.Response) {
 	m := b.media
 	if m == nil || m.done {
+		return
+	}
+	if m.late {
+		f.translateLate(b, res)
 		return
 	}
 	code := res.StatusCode
@@ -385,10 +442,17 @@ func (f *fork) bridgeInDialog(d *bridgedDialog) (int, string) {
 		return 0, ""
 	}
 	body := f.req.Body()
-	if len(body) == 0 {
-		return 0, "" // a refresh without SDP: nothing to translate
-	}
 	fromWeb := (side == fromCaller) == d.callerWeb
+	if len(body) == 0 {
+		if f.req.Method == sip.INVITE {
+			// A re-INVITE without SDP: the other side offers in its 2xx
+			// (RFC 3261 §14.1), and this one answers in the ACK.
+			for _, b := range f.branches {
+				b.media = &branchMedia{d: d, fromWeb: !fromWeb, late: true}
+			}
+		}
+		return 0, "" // an UPDATE without SDP refreshes the session: nothing to translate
+	}
 	var (
 		out []byte
 		err error

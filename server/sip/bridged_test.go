@@ -674,9 +674,7 @@ func TestBridgedAnswers(t *testing.T) {
 // on as plain ringing; a 2xx with one still reaches the caller (the
 // dialog exists), and the peer ends the call with a BYE to each side.
 func TestBridgedAnswerFails(t *testing.T) {
-	old := byeAfter2xx
-	byeAfter2xx = 100 * time.Millisecond
-	t.Cleanup(func() { byeAfter2xx = old })
+	shortenByeAfter2xx(t, 100*time.Millisecond)
 	e := newBridgeEnv(t)
 	e.br.answerErr = errors.New("bridge: the answer has no codec of the offer")
 	e.down.setScript(func(req *sip.Request) []*sip.Response {

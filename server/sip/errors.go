@@ -18,4 +18,10 @@ var (
 	errTooManyStreams = errors.New("sip: too many streams from one peer")
 	// errTxDone means a final response was already sent on a transaction.
 	errTxDone = errors.New("sip: transaction already answered")
+	// errNoAnswer means an ACK owed an answer to the offer of its 2xx
+	// (RFC 3261 §13.2.1) and carried none.
+	errNoAnswer = errors.New("sip: the ACK carries no answer to the 2xx's offer")
+	// errNoMedia means a bridged dialog has no media session: its
+	// bridging failed when it began.
+	errNoMedia = errors.New("sip: the call's media could not be bridged")
 )
