@@ -35,7 +35,11 @@ import (
 //     without a stall), then moves its RTP to another port with a
 //     re-INVITE (the bridge must follow it and answer with its own leg);
 //   - phone-at-overlay-peer: a phone registered at the proxy peer P as
-//     carol2@overlay.example calls the page's overlay AOR: bridged at H.
+//     carol2@overlay.example calls the page's overlay AOR: bridged at H;
+//   - late-offer: a phone calls the page with an INVITE without SDP (sipp,
+//     echoing the page's audio): the page's offer in its 200 reaches the
+//     phone as plain RTP/AVP, the phone's answer in the ACK reaches the
+//     page as WebRTC, and the page hears its own audio back.
 //
 // Addresses (besides proxy_test.go's and bridge_test.go's carol):
 //
@@ -44,6 +48,7 @@ import (
 //	127.0.0.35  sipp: G.729-only caller
 //	127.0.0.36  carol2, baresip, registered at P as carol2@overlay.example
 //	127.0.0.37  gus, sipp answering G.729 only (gus@overlay.example at H)
+//	127.0.0.38  sipp: a late-offer caller that echoes RTP
 
 const (
 	bfMediaTimeout = 5 * time.Second
@@ -52,6 +57,7 @@ const (
 	bfG729IP       = "127.0.0.35"
 	bfCarol2IP     = "127.0.0.36"
 	bfGusIP        = "127.0.0.37"
+	bfLateIP       = "127.0.0.38"
 	// bfEndSlack is how long after the media timeout the page may learn
 	// that the call is over: the bridge checks once a second, then a BYE
 	// crosses one WebSocket.
@@ -94,6 +100,7 @@ func TestBridgeFaults(t *testing.T) {
 		{"no-common-codec", bfNoCommonCodec},
 		{"ssrc-change-and-reinvite", bfSSRCAndReinvite},
 		{"phone-at-overlay-peer", bfPhoneAtOverlayPeer},
+		{"late-offer", bfLateOffer},
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
@@ -622,5 +629,40 @@ func bfCheckContinuous(t *testing.T, samples [][]float64, when string, sent int,
 	}
 	if maxStreams > 1 {
 		t.Errorf("%s: the browser saw %.0f inbound audio streams: the bridge must present one continuous stream", when, maxStreams)
+	}
+}
+
+// bfLateOffer: a phone calls alice@atlanta.example through Kamailio with
+// an INVITE without SDP (sipp checks that the 200 offers plain RTP/AVP,
+// answers PCMU in its ACK and echoes RTP). The page rings, answers, and
+// must hear its own audio back through the bridge; then the phone hangs
+// up and the page ends.
+func bfLateOffer(t *testing.T, e *pxEnv, a *tab) {
+	setups0 := bfMetric(t, e.H, `p2psip_sip_bridge_setups_total{result="ok"}`)
+	const hold = 8 * time.Second
+	uac := e.startSipp(t, pxSippOpts{name: "late-offer caller", scenario: bfScenario("uac_late.xml"),
+		ip: bfLateIP, port: 5099, remote: pxAddr(pxKamIP, 5060), service: "alice",
+		keys: map[string]string{"callee_domain": pxPublic}, timeout: 40 * time.Second, hold: hold,
+		extra: []string{"-rtp_echo", "-mp", "40300"}})
+	t.Cleanup(func() {
+		if t.Failed() && !uac.running() {
+			t.Logf("the late-offer caller:\n%s", uac.wait())
+		}
+	})
+	a.waitCall(t, "incoming")
+	a.click(t, "#answer")
+	a.waitCall(t, "connected")
+	first := a.waitFor(t, "#quality data-packets-received > 0", func(st phoneState) bool { return num(st.Packets) > 0 })
+	a.waitFor(t, "the phone's echo: packets grow past "+first.Packets+" with data-audio-level > 0", func(st phoneState) bool {
+		return num(st.Packets) > num(first.Packets)+50 && num(st.Level) > 0
+	})
+	st := a.state(t)
+	t.Logf("late offer: the page received %s packets, level %s", st.Packets, st.Level)
+	if r := uac.wait(); r.Code != 0 {
+		t.Fatalf("the late-offer caller failed (a 200 without a plain offer, or no 200 to its BYE):\n%s", r)
+	}
+	a.waitCall(t, "ended", "idle")
+	if n := bfMetric(t, e.H, `p2psip_sip_bridge_setups_total{result="ok"}`); n != setups0+1 {
+		t.Errorf("H's bridge set-ups went %v → %v, want +1", setups0, n)
 	}
 }

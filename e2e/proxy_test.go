@@ -333,7 +333,8 @@ type pxSippOpts struct {
 	quiet    bool          // do not log the command line (retries)
 	// hold is how long a UAC keeps the call up after its ACK (sipp -d, for
 	// the scenario's bare <pause/>); 0 hangs up at once.
-	hold time.Duration
+	hold  time.Duration
+	extra []string // more sipp options (-rtp_echo, -mp …)
 }
 
 type pxSipp struct {
@@ -392,6 +393,7 @@ func (e *pxEnv) startSipp(t *testing.T, o pxSippOpts) *pxSipp {
 	if o.hold > 0 {
 		args = append(args, "-d", strconv.Itoa(int(o.hold.Milliseconds())))
 	}
+	args = append(args, o.extra...)
 	if o.remote != "" {
 		args = append(args, o.remote)
 	}
