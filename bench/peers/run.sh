@@ -23,7 +23,7 @@
 #            4 ms steps here); added p99 per hop = p99(b) - p99(a).
 # Ramp: both peers on core 0 (GOMAXPROCS follows the mask: 1 each), sipp (UAC,
 # both UASes) and siprtt on core 1, nice -10, the same for both binaries;
-# latency runs: see LAT_RT.
+# latency runs: see LAT_SPLIT and LAT_RT.
 #
 # Environment (all optional):
 #   PATHS="udp stream"        which paths, in order: udp = the old socket path (SIP
@@ -43,19 +43,23 @@
 #   LAT_ROUNDS=2              latency rounds (a b b a each); the table shows the
 #                             median over the runs of each kind
 #   LAT_RATE=                 latency rate for every path (default: half each path's max)
-#   LAT_RT=1                  during the latency runs (not the ramp): peer 1 alone on
-#                             core 0, peer 2 moves to core 1, both SCHED_RR 10; sipp and
-#                             siprtt on core 1 at SCHED_RR 20 (default 1 as root, else 0).
-#                             Real-time keeps the other jobs on the machine out of the
-#                             tail; the separate cores keep one peer's idle-time GC
-#                             worker (busy at RT priority while its GC runs, 50-250 ms)
-#                             from stalling the other peer, which it did with both on
-#                             core 0 (every p99 outlier matched a GC of the other peer).
-#                             With LAT_RT=0 the latency runs keep the ramp's layout.
+#   LAT_SPLIT=1               during the latency runs (not the ramp): peer 1 alone on
+#                             core 0, peer 2 moves to core 1 beside sipp and siprtt, so
+#                             one peer's GC does not run on the other's core; 0 keeps
+#                             the ramp's layout
+#   LAT_RT=0                  1 (root only): peers SCHED_RR 10, sipp and siprtt SCHED_RR
+#                             20 during the latency runs. Off by default: a peer is never
+#                             deployed real-time, and under SCHED_RR a Go peer's threads
+#                             wait out each other's 100 ms round-robin slice (perf sched:
+#                             a peer thread runnable for 53-103 ms while the same peer's
+#                             other thread ran, during a GC), which turned 2-20 ms GC
+#                             stalls into the 100-200 ms ones of the earlier runs
+#                             (FINDINGS-p99.md).
 #   OUT=dir                   logs and CSVs (default: a new /tmp dir, kept)
 #   NICE=-10                  nice level of peers and sipp (default -10 as root, else 0)
 #   SIPP_BUFF=4194304         sipp's socket buffers (-buff_size)
 #   PERF=1                    perf record -g both peers during the first (b) latency run
+#   PERF=sched                perf sched record (whole machine) during that run instead
 #   PEER_ENV="GODEBUG=gctrace=1"  extra environment of the peers (for diagnosis)
 set -euo pipefail
 
@@ -64,7 +68,11 @@ for tool in sipp taskset ss awk curl go git tar; do
 	command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found; install it first (sipp: apt-get install sip-tester). This script installs nothing."
 done
 [ "$(nproc)" -ge 2 ] || die "needs at least 2 cores (peers on core 0, sipp on core 1)"
-if [ "${PERF:-0}" = 1 ]; then command -v perf >/dev/null 2>&1 || die "PERF=1 needs perf (apt-get install linux-perf)"; fi
+case "${PERF:-0}" in
+0) ;;
+1 | sched) command -v perf >/dev/null 2>&1 || die "PERF=$PERF needs perf (apt-get install linux-perf)" ;;
+*) die "PERF must be 0, 1 or sched" ;;
+esac
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -81,7 +89,10 @@ LAT_ROUNDS=${LAT_ROUNDS:-2}
 OUT=${OUT:-$(mktemp -d /tmp/peerbench.XXXXXX)}
 mkdir -p "$OUT"
 CLK_TCK=$(getconf CLK_TCK)
-if [ "$(id -u)" = 0 ]; then NICE=${NICE:--10} LAT_RT=${LAT_RT:-1}; else NICE=${NICE:-0} LAT_RT=${LAT_RT:-0}; fi
+if [ "$(id -u)" = 0 ]; then NICE=${NICE:--10}; else NICE=${NICE:-0}; fi
+LAT_SPLIT=${LAT_SPLIT:-1}
+LAT_RT=${LAT_RT:-0}
+[ "$LAT_RT" = 1 ] && [ "$(id -u)" != 0 ] && die "LAT_RT=1 needs root (chrt)"
 RT=() # chrt prefix of sipp and siprtt (set during the latency runs)
 PIN_PEER=(nice -n "$NICE" taskset -c 0)
 PIN_SIPP=(nice -n "$NICE" taskset -c 1)
@@ -294,8 +305,12 @@ uac() {
 		RTT_PID=$!
 		for _ in $(seq 50); do grep -q capturing "$d/siprtt.err" 2>/dev/null && break; sleep 0.1; done
 	fi
-	if [ -n "${PERF_NOW:-}" ]; then
+	if [ "${PERF_NOW:-}" = 1 ]; then
 		perf record -g -o "$OUT/perf-$tag.data" -p "$P1_PID,$P2_PID" -- sleep "$secs" >"$OUT/perf-$tag.log" 2>&1 &
+		PERF_PID=$!
+	elif [ "${PERF_NOW:-}" = sched ]; then
+		# whole machine: a thread's wait for the CPU shows only with what ran instead
+		perf sched record -o "$OUT/perf-sched-$tag.data" -- sleep "$secs" >"$OUT/perf-sched-$tag.log" 2>&1 &
 		PERF_PID=$!
 	fi
 	t0=$(peer_ticks)
@@ -354,10 +369,27 @@ ramp() { # path -> sets MAX
 	echo "$path best $last_ok $first_fail" >>"$OUT/steps.txt"
 }
 
+# gcs_during PATH T0 SECS: GC cycles of either peer that started within SECS of
+# unix time T0, as "peer@offset_s/mark_ms" (needs PEER_ENV=GODEBUG=gctrace=1).
+gcs_during() {
+	local path=$1 t0=$2 secs=$3 n
+	for n in 1 2; do
+		[ -s "$OUT/$path-peer$n.stderr" ] || continue
+		awk -v s="$(cat "$OUT/$path-peer$n.started")" -v t0="$t0" -v secs="$secs" -v n="$n" '
+			$1 == "gc" && $3 ~ /^@/ {
+				t = s + substr($3, 2, length($3) - 2) - t0
+				split($5, w, "+")
+				if (t >= 0 && t <= secs) printf "p%d@%.1f/%.0f ", n, t, w[2]
+			}' "$OUT/$path-peer$n.stderr"
+	done
+}
+
 latency() { # path rate: a b b a, LAT_ROUNDS times
 	local path=$1 rate=$2 i=0 kind user res p
-	if [ "$LAT_RT" = 1 ]; then
+	if [ "$LAT_SPLIT" = 1 ]; then
 		taskset -a -p -c 1 "$P2_PID" >/dev/null || die "taskset -a -p -c 1 $P2_PID failed"
+	fi
+	if [ "$LAT_RT" = 1 ]; then
 		for p in $P1_PID $P2_PID; do chrt -a -r -p 10 "$p" >/dev/null || die "chrt -a -r -p 10 $p failed"; done
 		for p in $BOB_PID $CAROL_PID; do chrt -a -r -p 20 "$p" >/dev/null || die "chrt -a -r -p 20 $p failed"; done
 		RT=(chrt -r 20)
@@ -366,20 +398,20 @@ latency() { # path rate: a b b a, LAT_ROUNDS times
 		i=$((i + 1))
 		if [ "$kind" = a ]; then user=carol; else user=bob; fi
 		PERF_NOW=""
-		[ "${PERF:-0}" = 1 ] && [ "$i" = 2 ] && PERF_NOW=1
+		[ "${PERF:-0}" != 0 ] && [ "$i" = 2 ] && PERF_NOW=$PERF
 		sleep 2
 		uac "$path-lat$i-$kind-$rate" "$user" "$rate" "$LAT_SECONDS" rtt
 		res=$RES
 		echo "$path lat $kind $rate $res" >>"$OUT/steps.txt"
 		# shellcheck disable=SC2086
 		set -- $res
-		log "$path latency ${RT[*]:+(${RT[*]}) }($kind: $([ "$kind" = a ] && echo 'peer 1 only' || echo 'peer 1 -> peer 2')) r=$rate: calls=$1 ok=$2 failed=$3 INVITE->180 p50=${12}us p99=${13}us INVITE->200 p50=${14}us p99=${15}us (sipp p99 ${7}ms, capture drops ${17}) load=$(cut -d' ' -f1 /proc/loadavg)"
+		log "$path latency ${RT[*]:+(${RT[*]}) }($kind: $([ "$kind" = a ] && echo 'peer 1 only' || echo 'peer 1 -> peer 2')) r=$rate: calls=$1 ok=$2 failed=$3 INVITE->180 p50=${12}us p99=${13}us INVITE->200 p50=${14}us p99=${15}us (sipp p99 ${7}ms, capture drops ${17}) load=$(cut -d' ' -f1 /proc/loadavg)$([ "${18:-}" != "" ] && g=$(gcs_during "$path" "${18}" "$LAT_SECONDS") && [ -n "$g" ] && echo " GCs (peer@s/mark ms): $g")"
 	done
 }
 
 # ---- run -----------------------------------------------------------------
 
-log "step ${STEP_SECONDS}s, latency runs ${LAT_SECONDS}s x 4 x $LAT_ROUNDS; ramp: peers on core 0, sipp on core 1, nice $NICE; latency runs: $([ "$LAT_RT" = 1 ] && echo "peer 1 on core 0, peer 2 and sipp on core 1, SCHED_RR" || echo "as the ramp")"
+log "step ${STEP_SECONDS}s, latency runs ${LAT_SECONDS}s x 4 x $LAT_ROUNDS; ramp: peers on core 0, sipp on core 1, nice $NICE; latency runs: $([ "$LAT_SPLIT" = 1 ] && echo "peer 1 on core 0, peer 2 and sipp on core 1" || echo "peers on core 0, sipp on core 1")$([ "$LAT_RT" = 1 ] && echo ", SCHED_RR" || echo ", nice $NICE")"
 : >"$OUT/steps.txt"
 for path in $PATHS; do
 	CUR=$path
