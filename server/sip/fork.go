@@ -111,6 +111,23 @@ func (f *fork) run() {
 	// sipgo ends the server transaction when the handler returns: wait.
 	wg.Wait()
 	f.finish()
+	f.release()
+}
+
+// release lets go of the branches once the fork is over. Over UDP the
+// server transaction lives on for 32 s after its final response (RFC 6026
+// Timer L, RFC 3261 Timer J) and keeps the fork through its CANCEL
+// callback; the branches' forwarded copies, client transactions and
+// responses would stay with it, and at hundreds of calls a second that
+// live heap is what makes the garbage collector's mark phase, and so the
+// tail latency, long. A CANCEL after the final response has nothing left
+// to cancel (§9.2).
+func (f *fork) release() {
+	f.mu.Lock()
+	f.branches = nil
+	f.best = nil
+	f.mu.Unlock()
+	releaseServerTx(f.stx, f.req)
 }
 
 // start sends one branch, through a stream when its next hop is a peer,
