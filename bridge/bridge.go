@@ -118,7 +118,11 @@ func New(cfg Config) (*Bridge, error) {
 	if err != nil {
 		return nil, err
 	}
-	ports.reserve(muxPort)
+	if len(conns) == 0 {
+		cfg.Logger.Warn("media bridge: no address for ICE (no interface but loopback is up; loopback counts only with --media-loopback): calls between browsers and phones cannot be bridged")
+	} else {
+		ports.reserve(muxPort)
+	}
 	m, fast := newMetrics(cfg.Registerer), newFastTable()
 	mux, socks := newICEMux(conns, fast, m, cfg)
 	// One UDP port for the ICE of every browser leg (RFC 8445 allows

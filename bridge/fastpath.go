@@ -140,11 +140,10 @@ func (f *fastWeb) receive(sock *iceSocket, b []byte) bool {
 	return true
 }
 
-// send encrypts one packet for the browser and sends it. Called with the
-// toWeb pipe's mutex held, plain being the packet marshalled, and only
-// once f has an address and a socket.
-func (f *fastWeb) send(plain []byte) bool {
-	to, sock := f.to.Load(), f.sock.Load()
+// send encrypts one packet for the browser and sends it from sock to to
+// (as the caller loaded them: unlist may clear f.to meanwhile). Called
+// with the toWeb pipe's mutex held, plain being the packet marshalled.
+func (f *fastWeb) send(plain []byte, to *netip.AddrPort, sock *iceSocket) bool {
 	out, err := f.out.EncryptRTP(f.enc[:0], plain, &f.outHdr)
 	if err != nil {
 		return false
@@ -317,7 +316,15 @@ func (b *Bridge) sockFor(local netip.Addr) *iceSocket {
 // armed, else through pion's track. Called with the toWeb pipe's mutex
 // held (its buffer is free in this direction).
 func (s *Session) writeWeb(h *rtp.Header, payload []byte) bool {
-	if f := s.fast.Load(); f != nil && f.to.Load() != nil && f.sock.Load() != nil {
+	f := s.fast.Load()
+	var (
+		to   *netip.AddrPort
+		sock *iceSocket
+	)
+	if f != nil {
+		to, sock = f.to.Load(), f.sock.Load()
+	}
+	if to != nil && sock != nil {
 		ssrc, ok := s.track.boundSSRC()
 		if !ok {
 			return false
@@ -329,7 +336,7 @@ func (s *Session) writeWeb(h *rtp.Header, payload []byte) bool {
 			return false
 		}
 		n += copy(buf[n:], payload)
-		return f.send(buf[:n])
+		return f.send(buf[:n], to, sock)
 	}
 	return s.track.write(h, payload)
 }

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"testing"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -45,6 +46,45 @@ func TestFastPathCarriesMedia(t *testing.T) {
 				t.Fatalf("%d calls left in the fast table after the end", n)
 			}
 		})
+	}
+}
+
+// TestFastPathHangUpWhileMediaFlows: the phone keeps sending as fast as
+// it can while the call ends; the phone leg's reader, which sends to the
+// browser on the fast path, must not trip over the call leaving the fast
+// table under it (a nil address in CI once).
+func TestFastPathHangUpWhileMediaFlows(t *testing.T) {
+	for round := range 5 {
+		b := newTestBridge(t)
+		ph := newFakePhone(t)
+		fb := newFakeBrowserWith(t, browserPCMU, browserTE)
+		c := browserCalls(t, b, fb, ph, ph.sdp("pcmu+te", "sendrecv"), Events{})
+		c.toPhoneFlows(0)
+		waitFor(t, "the call on the fast path", func() bool { return b.fast.len() == 1 })
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c.mu.Lock()
+				p := c.phone.next(0, ramp())
+				c.mu.Unlock()
+				raw, _ := p.Marshal()
+				_, _ = ph.conn.WriteToUDPAddrPort(raw, c.to) // errors once the leg is gone
+			}
+		}()
+		time.Sleep(time.Duration(round+1) * 3 * time.Millisecond)
+		c.s.Close()
+		close(stop)
+		<-done
+		if n := b.fast.len(); n != 0 {
+			t.Fatalf("round %d: %d calls left in the fast table", round, n)
+		}
 	}
 }
 

@@ -176,6 +176,12 @@ func listenICE(cfg Config) ([]*net.UDPConn, int, error) {
 		if err != nil {
 			return nil, 0, err
 		}
+		if len(ips) == 0 {
+			// Nothing but loopback (a namespace with only lo, a host
+			// whose network is not up yet): the peer still serves SIP and
+			// the overlay; New warns that no browser leg can be bridged.
+			return nil, 0, nil
+		}
 		conns, port, err := listenICEOn(cfg, ips)
 		if err == nil {
 			return conns, port, nil
@@ -188,9 +194,6 @@ func listenICE(cfg Config) ([]*net.UDPConn, int, error) {
 // listenICEOn binds the same port on each of ips, trying the top 64 ports
 // of the range.
 func listenICEOn(cfg Config, ips []netip.Addr) ([]*net.UDPConn, int, error) {
-	if len(ips) == 0 {
-		return nil, 0, fmt.Errorf("bridge: no address for ICE (no interface is up; loopback counts only with --media-loopback)")
-	}
 	var lastErr error
 	for p := cfg.PortMax; p >= cfg.PortMin && p > cfg.PortMax-64; p-- {
 		conns := make([]*net.UDPConn, 0, len(ips))
