@@ -201,36 +201,17 @@ func (r *Conn) opError(op string, addr net.Addr, err error) error {
 	return &net.OpError{Op: op, Net: "udp", Source: r.udp.LocalAddr(), Addr: addr, Err: err}
 }
 
+// setSockaddr is setAddrPort for a *net.UDPAddr.
 func (op *udpOp) setSockaddr(a *net.UDPAddr, v6 bool) bool {
 	if a.Port < 0 || a.Port > 0xffff || a.Zone != "" || len(a.IP) == 0 {
 		return false
 	}
-	port := [2]byte{byte(a.Port >> 8), byte(a.Port)} // network order
-	if !v6 {
-		ip4 := a.IP.To4()
-		if ip4 == nil {
-			return false
-		}
-		sa := (*syscall.RawSockaddrInet4)(unsafe.Pointer(&op.sa))
-		*sa = syscall.RawSockaddrInet4{Family: syscall.AF_INET}
-		*(*[2]byte)(unsafe.Pointer(&sa.Port)) = port
-		copy(sa.Addr[:], ip4)
-		op.salen = syscall.SizeofSockaddrInet4
-		return true
-	}
-	ip16 := a.IP.To16()
-	if ip16 == nil {
-		return false
-	}
-	sa := (*syscall.RawSockaddrInet6)(unsafe.Pointer(&op.sa))
-	*sa = syscall.RawSockaddrInet6{Family: syscall.AF_INET6}
-	*(*[2]byte)(unsafe.Pointer(&sa.Port)) = port
-	copy(sa.Addr[:], ip16)
-	op.salen = syscall.SizeofSockaddrInet6
-	return true
+	return op.setAddrPort(a.AddrPort(), v6)
 }
 
-// setAddrPort is setSockaddr for a netip.AddrPort.
+// setAddrPort sets the destination of the next sendto: false for an
+// address the socket cannot take that way (zoned IPv6, IPv6 on an IPv4
+// socket).
 func (op *udpOp) setAddrPort(a netip.AddrPort, v6 bool) bool {
 	ip := a.Addr()
 	if !ip.IsValid() || ip.Zone() != "" {
