@@ -476,22 +476,27 @@ func (f *fork) bridgeInDialog(d *bridgedDialog) (int, string) {
 	return 0, ""
 }
 
-// shiftACK moves the CSeq of an ACK (for a re-INVITE's 2xx) as far as
-// its INVITE moved (§13.2.2.4: the same CSeq number), however many
-// requests this peer sent since.
-func (s *Service) shiftACK(req, out *sip.Request) {
+// bridgeACK fits the ACK of a 2xx in a bridged dialog to the other side:
+// its CSeq moved as its INVITE's was (shiftACK), and the answer of a late
+// offer translated (lateAnswerACK).
+func (s *Service) bridgeACK(req, out *sip.Request) {
 	d := s.dialogs.get(callIDOf(req))
 	if d == nil {
 		return
 	}
 	side, ok := d.side(req)
-	if !ok {
-		return
-	}
 	cs := req.CSeq()
-	if cs == nil {
+	if !ok || cs == nil {
 		return
 	}
+	d.shiftACK(side, cs, out)
+	s.lateAnswerACK(d, side, cs, req, out)
+}
+
+// shiftACK moves the CSeq of an ACK (for a re-INVITE's 2xx) as far as
+// its INVITE moved (§13.2.2.4: the same CSeq number), however many
+// requests this peer sent since.
+func (d *bridgedDialog) shiftACK(side int, cs *sip.CSeqHeader, out *sip.Request) {
 	d.mu.Lock()
 	inv := d.invite[side]
 	d.mu.Unlock()

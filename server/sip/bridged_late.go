@@ -100,16 +100,7 @@ func (f *fork) lateOffer(m *branchMedia, offer []byte) ([]byte, error) {
 // offer the bridge translated. A retransmitted ACK gets the same answer.
 // An ACK without an answer, or with one the bridge cannot take, is
 // forwarded as it is and the call ended.
-func (s *Service) lateAnswerACK(req, out *sip.Request) {
-	d := s.dialogs.get(callIDOf(req))
-	if d == nil {
-		return
-	}
-	side, ok := d.side(req)
-	cs := req.CSeq()
-	if !ok || cs == nil {
-		return
-	}
+func (s *Service) lateAnswerACK(d *bridgedDialog, side int, cs *sip.CSeqHeader, req, out *sip.Request) {
 	d.mu.Lock()
 	la := d.late
 	d.mu.Unlock()

@@ -93,8 +93,7 @@ func (s *Service) onAck(req *sip.Request, _ sip.ServerTransaction) {
 	}
 	out := s.prepare(req, targets[0], false, loopHash(req))
 	if s.cfg.Bridge != nil && inDialog {
-		s.shiftACK(req, out)
-		s.lateAnswerACK(req, out)
+		s.bridgeACK(req, out)
 	}
 	if err := s.dialPeer(context.Background(), out); err != nil {
 		s.log.Debug("forwarding ACK: no stream to the next peer", "err", err)
