@@ -37,6 +37,13 @@ func TestTURNCredOverTheOverlay(t *testing.T) {
 	relay, asker := tn.nodes[1], tn.nodes[2]
 	var calls atomic.Int32
 	relay.HandleTURNCreds(0, fakeMinter(&calls))
+	// The asker finds the relay through node 0, which adds a peer to its
+	// routing table only once identify has run: under load that can be
+	// after newTestNet returns.
+	relayID := mustDecode(t, relay.ID())
+	waitFor(t, 10*time.Second, "the relay in node 0's routing table", func() bool {
+		return tn.nodes[0].dht.RoutingTable().Find(relayID) != ""
+	})
 	cred, err := asker.RequestTURNCred(ctxT(t), relay.ID(), "")
 	if err != nil {
 		t.Fatal(err)
