@@ -15,6 +15,7 @@ type guardConn struct {
 	net.PacketConn
 	s   *Service
 	reg *udpRegistrar // nil: every request goes to sipgo
+	fin *udpFinals    // nil: sipgo keeps finished transactions
 }
 
 func (g *guardConn) ReadFrom(b []byte) (int, net.Addr, error) {
@@ -35,6 +36,9 @@ func (g *guardConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			if g.reg.take(req, out, addr) {
 				continue
 			}
+		}
+		if ok && req != nil && g.fin != nil && g.replayed(req, addr.String()) {
+			continue
 		}
 		if ok {
 			if len(out) <= len(b) { // else sipgo answers the original

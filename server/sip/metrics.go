@@ -8,6 +8,9 @@ type metrics struct {
 	// registersShed counts REGISTERs dropped because the UDP registrar's
 	// queue was full (see udpRegShed): a sign of overload before any 503.
 	registersShed prometheus.Counter
+	// retransmissions counts retransmitted UDP requests of finished
+	// transactions, by method and what was done (answered, absorbed).
+	retransmissions *prometheus.CounterVec
 	// peerStreams counts the live SIP streams to other peers, by
 	// direction (in, out) and path (direct, relayed).
 	peerStreams *prometheus.GaugeVec
@@ -31,6 +34,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "p2psip_sip_registers_shed_total",
 			Help: "REGISTERs over UDP dropped because the registrar's queue was full; their retransmissions are tried again, and get 503 after a few drops.",
 		}),
+		retransmissions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "p2psip_sip_retransmissions_total",
+			Help: "Retransmitted requests over UDP of transactions that had their final response, by method and action: answered (the final response again) or absorbed (an INVITE answered 2xx).",
+		}, []string{"method", "action"}),
 		peerStreams: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "p2psip_sip_peer_streams", Help: "Live SIP streams to other overlay peers, by direction and path (direct or through a circuit relay).",
 		}, []string{"direction", "path"}),
@@ -45,7 +52,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.responses, m.registersShed, m.peerStreams, m.peerOpens, m.bridgeSetup, m.bridgeEnded)
+		reg.MustRegister(m.requests, m.responses, m.registersShed, m.retransmissions, m.peerStreams, m.peerOpens, m.bridgeSetup, m.bridgeEnded)
 	}
 	return m
 }

@@ -99,14 +99,16 @@ func New(cfg Config) (*Service, error) {
 	if _, err := rand.Read(s.rrKey); err != nil {
 		return nil, fmt.Errorf("generating dialog key: %w", err)
 	}
-	srv.OnRegister(s.onRegister)
+	// An ACK is no transaction of its own to keep (udpfinal.go).
 	srv.OnAck(s.onAck)
-	srv.OnOptions(s.onOptions)
+	srv.OnRegister(s.udpFinalHandler(s.onRegister))
+	srv.OnOptions(s.udpFinalHandler(s.onOptions))
+	onRequest := s.udpFinalHandler(s.onRequest)
 	for _, m := range []sip.RequestMethod{sip.INVITE, sip.BYE, sip.MESSAGE, sip.INFO, sip.REFER, sip.NOTIFY,
 		sip.SUBSCRIBE, sip.UPDATE, sip.PRACK, sip.PUBLISH} {
-		srv.OnRequest(m, s.onRequest)
+		srv.OnRequest(m, onRequest)
 	}
-	srv.OnNoRoute(s.onRequest)
+	srv.OnNoRoute(onRequest)
 	return s, nil
 }
 
@@ -138,7 +140,7 @@ func (s *Service) ServeUDP(pc net.PacketConn) error {
 		s.udpIP, s.udpPort = net.ParseIP(host), port
 	}
 	s.mu.Unlock()
-	g := &guardConn{PacketConn: pc, s: s}
+	g := &guardConn{PacketConn: pc, s: s, fin: newUDPFinals()}
 	g.reg = newUDPRegistrar(s, g)
 	defer g.reg.stop()
 	return s.srv.ServeUDP(g)

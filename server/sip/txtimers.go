@@ -24,10 +24,11 @@ import (
 //     as soon as it has its final response (fork, CANCEL, its own BYE and
 //     INFO), so the timer served nothing: it is cut to T1.
 //   - Timer L lets a server transaction absorb the INVITE's
-//     retransmissions. Over UDP that is needed for its full 32 s (the
-//     caller retransmits until Timer B), so it stays. Over a reliable
-//     transport sipgo terminates the transaction when the handler returns;
-//     releaseServerTx stops the timer then.
+//     retransmissions. Over UDP the table of finished transactions does
+//     that instead (udpfinal.go), which terminates the transaction and
+//     stops the timer. Over a reliable transport sipgo terminates the
+//     transaction when the handler returns; releaseServerTx stops the
+//     timer then.
 func init() {
 	sip.Timer_M = sip.T1
 }
@@ -42,6 +43,12 @@ func releaseServerTx(stx sip.ServerTransaction, req *sip.Request) {
 	if !ok || !req.IsInvite() || !sip.IsReliable(req.Transport()) {
 		return
 	}
+	stopTimerL(tx)
+}
+
+// stopTimerL stops a terminated server transaction's Timer L, by
+// reflection (see releaseServerTx).
+func stopTimerL(tx *sip.ServerTx) {
 	if t := timerField(tx, "timer_l"); t != nil {
 		t.Stop()
 	}

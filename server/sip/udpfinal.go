@@ -1,0 +1,255 @@
+package sip
+
+import (
+	"bytes"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// Finished UDP server transactions, kept as bytes.
+//
+// Over UDP a server transaction outlives its final response by 64*T1 =
+// 32 s so that it can absorb or answer the client's retransmissions:
+// Timer J for a non-INVITE (RFC 3261 §17.2.2), Timer L for an INVITE
+// answered 2xx (RFC 6026 §7.1, the Accepted state). sipgo keeps the
+// whole transaction for that time: the parsed request, the responses,
+// timers and channels. At hundreds of calls a second those were most of
+// the live heap of a peer that faces phones over UDP, and the garbage
+// collector's mark phase over them, on a peer with one core, was the
+// tail latency of every call it handled (bench/README.md, issue 10).
+//
+// All such a finished transaction still has to do is
+//   - a non-INVITE: answer a retransmission with the same final response;
+//   - an INVITE answered 2xx: absorb a retransmission of the INVITE (the
+//     UAS core, not a proxy, retransmits the 2xx; RFC 6026 §7.1), and
+//     pass an ACK on (RFC 6026 §8.7), which onAck does anyway;
+//   - and answer a CANCEL of it with 200 (RFC 3261 §9.2), which then has
+//     no effect.
+//
+// So once the handler has sent such a final response, udpFinals keeps
+// the response's bytes (or, for the 2xx, only that there was one) in a
+// table without pointers per entry (keptAnswers), and the sipgo
+// transaction is terminated at once. A retransmission is looked up by
+// the guard before sipgo parses it (guardConn.ReadFrom), and again by
+// the handler (udpFinalHandler), for one read just before the entry was
+// made and handed to sipgo just after the transaction ended.
+//
+// An INVITE answered with a non-2xx stays with sipgo: its transaction
+// retransmits the response until the ACK (Timer G, §17.2.1), which a
+// table cannot do, and it ends 5 s (Timer I) after that ACK anyway.
+type udpFinals struct {
+	mu      sync.Mutex
+	kept    *keptAnswers // guarded by mu
+	pending bool         // guarded by mu: a sweep is scheduled
+}
+
+func newUDPFinals() *udpFinals { return &udpFinals{kept: newKeptAnswers()} }
+
+// absorb is the answer kept for an INVITE answered 2xx: nothing to send.
+var absorb = []byte{}
+
+// put keeps answer under key for Timer J (Timer L is as long).
+func (u *udpFinals) put(key string, answer []byte, now time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.kept.put(key, answer, now.Add(timerJ))
+	u.kept.expire(now, maxRegTx)
+	if !u.pending {
+		// Nothing else drops the entries when traffic stops.
+		u.pending = true
+		time.AfterFunc(timerJ, u.sweep)
+	}
+}
+
+// sweep drops the expired entries, and comes back while any are left.
+func (u *udpFinals) sweep() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.kept.expire(time.Now(), maxRegTx)
+	if u.kept.len() == 0 {
+		u.pending = false
+		return
+	}
+	time.AfterFunc(timerJ, u.sweep)
+}
+
+// get returns the answer kept under key: nil if there is none, absorb
+// (empty) for an INVITE answered 2xx, else the destination, a newline,
+// and the response's bytes.
+func (u *udpFinals) get(key string) []byte {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.kept.get(key)
+}
+
+// udpTxKey is the key of the server transaction req belongs to (RFC 3261
+// §17.2.3; an ACK matches its INVITE), as method, plus the source the
+// request came from: the branch and sent-by are the client's to choose,
+// so another client must not match the entry and have its request
+// swallowed (as for the UDP registrar's keys).
+func udpTxKey(req *sip.Request, method sip.RequestMethod, source string) (string, bool) {
+	via := req.Via()
+	if via == nil {
+		return "", false
+	}
+	branch, ok := via.Params.Get("branch")
+	if !ok || !strings.HasPrefix(branch, sip.RFC3261BranchMagicCookie) || len(branch) == len(sip.RFC3261BranchMagicCookie) {
+		return "", false // the guard gives RFC 2543 requests a branch
+	}
+	var b strings.Builder
+	b.Grow(len(branch) + len(via.Host) + len(method) + len(source) + 12)
+	b.WriteString(branch)
+	b.WriteByte('|')
+	b.WriteString(strings.ToLower(via.Host))
+	b.WriteByte('|')
+	b.WriteString(strconv.Itoa(via.Port))
+	b.WriteByte('|')
+	b.WriteString(string(method))
+	b.WriteByte('|')
+	b.WriteString(source)
+	return b.String(), true
+}
+
+// replayed deals with a request of a finished transaction that u holds:
+// a retransmission gets the final response again, or is absorbed. It
+// reports whether req was dealt with; ACKs and CANCELs never are (see
+// udpFinalHandler).
+func (g *guardConn) replayed(req *sip.Request, source string) bool {
+	if req.Method == sip.ACK || req.Method == sip.CANCEL {
+		return false
+	}
+	key, ok := udpTxKey(req, req.Method, source)
+	if !ok {
+		return false
+	}
+	ans := g.fin.get(key)
+	if ans == nil {
+		return false
+	}
+	if len(ans) == 0 {
+		g.s.m.retransmissions.WithLabelValues(string(req.Method), "absorbed").Inc()
+		return true
+	}
+	dest, msg, _ := bytes.Cut(ans, []byte("\n"))
+	addr, err := net.ResolveUDPAddr("udp", string(dest))
+	if err != nil {
+		return false // cannot be: it was sent there
+	}
+	g.s.m.retransmissions.WithLabelValues(string(req.Method), "answered").Inc()
+	if err := g.send(msg, addr); err != nil {
+		g.s.log.Debug("answering a retransmission failed", "method", req.Method, "err", err)
+	}
+	return true
+}
+
+// udpFinalHandler wraps a request handler for UDP server transactions:
+// a retransmission of a finished transaction is answered from the table,
+// a CANCEL of an INVITE answered 2xx gets 200, and a transaction the
+// handler gives a final response it keeps is terminated at once.
+func (s *Service) udpFinalHandler(h sipgo.RequestHandler) sipgo.RequestHandler {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		stx, _ := tx.(*sip.ServerTx)
+		g := guardOf(stx)
+		if g == nil {
+			h(req, tx)
+			return
+		}
+		source := req.Source()
+		if g.replayed(req, source) {
+			return
+		}
+		if req.IsCancel() {
+			if key, ok := udpTxKey(req, sip.INVITE, source); ok && g.fin.get(key) != nil {
+				// §9.2: the CANCEL matched a transaction that has its
+				// final response already; it has no effect.
+				tx = &finalTx{ServerTx: stx}
+				s.respond(tx, req, 200, "OK")
+				g.keep(req, tx.(*finalTx), source)
+				return
+			}
+		}
+		ft := &finalTx{ServerTx: stx}
+		h(req, ft)
+		g.keep(req, ft, source)
+	}
+}
+
+// keep moves the final response of ft to the table and terminates the
+// transaction, if the table can stand in for it (see udpFinals).
+func (g *guardConn) keep(req *sip.Request, ft *finalTx, source string) {
+	res := ft.final()
+	if res == nil || req.Method == sip.ACK {
+		return // none yet: sipgo terminates it when the handler returns
+	}
+	var ans []byte
+	switch {
+	case req.IsInvite() && res.IsSuccess():
+		ans = absorb
+	case req.IsInvite():
+		return // Timer G: sipgo's transaction retransmits it until the ACK
+	default:
+		var b bytes.Buffer
+		b.WriteString(res.Destination())
+		b.WriteByte('\n')
+		res.StringWrite(&b)
+		ans = b.Bytes()
+	}
+	key, ok := udpTxKey(req, req.Method, source)
+	if !ok {
+		return
+	}
+	// The entry first: a retransmission then finds either the
+	// transaction or the entry.
+	g.fin.put(key, ans, time.Now())
+	ft.ServerTx.Terminate()
+	stopTimerL(ft.ServerTx)
+}
+
+// guardOf is the guarded UDP socket a server transaction came in on, or
+// nil for any other transport.
+func guardOf(tx *sip.ServerTx) *guardConn {
+	if tx == nil {
+		return nil
+	}
+	c, ok := tx.Connection().(*sip.UDPConnection)
+	if !ok {
+		return nil
+	}
+	g, _ := c.PacketConn.(*guardConn)
+	if g == nil || g.fin == nil {
+		return nil
+	}
+	return g
+}
+
+// finalTx is a sipgo server transaction that notes its final response.
+type finalTx struct {
+	*sip.ServerTx
+	mu  sync.Mutex
+	res *sip.Response // guarded by mu; the first final response sent
+}
+
+// Respond implements sip.ServerTransaction.
+func (t *finalTx) Respond(res *sip.Response) error {
+	err := t.ServerTx.Respond(res)
+	if err == nil && res.StatusCode >= 200 {
+		t.mu.Lock()
+		if t.res == nil {
+			t.res = res
+		}
+		t.mu.Unlock()
+	}
+	return err
+}
+
+func (t *finalTx) final() *sip.Response {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.res
+}
