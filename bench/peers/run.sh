@@ -46,7 +46,10 @@
 #   LAT_SPLIT=1               during the latency runs (not the ramp): peer 1 alone on
 #                             core 0, peer 2 moves to core 1 beside sipp and siprtt, so
 #                             one peer's GC does not run on the other's core; 0 keeps
-#                             the ramp's layout
+#                             the ramp's layout; 2 puts sipp and siprtt beside peer 1 on
+#                             core 0 and peer 2 alone on core 1, so that (a) and (b) share
+#                             the same co-location and differ only by peer 2 on a core of
+#                             its own
 #   LAT_RT=0                  1 (root only): peers SCHED_RR 10, sipp and siprtt SCHED_RR
 #                             20 during the latency runs. Off by default: a peer is never
 #                             deployed real-time, and under SCHED_RR a Go peer's threads
@@ -386,9 +389,14 @@ gcs_during() {
 
 latency() { # path rate: a b b a, LAT_ROUNDS times
 	local path=$1 rate=$2 i=0 kind user res p
-	if [ "$LAT_SPLIT" = 1 ]; then
+	case "$LAT_SPLIT" in
+	1) taskset -a -p -c 1 "$P2_PID" >/dev/null || die "taskset -a -p -c 1 $P2_PID failed" ;;
+	2)
 		taskset -a -p -c 1 "$P2_PID" >/dev/null || die "taskset -a -p -c 1 $P2_PID failed"
-	fi
+		for p in $BOB_PID $CAROL_PID; do taskset -a -p -c 0 "$p" >/dev/null || die "taskset -a -p -c 0 $p failed"; done
+		PIN_SIPP=(nice -n "$NICE" taskset -c 0)
+		;;
+	esac
 	if [ "$LAT_RT" = 1 ]; then
 		for p in $P1_PID $P2_PID; do chrt -a -r -p 10 "$p" >/dev/null || die "chrt -a -r -p 10 $p failed"; done
 		for p in $BOB_PID $CAROL_PID; do chrt -a -r -p 20 "$p" >/dev/null || die "chrt -a -r -p 20 $p failed"; done
@@ -407,11 +415,12 @@ latency() { # path rate: a b b a, LAT_ROUNDS times
 		set -- $res
 		log "$path latency ${RT[*]:+(${RT[*]}) }($kind: $([ "$kind" = a ] && echo 'peer 1 only' || echo 'peer 1 -> peer 2')) r=$rate: calls=$1 ok=$2 failed=$3 INVITE->180 p50=${12}us p99=${13}us INVITE->200 p50=${14}us p99=${15}us (sipp p99 ${7}ms, capture drops ${17}) load=$(cut -d' ' -f1 /proc/loadavg)$([ "${18:-}" != "" ] && g=$(gcs_during "$path" "${18}" "$LAT_SECONDS") && [ -n "$g" ] && echo " GCs (peer@s/mark ms): $g")"
 	done
+	PIN_SIPP=(nice -n "$NICE" taskset -c 1)
 }
 
 # ---- run -----------------------------------------------------------------
 
-log "step ${STEP_SECONDS}s, latency runs ${LAT_SECONDS}s x 4 x $LAT_ROUNDS; ramp: peers on core 0, sipp on core 1, nice $NICE; latency runs: $([ "$LAT_SPLIT" = 1 ] && echo "peer 1 on core 0, peer 2 and sipp on core 1" || echo "peers on core 0, sipp on core 1")$([ "$LAT_RT" = 1 ] && echo ", SCHED_RR" || echo ", nice $NICE")"
+log "step ${STEP_SECONDS}s, latency runs ${LAT_SECONDS}s x 4 x $LAT_ROUNDS; ramp: peers on core 0, sipp on core 1, nice $NICE; latency runs: $(case "$LAT_SPLIT" in 1) echo "peer 1 on core 0, peer 2 and sipp on core 1" ;; 2) echo "peer 1 and sipp on core 0, peer 2 alone on core 1" ;; *) echo "peers on core 0, sipp on core 1" ;; esac)$([ "$LAT_RT" = 1 ] && echo ", SCHED_RR" || echo ", nice $NICE")"
 : >"$OUT/steps.txt"
 for path in $PATHS; do
 	CUR=$path

@@ -40,6 +40,20 @@
 // path between peers (no UDP beside it) keeps routing simple: the
 // benchmark in bench/README.md compares it with the old UDP path.
 //
+// # Transactions held for retransmissions
+//
+// sipgo keeps each finished transaction, parsed messages and all, for the
+// 32 s the RFC gives retransmissions (RFC 3261 §17.2, RFC 6026). On a
+// peer that handles hundreds of calls a second that was most of the live
+// heap, and the garbage collector's marking of it the tail latency of
+// every call. So a peer keeps less: client transactions end at their
+// final response (txtimers.go), and a UDP server transaction that has
+// sent its final response is kept as the response's bytes in a table
+// with no pointers per entry (udpfinal.go; REGISTERs over UDP take the
+// same way from the start, udpreg.go). Over reliable transports there
+// are no retransmissions to absorb, and sipgo ends the transactions when
+// the handler returns.
+//
 // Where the two sides of a peer are reached differently (a peer stream on
 // one side, a phone, browser or public domain on the other), the peer
 // record-routes twice (RFC 5658 §4), one entry facing each side.
