@@ -81,11 +81,11 @@ func normalizeField(field []byte) ([]byte, bool) {
 	if colon < 0 || isWSP(field[0]) {
 		return nil, false
 	}
-	kind := fieldKind(bytes.TrimSpace(field[:colon]))
+	kind := fieldKind(bytes.Trim(field[:colon], " \t")) // SP and HTAB only: §25.1 LWS
 	if kind == otherField || !needsNormalizing(field[colon+1:], kind == viaField) {
 		return nil, false
 	}
-	name := strings.TrimSpace(string(field[:colon]))
+	name := strings.Trim(string(field[:colon]), " \t")
 	var canon func(string) (string, bool)
 	switch kind {
 	case viaField:
@@ -142,6 +142,14 @@ func needsNormalizing(value []byte, via bool) bool {
 		next := byte(0)
 		if i+1 < len(value) {
 			next = value[i+1]
+		}
+		if c == ' ' && prev == ',' && next != 0 && !isWSP(next) && strings.IndexByte(";=,/:", next) < 0 {
+			// One SP after a list's comma ("<a>, <b>", "SIP/2.0/UDP a,
+			// SIP/2.0/UDP b"): the form most user agents send and echo,
+			// and sipgo reads it as it is. Rewriting it cost a peer a
+			// new copy of every response that carried a Record-Route
+			// list.
+			continue
 		}
 		if strings.IndexByte(";=,/", prev) >= 0 || strings.IndexByte(";=,/", next) >= 0 {
 			return true

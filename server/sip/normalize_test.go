@@ -224,3 +224,37 @@ func TestRFC2543Branch(t *testing.T) {
 		t.Error("a request was stripped")
 	}
 }
+
+// A list with one SP after each comma ("<a>, <b>"), the form user agents
+// send and echo (a UAS copies a proxy's Record-Route list into every
+// response), is left as it is: sipgo reads it so, and rewriting it cost
+// a copy of every such message. Without an allocation.
+func TestNormalizeKeepsCommaSpaceLists(t *testing.T) {
+	msg := []byte("SIP/2.0 200 OK\r\n" +
+		"Via: SIP/2.0/TCP p1.invalid;branch=z9hG4bK-1, SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-2;received=127.0.0.1;rport=5080\r\n" +
+		"Record-Route: <sip:p2.invalid;lr;p2pd=1>, <sip:127.0.0.1:5060;lr>, <sip:p1.invalid;lr>\r\n" +
+		"From: sipp <sip:sipp@127.0.0.1:5080>;tag=1\r\nTo: <sip:bob@p2psip.local>;tag=2\r\n" +
+		"Call-ID: c\r\nCSeq: 1 INVITE\r\nContact: <sip:127.0.0.1:5070;transport=UDP>\r\nContent-Length: 0\r\n\r\n")
+	if out := normalizeMessage(msg); &out[0] != &msg[0] {
+		t.Fatalf("rewritten:\n%s", out)
+	}
+	if n := testing.AllocsPerRun(100, func() { normalizeMessage(msg) }); n != 0 {
+		t.Errorf("%v allocations per message, want 0", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { contentLength(msg) }); n != 0 {
+		t.Errorf("contentLength: %v allocations per message, want 0", n)
+	}
+	parsed, err := sip.ParseMessage(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rr, vias := parsed.GetHeaders("Record-Route"), parsed.GetHeaders("Via"); len(rr) != 3 || len(vias) != 2 {
+		t.Fatalf("sipgo read %d Record-Routes, %d Vias; want 3, 2", len(rr), len(vias))
+	}
+	// Two SPs, or SP before the comma, are still made canonical.
+	for _, odd := range []string{"Route: <sip:a;lr>,  <sip:b;lr>\r\n", "Route: <sip:a;lr> , <sip:b;lr>\r\n"} {
+		if _, ok := normalizeField([]byte(odd)); !ok {
+			t.Errorf("%q left as it is", odd)
+		}
+	}
+}

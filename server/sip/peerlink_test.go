@@ -135,7 +135,14 @@ func TestPeerLinkBothWays(t *testing.T) {
 		t.Fatalf("A → B: %d, want 200", code)
 	}
 	// B knows who sent it: the stream's node, not anything in the message.
-	if c := b.links.live(a.cfg.Locator.ID()); c == nil {
+	// sipgo may hand B the request before B's accept loop has recorded
+	// the stream (peerLinks.add), so give that a moment.
+	c := b.links.live(a.cfg.Locator.ID())
+	for deadline := time.Now().Add(2 * time.Second); c == nil && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		c = b.links.live(a.cfg.Locator.ID())
+	}
+	if c == nil {
 		t.Fatal("B holds no stream from A")
 	} else if node, ok := b.links.nodeOf(c.raddr.String()); !ok || node != a.cfg.Locator.ID() {
 		t.Fatalf("B takes the stream for %q, want A", node)

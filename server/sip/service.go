@@ -29,6 +29,8 @@ type Service struct {
 	dialogs bridgedDialogs
 	m       *metrics
 	rrKey   []byte // keys the dialog tokens in Record-Route
+	// tokenMACs holds HMAC-SHA256 hashes keyed with rrKey (tokenFor).
+	tokenMACs sync.Pool
 	// peerHost names this peer on the wire toward other peers
 	// (peername.go); links carries SIP to them (nil without Config.Peers).
 	peerHost string

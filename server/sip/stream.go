@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -49,6 +48,11 @@ type guardStreamConn struct {
 	// answered, while its header was still arriving (checkPartial).
 	answered bool
 	partial  partialCheck
+	// head is the buffer the header being read is collected in, reused
+	// from message to message (bounded by maxHeadBytes): appended line by
+	// line into a fresh slice it was, with the copy into the message,
+	// a tenth of a peer's allocations.
+	head []byte
 
 	linger    time.Duration // 0: maxLinger
 	mu        sync.Mutex
@@ -114,7 +118,8 @@ func (g *guardStreamConn) next() error {
 	if g.frameOnly {
 		stall = nil
 	}
-	head, err := readHeadStall(g.br, stall)
+	head, err := readHeadStall(g.br, stall, g.head[:0])
+	g.head = head[:0]
 	if err != nil {
 		if errors.Is(err, errFraming) {
 			g.fail()
@@ -122,7 +127,7 @@ func (g *guardStreamConn) next() error {
 		return err
 	}
 	if len(bytes.TrimSpace(head)) == 0 {
-		g.pending = head // RFC 5626 keep-alive: sipgo answers it
+		g.pending = bytes.Clone(head) // RFC 5626 keep-alive: sipgo answers it
 		return nil
 	}
 	cl, ok := contentLength(head)
@@ -133,17 +138,10 @@ func (g *guardStreamConn) next() error {
 		g.fail()
 		return errFraming
 	}
-	// The body grows as it arrives: a Content-Length alone (up to
-	// maxBodyBytes) must not make every idle connection hold that much.
-	buf := bytes.NewBuffer(make([]byte, 0, len(head)+min(cl, 16<<10)))
-	buf.Write(head)
-	if n, err := io.CopyN(buf, g.br, int64(cl)); err != nil {
-		if errors.Is(err, io.EOF) && n > 0 {
-			err = io.ErrUnexpectedEOF // as io.ReadFull says it
-		}
+	msg, err := readBody(g.br, head, cl)
+	if err != nil {
 		return err
 	}
-	msg := buf.Bytes()
 	if g.answered {
 		return nil // skip it; the next message follows
 	}
@@ -292,12 +290,13 @@ func (g *guardStreamConn) fail() {
 
 // readHead reads up to and including the blank line after the headers;
 // CRLFs before a message (keep-alives) come back on their own.
-func readHead(br *bufio.Reader) ([]byte, error) { return readHeadStall(br, nil) }
+func readHead(br *bufio.Reader) ([]byte, error) { return readHeadStall(br, nil, nil) }
 
 // readHeadStall is readHead calling stall, if set, with the header read
-// so far whenever it must wait for more of it.
-func readHeadStall(br *bufio.Reader, stall func(head []byte)) ([]byte, error) {
-	var head []byte
+// so far whenever it must wait for more of it. The header is appended to
+// dst.
+func readHeadStall(br *bufio.Reader, stall func(head []byte), dst []byte) ([]byte, error) {
+	head := dst
 	for {
 		if stall != nil && len(head) > 0 && br.Buffered() == 0 {
 			stall(head)
@@ -322,25 +321,53 @@ func readHeadStall(br *bufio.Reader, stall func(head []byte)) ([]byte, error) {
 	}
 }
 
+// readBody reads the cl bytes of body that follow head, and returns the
+// whole message in a new slice. A body of up to 16 KiB is read into a
+// slice of the message's size; a larger one grows as it arrives: a
+// Content-Length alone (up to maxBodyBytes) must not make every idle
+// connection hold that much.
+func readBody(br *bufio.Reader, head []byte, cl int) ([]byte, error) {
+	if cl <= 16<<10 {
+		msg := make([]byte, len(head)+cl)
+		copy(msg, head)
+		if _, err := io.ReadFull(br, msg[len(head):]); err != nil {
+			return nil, err
+		}
+		return msg, nil
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, len(head)+16<<10))
+	buf.Write(head)
+	if n, err := io.CopyN(buf, br, int64(cl)); err != nil {
+		if errors.Is(err, io.EOF) && n > 0 {
+			err = io.ErrUnexpectedEOF // as io.ReadFull says it
+		}
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
 // contentLength finds the one Content-Length of a stream message
 // (mandatory there, §18.3); ok is false when it is missing, repeated or
 // not a number in range.
 func contentLength(head []byte) (int, bool) {
 	n, found := 0, 0
-	for _, line := range strings.Split(string(head), "\n") {
-		name, value, ok := strings.Cut(line, ":")
+	for rest := head; len(rest) > 0; {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte("\n"))
+		name, value, ok := bytes.Cut(line, []byte(":"))
 		if !ok {
 			continue
 		}
-		switch strings.ToLower(strings.TrimSpace(name)) {
-		case "content-length", "l":
-			v, err := strconv.Atoi(strings.TrimSpace(value))
-			if err != nil || v < 0 || v > maxBodyBytes {
-				return 0, false
-			}
-			n = v
-			found++
+		name = bytes.TrimSpace(name)
+		if !bytes.EqualFold(name, []byte("content-length")) && !bytes.EqualFold(name, []byte("l")) {
+			continue
 		}
+		v, err := strconv.Atoi(string(bytes.TrimSpace(value)))
+		if err != nil || v < 0 || v > maxBodyBytes {
+			return 0, false
+		}
+		n = v
+		found++
 	}
 	return n, found == 1
 }
