@@ -3,8 +3,6 @@ package sip
 import (
 	"bytes"
 	"net"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -94,26 +92,10 @@ func (u *udpFinals) get(key string) []byte {
 // so another client must not match the entry and have its request
 // swallowed (as for the UDP registrar's keys).
 func udpTxKey(req *sip.Request, method sip.RequestMethod, source string) (string, bool) {
-	via := req.Via()
-	if via == nil {
+	if source == "" {
 		return "", false
 	}
-	branch, ok := via.Params.Get("branch")
-	if !ok || !strings.HasPrefix(branch, sip.RFC3261BranchMagicCookie) || len(branch) == len(sip.RFC3261BranchMagicCookie) {
-		return "", false // the guard gives RFC 2543 requests a branch
-	}
-	var b strings.Builder
-	b.Grow(len(branch) + len(via.Host) + len(method) + len(source) + 12)
-	b.WriteString(branch)
-	b.WriteByte('|')
-	b.WriteString(strings.ToLower(via.Host))
-	b.WriteByte('|')
-	b.WriteString(strconv.Itoa(via.Port))
-	b.WriteByte('|')
-	b.WriteString(string(method))
-	b.WriteByte('|')
-	b.WriteString(source)
-	return b.String(), true
+	return txKey(req, method, source) // the guard gives RFC 2543 requests a branch
 }
 
 // replayed deals with a request of a finished transaction that u holds:

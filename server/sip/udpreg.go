@@ -238,7 +238,11 @@ func (r *udpRegistrar) overloaded(tx *regTx, req *sip.Request) {
 // regTxKey is the server transaction key of RFC 3261 §17.2.3: the top
 // Via's branch and sent-by, and the method. The guard has given RFC 2543
 // requests a branch already (addRFC2543Branch).
-func regTxKey(req *sip.Request) (string, bool) {
+func regTxKey(req *sip.Request) (string, bool) { return txKey(req, sip.REGISTER, "") }
+
+// txKey is req's transaction key (see regTxKey) as method, followed by
+// "|" and source unless source is empty.
+func txKey(req *sip.Request, method sip.RequestMethod, source string) (string, bool) {
 	via := req.Via()
 	if via == nil {
 		return "", false
@@ -248,13 +252,18 @@ func regTxKey(req *sip.Request) (string, bool) {
 		return "", false
 	}
 	var b strings.Builder
-	b.Grow(len(branch) + len(via.Host) + 20)
+	b.Grow(len(branch) + len(via.Host) + len(method) + len(source) + 12)
 	b.WriteString(branch)
 	b.WriteByte('|')
 	b.WriteString(strings.ToLower(via.Host))
 	b.WriteByte('|')
 	b.WriteString(strconv.Itoa(via.Port))
-	b.WriteString("|REGISTER")
+	b.WriteByte('|')
+	b.WriteString(string(method))
+	if source != "" {
+		b.WriteByte('|')
+		b.WriteString(source)
+	}
 	return b.String(), true
 }
 
