@@ -53,8 +53,14 @@ const (
 	localDialTimeout = 4 * time.Second
 	// relayBackoff is how long AutoRelay leaves a relay alone after a
 	// failed reservation (libp2p's default is an hour, far too long when
-	// the relay only restarted).
-	relayBackoff = 30 * time.Second
+	// the relay only restarted). It must stay well under the 30 s in
+	// which a private peer is to be reachable again after its relay dies:
+	// the spare relay it moves to may be one that refused it once (a
+	// restart, an overload, its membership check still waiting for
+	// identify), and with a 30 s backoff the move waited that long (a
+	// flaky TestPrivatePeerIsReachedThroughRelays). Retrying a refusing
+	// relay every 10 s costs one stream.
+	relayBackoff = 10 * time.Second
 	// relayMinInterval is how often AutoRelay may ask for new relay
 	// candidates; a lost relay is replaced from candidates it already has,
 	// so this only matters when it has none.
