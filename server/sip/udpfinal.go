@@ -98,18 +98,20 @@ func udpTxKey(req *sip.Request, method sip.RequestMethod, source string) (string
 	return txKey(req, method, source) // the guard gives RFC 2543 requests a branch
 }
 
-// replayed deals with a request of a finished transaction that u holds:
-// a retransmission gets the final response again, or is absorbed. It
-// reports whether req was dealt with; ACKs and CANCELs never are (see
+// replayed deals with a request of a finished transaction that the table
+// holds: a retransmission gets the final response again, or is absorbed.
+// It reports whether req was dealt with; ACKs and CANCELs never are (see
 // udpFinalHandler).
 func (g *guardConn) replayed(req *sip.Request, source string) bool {
 	if req.Method == sip.ACK || req.Method == sip.CANCEL {
 		return false
 	}
 	key, ok := udpTxKey(req, req.Method, source)
-	if !ok {
-		return false
-	}
+	return ok && g.replayedKey(req, key)
+}
+
+// replayedKey is replayed for the key of req's transaction.
+func (g *guardConn) replayedKey(req *sip.Request, key string) bool {
 	ans := g.fin.get(key)
 	if ans == nil {
 		return false
@@ -138,35 +140,44 @@ func (s *Service) udpFinalHandler(h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		stx, _ := tx.(*sip.ServerTx)
 		g := guardOf(stx)
-		if g == nil {
+		key, ok := "", false
+		if g != nil && req.Method != sip.ACK {
+			key, ok = udpTxKey(req, req.Method, req.Source())
+		}
+		if !ok {
 			h(req, tx)
 			return
 		}
-		source := req.Source()
-		if g.replayed(req, source) {
+		// The guard looked before sipgo parsed the request; this look
+		// covers a datagram read just before the entry was made.
+		if req.Method != sip.CANCEL && g.replayedKey(req, key) {
 			return
 		}
-		if req.IsCancel() {
-			if key, ok := udpTxKey(req, sip.INVITE, source); ok && g.fin.get(key) != nil {
-				// §9.2: the CANCEL matched a transaction that has its
-				// final response already; it has no effect.
-				tx = &finalTx{ServerTx: stx}
-				s.respond(tx, req, 200, "OK")
-				g.keep(req, tx.(*finalTx), source)
-				return
-			}
-		}
 		ft := &finalTx{ServerTx: stx}
-		h(req, ft)
-		g.keep(req, ft, source)
+		if req.IsCancel() && g.cancelsFinished(req) {
+			// §9.2: the CANCEL matched a transaction that has its final
+			// response already; it has no effect.
+			s.respond(ft, req, 200, "OK")
+		} else {
+			h(req, ft)
+		}
+		g.keep(req, ft, key)
 	}
 }
 
-// keep moves the final response of ft to the table and terminates the
-// transaction, if the table can stand in for it (see udpFinals).
-func (g *guardConn) keep(req *sip.Request, ft *finalTx, source string) {
+// cancelsFinished reports whether the CANCEL req is for an INVITE the
+// table holds (answered 2xx).
+func (g *guardConn) cancelsFinished(req *sip.Request) bool {
+	inv, ok := udpTxKey(req, sip.INVITE, req.Source())
+	return ok && g.fin.get(inv) != nil
+}
+
+// keep moves the final response of ft to the table under key and
+// terminates the transaction, if the table can stand in for it (see
+// udpFinals).
+func (g *guardConn) keep(req *sip.Request, ft *finalTx, key string) {
 	res := ft.final()
-	if res == nil || req.Method == sip.ACK {
+	if res == nil {
 		return // none yet: sipgo terminates it when the handler returns
 	}
 	var ans []byte
@@ -181,10 +192,6 @@ func (g *guardConn) keep(req *sip.Request, ft *finalTx, source string) {
 		b.WriteByte('\n')
 		res.StringWrite(&b)
 		ans = b.Bytes()
-	}
-	key, ok := udpTxKey(req, req.Method, source)
-	if !ok {
-		return
 	}
 	// The entry first: a retransmission then finds either the
 	// transaction or the entry.
