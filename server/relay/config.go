@@ -94,6 +94,9 @@ type Config struct {
 	// now is the clock of credential expiry and mint quotas; tests move it.
 	// Default time.Now.
 	now func() time.Time
+	// reservationHold is how long port+1 of an EVEN-PORT allocation is
+	// held for its RESERVATION-TOKEN; tests shorten it. Default 31 s.
+	reservationHold time.Duration
 }
 
 const (
@@ -155,6 +158,9 @@ func (c *Config) validate() error {
 	}
 	if c.now == nil {
 		c.now = time.Now
+	}
+	if c.reservationHold == 0 {
+		c.reservationHold = reservationHold
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -86,23 +86,39 @@ func (g relayGen) AllocatePacketConn(c turn.AllocateListenerConfig) (net.PacketC
 	if err := g.family(c.Network); err != nil {
 		return nil, nil, err
 	}
+	if c.UserID == "" && c.RequestedPort == 0 {
+		return g.probeEven(c.Network)
+	}
 	st, err := g.acquire(c.UserID)
 	if err != nil {
 		return nil, nil, err
 	}
+	if pc := g.s.held.take(c.RequestedPort); pc != nil { // reserve.go
+		return g.relayed(pc, st), g.advertised(pc), nil
+	}
 	for _, port := range g.ports(c.RequestedPort) {
-		pc, err := net.ListenPacket(c.Network, net.JoinHostPort(g.s.cfg.BindIP.String(), strconv.Itoa(port)))
+		pc, err := g.bind(c.Network, port)
 		if err != nil {
 			continue
 		}
-		growBuffers(pc)
-		g.s.metrics.allocations.WithLabelValues("udp").Inc()
-		st.onClose = func() { g.s.metrics.allocations.WithLabelValues("udp").Dec() }
-		return newRelayPacketConn(pc, st),
-			&net.UDPAddr{IP: g.s.cfg.RelayIP.AsSlice(), Port: pc.LocalAddr().(*net.UDPAddr).Port}, nil
+		return g.relayed(pc, st), g.advertised(pc), nil
 	}
 	st.close()
 	return nil, nil, errNoPort
+}
+
+// advertised is pc's relayed address as clients see it: RelayIP, which a
+// host behind 1:1 NAT does not bind.
+func (g relayGen) advertised(pc net.PacketConn) *net.UDPAddr {
+	return &net.UDPAddr{IP: g.s.cfg.RelayIP.AsSlice(), Port: pc.LocalAddr().(*net.UDPAddr).Port}
+}
+
+// relayed wraps an allocation's socket and counts it.
+func (g relayGen) relayed(pc net.PacketConn, st *allocState) net.PacketConn {
+	growBuffers(pc)
+	g.s.metrics.allocations.WithLabelValues("udp").Inc()
+	st.onClose = func() { g.s.metrics.allocations.WithLabelValues("udp").Dec() }
+	return newRelayPacketConn(pc, st)
 }
 
 // AllocateListener makes an RFC 6062 TCP allocation's relayed listener.

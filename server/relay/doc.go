@@ -19,6 +19,9 @@
 //     relayed range (peer.go, conn.go);
 //   - allocation quotas per user and in total, and a bandwidth cap per
 //     allocation (quota.go, conn.go);
+//   - RTP/RTCP pairs (EVEN-PORT with a RESERVATION-TOKEN, RFC 8656
+//     §7.2): the reserved port+1 is held bound until the token takes it,
+//     so no other socket on the host can take it meanwhile (reserve.go);
 //   - a self-test that allocates on the relay through its public address
 //     (selftest.go), and Prometheus metrics (metrics.go).
 package relay

@@ -24,6 +24,7 @@ const (
 	reasonOwnPort     = "own_port"    // one of the relay's own addresses outside the relayed ports
 	reasonUserQuota   = "user_quota"
 	reasonTotalQuota  = "total_quota"
+	reasonNoEvenPort  = "no_even_port" // EVEN-PORT: no free even port with port+1 in the range
 )
 
 var (

@@ -20,6 +20,7 @@ type Server struct {
 	mintQuota *mintLimiter
 	allocs    *allocCounter
 	tcpAllocs sync.Map // relayed port (int) → *allocState of RFC 6062 allocations
+	held      heldPorts
 	now       func() time.Time
 
 	stop      chan struct{}
@@ -122,6 +123,7 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		err = s.turn.Close()
+		s.held.closeAll()
 		s.done.Wait()
 	})
 	return err
