@@ -97,6 +97,9 @@ type Config struct {
 	// reservationHold is how long port+1 of an EVEN-PORT allocation is
 	// held for its RESERVATION-TOKEN; tests shorten it. Default 31 s.
 	reservationHold time.Duration
+	// probeHold is how long a probed even port waits for its allocation;
+	// tests shorten it. Default 5 s.
+	probeHold time.Duration
 }
 
 const (
@@ -161,6 +164,9 @@ func (c *Config) validate() error {
 	}
 	if c.reservationHold == 0 {
 		c.reservationHold = reservationHold
+	}
+	if c.probeHold == 0 {
+		c.probeHold = probeHold
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

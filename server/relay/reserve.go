@@ -29,8 +29,9 @@ import (
 // Hold times of probed ports.
 const (
 	// probeHold is how long an even port waits for the allocation that
-	// follows its probe within the same request; longer only if that
-	// request is refused (quota) after the probe.
+	// follows its probe within the same request; it runs out only when
+	// that request is refused after the probe, and then port+1 is
+	// released with it.
 	probeHold = 5 * time.Second
 	// reservationHold outlives pion's 30 s reservations, so a valid token
 	// always finds its port.
@@ -53,8 +54,11 @@ type heldPort struct {
 }
 
 // hold keeps pc for port until take or d elapses; false (pc closed) when
-// the table is full.
-func (h *heldPorts) hold(port int, pc net.PacketConn, d time.Duration) bool {
+// the table is full. When port's hold expires unclaimed, the hold of
+// partner (0: none) ends with it: an allocation refused after its probe
+// (a quota, RFC 8656 §7.2 step 7) gets no token, so nothing will claim
+// port+1 either.
+func (h *heldPorts) hold(port, partner int, pc net.PacketConn, d time.Duration) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.byPt == nil {
@@ -68,13 +72,24 @@ func (h *heldPorts) hold(port int, pc net.PacketConn, d time.Duration) bool {
 	hp.timer = time.AfterFunc(d, func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if h.byPt[port] == hp {
-			delete(h.byPt, port)
-			_ = pc.Close()
+		if h.byPt[port] != hp {
+			return // taken
+		}
+		h.dropLocked(port)
+		if partner != 0 {
+			h.dropLocked(partner)
 		}
 	})
 	h.byPt[port] = hp
 	return true
+}
+
+func (h *heldPorts) dropLocked(port int) {
+	if hp := h.byPt[port]; hp != nil {
+		hp.timer.Stop()
+		_ = hp.pc.Close()
+		delete(h.byPt, port)
+	}
 }
 
 // take hands over the socket held for port, if any.
@@ -101,10 +116,8 @@ func (h *heldPorts) len() int {
 func (h *heldPorts) closeAll() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for port, hp := range h.byPt {
-		hp.timer.Stop()
-		_ = hp.pc.Close()
-		delete(h.byPt, port)
+	for port := range h.byPt {
+		h.dropLocked(port)
 	}
 }
 
@@ -126,11 +139,11 @@ func (g relayGen) probeEven(network string) (net.PacketConn, net.Addr, error) {
 			_ = pc.Close()
 			continue
 		}
-		if !s.held.hold(port+1, next, s.cfg.reservationHold) {
+		if !s.held.hold(port+1, 0, next, s.cfg.reservationHold) {
 			_ = pc.Close()
 			break
 		}
-		if !s.held.hold(port, pc, probeHold) {
+		if !s.held.hold(port, port+1, pc, s.cfg.probeHold) {
 			break // port+1 expires on its own
 		}
 		return probeConn{pc}, &net.UDPAddr{IP: s.cfg.RelayIP.AsSlice(), Port: port}, nil

@@ -125,3 +125,22 @@ func TestEvenPortReservationExpires(t *testing.T) {
 	}
 	_ = pc.Close()
 }
+
+// TestEvenPortRefusedReleasesPair checks that an EVEN-PORT allocation
+// refused after pion's probe (here by the user's quota, 486) does not keep
+// the probed pair: no token was given, so nothing would claim port+1.
+func TestEvenPortRefusedReleasesPair(t *testing.T) {
+	r := newTestRelay(t, func(c *Config) {
+		c.PortMin, c.PortMax = 61020, 61023
+		c.AllocationsPerUser = 1
+		c.probeHold = 200 * time.Millisecond
+	})
+	cred, _ := r.Mint("rtp", time.Minute)
+	if code, _, _ := allocateRaw(t, r, cred); code != 0 {
+		t.Fatalf("first allocation = %d", code)
+	}
+	if code, _, _ := allocateRaw(t, r, cred, rawAttr{stun.AttrEvenPort, []byte{0x80}}); code != 486 {
+		t.Fatalf("EVEN-PORT allocation over the quota = %d, want 486", code)
+	}
+	waitFor(t, "the probed pair to be released", func() bool { return r.held.len() == 0 })
+}
