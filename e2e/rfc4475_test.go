@@ -171,13 +171,13 @@ func (e tortureExpect) describe() string {
 	}
 }
 
-// rfc4475Dir is the corpus: $P2PSIP_RFC4475_DIR, or shared/testdata/rfc4475
-// next to the repository.
+// rfc4475Dir is the corpus: $P2PSIP_RFC4475_DIR, or the repository's
+// testdata/rfc4475.
 func rfc4475Dir(t *testing.T) string {
 	t.Helper()
 	dir := os.Getenv("P2PSIP_RFC4475_DIR")
 	if dir == "" {
-		dir = filepath.Join(moduleRoot, "..", "shared", "testdata", "rfc4475")
+		dir = filepath.Join(moduleRoot, "testdata", "rfc4475")
 	}
 	if files, _ := filepath.Glob(filepath.Join(dir, "*.dat")); len(files) == 0 {
 		failOrSkip(t, fmt.Sprintf("no RFC 4475 messages (*.dat) in %s; set P2PSIP_RFC4475_DIR", dir))

@@ -9,8 +9,9 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// torture is where the RFC 4475 messages are kept (beside the checkout).
-const torture = "../../../shared/testdata/rfc4475"
+// torture is where the RFC 4475 messages are kept (testdata/rfc4475 at the
+// repository root).
+const torture = "../../testdata/rfc4475"
 
 // FuzzHandleRequest feeds arbitrary bytes through the SIP parser and the
 // handlers. Forwarding goes to a recorder, so no fuzz input can make the

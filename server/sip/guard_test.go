@@ -157,7 +157,7 @@ func TestGuardConnTorture(t *testing.T) {
 	read := func(name string) []byte {
 		b, err := os.ReadFile(filepath.Join(torture, name+".dat"))
 		if err != nil {
-			t.Skip(err)
+			t.Fatal(err)
 		}
 		return b
 	}
@@ -199,7 +199,7 @@ func TestGuardConnTorture(t *testing.T) {
 func TestStreamStalledHeader(t *testing.T) {
 	baddn, err := os.ReadFile(filepath.Join(torture, "baddn.dat"))
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	ts := newTestService(t, nil)
 	good := "OPTIONS sip:x@y SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK2\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:x@y>\r\nCall-ID: g\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
@@ -246,7 +246,7 @@ func errString(err error) string {
 func TestStreamFramingLinger(t *testing.T) {
 	dblreq, err := os.ReadFile(filepath.Join(torture, "dblreq.dat"))
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	ts := newTestService(t, nil)
 	client, server := net.Pipe()
