@@ -14,6 +14,9 @@ type metrics struct {
 	// dialBackoffs counts Connect attempts libp2p refused because every
 	// address of the peer failed recently (the swarm's dial backoff).
 	dialBackoffs prometheus.Counter
+	// dialRetries counts connects to a node tried again after a fast
+	// failure (quickDialFailure).
+	dialRetries prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
@@ -31,12 +34,16 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 			Name: "p2psip_overlay_dial_backoffs_total",
 			Help: "Connects skipped because every address of the peer failed recently (libp2p dial backoff).",
 		}),
+		dialRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "p2psip_overlay_dial_retries_total",
+			Help: "Connects to a node tried once more after failing fast (two peers dialling each other at once).",
+		}),
 	}
 	if reg == nil {
 		return m
 	}
 	reg.MustRegister(n.reachCollectors()...)
-	reg.MustRegister(m.ops, m.latency, m.dialBackoffs,
+	reg.MustRegister(m.ops, m.latency, m.dialBackoffs, m.dialRetries,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "p2psip_overlay_peers",
 			Help: "Peers in the overlay routing table.",

@@ -71,6 +71,18 @@ const (
 	// privateGrace is how long a peer that AutoNAT found private stays a
 	// DHT client after it last saw a public DHT server (see dhtPolicy).
 	privateGrace = 30 * time.Second
+	// quickDialFailure: a connect to a node that failed within this time
+	// is tried once more, after a random pause and with the swarm's dial
+	// backoff for that node cleared. Two peers that dial each other at
+	// the same moment from their listening ports (libp2p's TCP transport
+	// dials with SO_REUSEPORT) get one TCP connection by simultaneous open
+	// (RFC 9293 §3.5), on which both start the security handshake as its
+	// initiator; both dials fail at once and the swarm then refuses to
+	// dial that node for 5 s, failing SIP streams and credential requests
+	// meanwhile. A dial to an address that drops SYNs takes the whole dial
+	// timeout, so it is not tried again: what fails slowly stays
+	// remembered.
+	quickDialFailure = 2 * time.Second
 	// memberWait bounds how long the relay service waits for identify to
 	// tell whether a peer asking for a reservation is an overlay member.
 	memberWait = 5 * time.Second

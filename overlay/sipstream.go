@@ -3,11 +3,13 @@ package overlay
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
 	msmux "github.com/multiformats/go-multistream"
 )
@@ -205,8 +207,28 @@ func (n *Node) newStreamOn(ctx context.Context, c network.Conn, proto protocol.I
 }
 
 // connectPeer connects to pid, looking its addresses up in the DHT when
-// the peerstore has none (or none that work).
+// the peerstore has none (or none that work). A failure that came fast is
+// tried once more (see quickDialFailure).
 func (n *Node) connectPeer(ctx context.Context, pid peer.ID) error {
+	start := time.Now()
+	err := n.connectPeerOnce(ctx, pid)
+	if err == nil || ctx.Err() != nil || time.Since(start) > quickDialFailure {
+		return err
+	}
+	select {
+	case <-time.After(quickDialFailure/8 + rand.N(quickDialFailure/4)):
+	case <-ctx.Done():
+		return err
+	}
+	if sw, ok := n.host.Network().(*swarm.Swarm); ok {
+		sw.Backoff().Clear(pid)
+	}
+	n.metrics.dialRetries.Inc()
+	n.log.Debug("connect to node failed fast, trying once more", "peer", pid, "err", err)
+	return n.connectPeerOnce(ctx, pid)
+}
+
+func (n *Node) connectPeerOnce(ctx context.Context, pid peer.ID) error {
 	ai := n.host.Peerstore().PeerInfo(pid)
 	if len(ai.Addrs) > 0 {
 		if err := n.host.Connect(network.WithAllowLimitedConn(ctx, "sip"), ai); err == nil {

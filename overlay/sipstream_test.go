@@ -1,12 +1,15 @@
 package overlay
 
 import (
+	"errors"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // fakeConn is a connection as sipConn sees it: its address, whether it
@@ -104,5 +107,26 @@ func TestOpenSIPStreamOnChosenConnection(t *testing.T) {
 	back := make([]byte, len(msg))
 	if _, err := io.ReadFull(s, back); err != nil || string(back) != string(msg) {
 		t.Fatalf("echo: %q, %v", back, err)
+	}
+}
+
+// TestConnectPeerRetriesFastFailureOnce: a connect that fails at once (here
+// a node whose listener is closed: connection refused) is tried exactly
+// once more, with the swarm's dial backoff cleared; one that fails slowly
+// would not be (quickDialFailure).
+func TestConnectPeerRetriesFastFailureOnce(t *testing.T) {
+	a, gone := startNode(t, nil), startNode(t, nil)
+	info := infoOf(gone)
+	closeQuietly(gone)
+	a.host.Peerstore().AddAddrs(info.ID, info.Addrs, time.Hour)
+	start := time.Now()
+	if err := a.connectPeer(ctxT(t), info.ID); !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("connect to a closed node: %v, want ErrUnreachable", err)
+	}
+	if got := testutil.ToFloat64(a.metrics.dialRetries); got != 1 {
+		t.Errorf("retries = %v, want 1", got)
+	}
+	if d := time.Since(start); d > 2*quickDialFailure {
+		t.Errorf("two fast failures took %v", d)
 	}
 }
