@@ -36,8 +36,10 @@ const (
 	// reservationHold outlives pion's 30 s reservations, so a valid token
 	// always finds its port.
 	reservationHold = 31 * time.Second
-	// maxHeld bounds the held sockets: each probe holds two, for at most
-	// reservationHold, so one client cannot take the range by probing.
+	// maxHeld bounds the sockets held at once (two per EVEN-PORT
+	// allocation, for at most reservationHold). Past it EVEN-PORT
+	// allocations get 508 until holds expire; other allocations still
+	// get the rest of the range.
 	maxHeld = 512
 )
 
