@@ -130,7 +130,7 @@ func TestRelayDiscoveryICEServers(t *testing.T) {
 	})
 	t.Run("ForgedPassword", func(t *testing.T) {
 		forged := slices.Clone(base)
-		forged[3] = "x" + s.Credential[1:]
+		forged[3] = wrongPassword(s.Credential)
 		if out := e.run(t, append(forged, "127.0.0.1")...); !strings.Contains(out, "Cannot complete Allocation") {
 			t.Fatalf("a forged credential was accepted:\n%s", out)
 		}

@@ -103,6 +103,15 @@ func (e *turnEnv) run(t *testing.T, args ...string) string {
 
 // restCred mints a TURN REST credential for user expiring at exp, as the
 // relay would with its --relay-secret-file.
+// wrongPassword is p with its first character changed: prefixing "x" to
+// p[1:] gave p itself whenever p began with "x" (1 in 64 credentials).
+func wrongPassword(p string) string {
+	if p[0] == 'x' {
+		return "y" + p[1:]
+	}
+	return "x" + p[1:]
+}
+
 func restCred(user string, exp time.Time) (string, string) {
 	u := strconv.FormatInt(exp.Unix(), 10) + ":" + user
 	mac := hmac.New(sha1.New, []byte(relaySecret))
@@ -176,7 +185,7 @@ func TestRelayCoturnClients(t *testing.T) {
 	})
 	t.Run("WrongPassword", func(t *testing.T) {
 		u, p := restCred(freshUser(), time.Now().Add(time.Hour))
-		out := e.run(t, append(append([]string{"-u", u, "-w", "x" + p[1:]}, base...), "127.0.0.1")...)
+		out := e.run(t, append(append([]string{"-u", u, "-w", wrongPassword(p)}, base...), "127.0.0.1")...)
 		if !strings.Contains(out, "Cannot complete Allocation") {
 			t.Fatalf("a wrong password was not refused:\n%s", out)
 		}
