@@ -21,6 +21,9 @@
 #            INVITE -> 180 and INVITE -> 200 come from kernel packet timestamps
 #            at the UAC's socket (bench/peers/siprtt: sipp's own clock ticks in
 #            4 ms steps here); added p99 per hop = p99(b) - p99(a).
+# Every ramp step and latency run also logs how busy cores 0 and 1 were
+# (/proc/stat, also in cores.txt): a run on a saturated core measures the
+# queue for that core as much as the peers.
 # Ramp: both peers on core 0 (GOMAXPROCS follows the mask: 1 each), sipp (UAC,
 # both UASes) and siprtt on core 1, nice -10, the same for both binaries;
 # latency runs: see LAT_SPLIT and LAT_RT.
@@ -109,7 +112,7 @@ BOB_ADDR=127.0.0.53 # sipp UAS registered at peer 2, :5070
 CAROL_ADDR=127.0.0.54 # sipp UAS registered at peer 1, :5070
 UAC_ADDR=127.0.0.55 # sipp UAC, :5080
 
-P1_PID="" P2_PID="" BOB_PID="" CAROL_PID="" RTT_PID="" PERF_PID="" UAS_PID="" RES="" MAX=0 CUR=""
+CORES="" P1_PID="" P2_PID="" BOB_PID="" CAROL_PID="" RTT_PID="" PERF_PID="" UAS_PID="" RES="" MAX=0 CUR=""
 P1_URL="" P2_URL=""
 SCRATCH=$(mktemp -d /tmp/peerbench-run.XXXXXX)
 cleanup() {
@@ -297,8 +300,34 @@ summarize() {
 # "outgoing success failed retrans achieved p50 p99 cpu_us_per_call
 # [calls with180 with200 p50_180 p99_180 p50_200 p99_200 max_200 drops]"
 # (sipp's times in ms, siprtt's in us).
+# core_ticks: the time now and the idle jiffies of cores 0 and 1
+# (/proc/stat idle + iowait), as one line.
+core_ticks() {
+	echo "$(date +%s.%N) $(awk '$1 == "cpu0" || $1 == "cpu1" {printf "%d ", $5 + $6}' /proc/stat)"
+}
+
+# core_busy "T0" "T1": how busy cores 0 and 1 were between two core_ticks,
+# e.g. "core0=60% core1=94%": a latency run on a saturated core measures
+# the queue for that core as much as the peers. Busy is wall time minus
+# idle time: idle time is measured exactly, while the busy jiffies of
+# /proc/stat are tick samples that miss much of a core's work when it
+# goes idle and wakes thousands of times a second (here they summed with
+# idle to 70 % of the wall time).
+core_busy() {
+	awk -v a="$1" -v b="$2" -v hz="$CLK_TCK" 'BEGIN {
+		split(a, x, " "); split(b, y, " ")
+		wall = (y[1] - x[1]) * hz
+		for (i = 0; i < 2; i++) {
+			pct = 0
+			if (wall > 0) pct = 100 * (1 - (y[i + 2] - x[i + 2]) / wall)
+			if (pct < 0) pct = 0
+			printf "core%d=%.0f%%%s", i, pct, (i == 0 ? " " : "")
+		}
+	}'
+}
+
 uac() {
-	local tag=$1 user=$2 rate=$3 secs=$4 rtt=${5:-} d count t0 t1 res r=""
+	local tag=$1 user=$2 rate=$3 secs=$4 rtt=${5:-} d count t0 t1 c0 res r=""
 	count=$((rate * secs))
 	d=$OUT/$tag
 	rm -rf "$d"
@@ -317,10 +346,13 @@ uac() {
 		PERF_PID=$!
 	fi
 	t0=$(peer_ticks)
+	c0=$(core_ticks)
 	(cd "$d" && "${RT[@]}" "${PIN_SIPP[@]}" sipp -sf "$SIPDIR/uac_rr.xml" -s "$user" -d 0 -i "$UAC_ADDR" -p 5080 "$P1_ADDR:5060" \
 		-r "$rate" -rp 1000 -m "$count" -nostdin -buff_size "$SIPP_BUFF" -recv_timeout 5000 -timeout $((secs + 15)) \
 		-trace_stat -fd 1 -stf stat.csv -trace_rtt -trace_err -error_file errors.log >sipp.out 2>&1) || true
 	t1=$(peer_ticks)
+	CORES=$(core_busy "$c0" "$(core_ticks)")
+	echo "$tag $CORES" >>"$OUT/cores.txt"
 	if [ -n "$PERF_PID" ]; then wait "$PERF_PID" 2>/dev/null || true; PERF_PID=""; fi
 	if [ -n "$RTT_PID" ]; then
 		kill -INT "$RTT_PID" 2>/dev/null || true
@@ -347,7 +379,7 @@ step() {
 	echo "$path ramp $rate $res" >>"$OUT/steps.txt"
 	# shellcheck disable=SC2086
 	set -- $res
-	log "$path ramp r=$rate: calls=$1 ok=$2 failed=$3 retrans=$4 achieved=$5/s sipp p50=$6ms p99=$7ms peers' cpu=${8}us/call load=$(cut -d' ' -f1 /proc/loadavg)"
+	log "$path ramp r=$rate: calls=$1 ok=$2 failed=$3 retrans=$4 achieved=$5/s sipp p50=$6ms p99=$7ms peers' cpu=${8}us/call $CORES load=$(cut -d' ' -f1 /proc/loadavg)"
 	awk -v c="$count" -v s="$2" -v p99="$7" -v fp="$MAX_FAIL_PCT" -v mp="$MAX_P99_MS" \
 		'BEGIN { exit !((c - s) * 100 <= c * fp && p99 != "-" && p99 + 0 <= mp) }'
 }
@@ -413,7 +445,7 @@ latency() { # path rate: a b b a, LAT_ROUNDS times
 		echo "$path lat $kind $rate $res" >>"$OUT/steps.txt"
 		# shellcheck disable=SC2086
 		set -- $res
-		log "$path latency ${RT[*]:+(${RT[*]}) }($kind: $([ "$kind" = a ] && echo 'peer 1 only' || echo 'peer 1 -> peer 2')) r=$rate: calls=$1 ok=$2 failed=$3 INVITE->180 p50=${12}us p99=${13}us INVITE->200 p50=${14}us p99=${15}us (sipp p99 ${7}ms, capture drops ${17}) load=$(cut -d' ' -f1 /proc/loadavg)$([ "${18:-}" != "" ] && g=$(gcs_during "$path" "${18}" "$LAT_SECONDS") && [ -n "$g" ] && echo " GCs (peer@s/mark ms): $g")"
+		log "$path latency ${RT[*]:+(${RT[*]}) }($kind: $([ "$kind" = a ] && echo 'peer 1 only' || echo 'peer 1 -> peer 2')) r=$rate: calls=$1 ok=$2 failed=$3 INVITE->180 p50=${12}us p99=${13}us INVITE->200 p50=${14}us p99=${15}us (sipp p99 ${7}ms, capture drops ${17}) $CORES load=$(cut -d' ' -f1 /proc/loadavg)$([ "${18:-}" != "" ] && g=$(gcs_during "$path" "${18}" "$LAT_SECONDS") && [ -n "$g" ] && echo " GCs (peer@s/mark ms): $g")"
 	done
 	PIN_SIPP=(nice -n "$NICE" taskset -c 1)
 }

@@ -28,6 +28,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 type call struct {
@@ -273,15 +275,13 @@ func pct(v []int64, p int) string {
 	return fmt.Sprint(v[i-1])
 }
 
-// drops is the number of packets the kernel dropped for the socket.
+// drops is the number of packets the kernel dropped for the socket
+// (PACKET_STATISTICS; x/sys goes through socketcall where the architecture
+// has no getsockopt system call, as on 386).
 func drops(fd int) uint32 {
-	var st struct{ packets, drops uint32 }
-	l := uint32(unsafe.Sizeof(st))
-	const solPacket, packetStatistics = 263, 6
-	_, _, e := syscall.Syscall6(syscall.SYS_GETSOCKOPT, uintptr(fd), solPacket, packetStatistics,
-		uintptr(unsafe.Pointer(&st)), uintptr(unsafe.Pointer(&l)), 0)
-	if e != 0 {
+	st, err := unix.GetsockoptTpacketStats(fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	if err != nil {
 		return 0
 	}
-	return st.drops
+	return st.Drops
 }
