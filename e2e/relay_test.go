@@ -101,8 +101,6 @@ func (e *turnEnv) run(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-// restCred mints a TURN REST credential for user expiring at exp, as the
-// relay would with its --relay-secret-file.
 // wrongPassword is p with its first character changed: prefixing "x" to
 // p[1:] gave p itself whenever p began with "x" (1 in 64 credentials).
 func wrongPassword(p string) string {
@@ -112,6 +110,8 @@ func wrongPassword(p string) string {
 	return "x" + p[1:]
 }
 
+// restCred mints a TURN REST credential for user expiring at exp, as the
+// relay would with its --relay-secret-file.
 func restCred(user string, exp time.Time) (string, string) {
 	u := strconv.FormatInt(exp.Unix(), 10) + ":" + user
 	mac := hmac.New(sha1.New, []byte(relaySecret))
