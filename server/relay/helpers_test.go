@@ -114,10 +114,7 @@ func transact(t *testing.T, c *turn.Client, server string, cred Credential, meth
 	if err := nonce.GetFrom(res.Msg); err != nil {
 		t.Fatalf("%v: challenge without nonce: %v", method, res.Msg)
 	}
-	setters := []stun.Setter{stun.TransactionID, stun.NewType(method, stun.ClassRequest)}
-	setters = append(setters, attrs...)
-	setters = append(setters, stun.NewUsername(cred.Username), stun.NewRealm(defaultRealm), nonce,
-		stun.NewLongTermIntegrity(cred.Username, defaultRealm, cred.Password), stun.Fingerprint)
+	setters := append([]stun.Setter{stun.TransactionID, stun.NewType(method, stun.ClassRequest)}, authed(attrs, cred, nonce)...)
 	msg, err := stun.Build(setters...)
 	if err != nil {
 		t.Fatal(err)
@@ -126,12 +123,24 @@ func transact(t *testing.T, c *turn.Client, server string, cred Credential, meth
 	if err != nil {
 		t.Fatalf("%v: %v", method, err)
 	}
-	if res.Msg.Type.Class == stun.ClassErrorResponse {
-		var code stun.ErrorCodeAttribute
-		_ = code.GetFrom(res.Msg)
-		return int(code.Code)
+	return responseCode(res.Msg)
+}
+
+// authed is attrs followed by the long-term credential attributes (RFC
+// 8489 §9.2) answering a challenge's nonce, and FINGERPRINT.
+func authed(attrs []stun.Setter, cred Credential, nonce stun.Nonce) []stun.Setter {
+	return append(append([]stun.Setter(nil), attrs...), stun.NewUsername(cred.Username), stun.NewRealm(defaultRealm),
+		nonce, stun.NewLongTermIntegrity(cred.Username, defaultRealm, cred.Password), stun.Fingerprint)
+}
+
+// responseCode is the error code of a response, 0 for a success.
+func responseCode(m *stun.Message) int {
+	if m.Type.Class != stun.ClassErrorResponse {
+		return 0
 	}
-	return 0
+	var code stun.ErrorCodeAttribute
+	_ = code.GetFrom(m)
+	return int(code.Code)
 }
 
 // echoPeer is a UDP peer on addr that echoes every datagram.

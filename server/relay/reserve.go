@@ -107,13 +107,6 @@ func (h *heldPorts) take(port int) net.PacketConn {
 	return hp.pc
 }
 
-// len is the number of held sockets.
-func (h *heldPorts) len() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.byPt)
-}
-
 // closeAll releases every held socket (the server is closing).
 func (h *heldPorts) closeAll() {
 	h.mu.Lock()

@@ -35,12 +35,9 @@ func allocateRaw(t *testing.T, r *testRelay, cred Credential, attrs ...stun.Sett
 	if err := nonce.GetFrom(res); err != nil {
 		t.Fatalf("challenge without nonce: %v", res)
 	}
-	res = exchange(t, conn, append(attrs, stun.NewUsername(cred.Username), stun.NewRealm(defaultRealm), nonce,
-		stun.NewLongTermIntegrity(cred.Username, defaultRealm, cred.Password), stun.Fingerprint)...)
-	if res.Type.Class == stun.ClassErrorResponse {
-		var ec stun.ErrorCodeAttribute
-		_ = ec.GetFrom(res)
-		return int(ec.Code), 0, nil
+	res = exchange(t, conn, authed(attrs, cred, nonce)...)
+	if code := responseCode(res); code != 0 {
+		return code, 0, nil
 	}
 	var relayed stun.XORMappedAddress
 	if err := relayed.GetFromAs(res, stun.AttrXORRelayedAddress); err != nil {
@@ -143,4 +140,11 @@ func TestEvenPortRefusedReleasesPair(t *testing.T) {
 		t.Fatalf("EVEN-PORT allocation over the quota = %d, want 486", code)
 	}
 	waitFor(t, "the probed pair to be released", func() bool { return r.held.len() == 0 })
+}
+
+// len is the number of held sockets.
+func (h *heldPorts) len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.byPt)
 }
