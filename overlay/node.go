@@ -167,8 +167,8 @@ func (n *Node) hostOptions() []libp2p.Option {
 		// but Noise costs less per small message, which SIP between
 		// peers is made of: 29-32 against 34-38 us of CPU per 800-byte
 		// request and answer over TCP (BenchmarkStreamTransports).
-		libp2p.Security(noise.ID, noise.New),
-		libp2p.Security(libp2ptls.ID, libp2ptls.New),
+		libp2p.Security(noise.ID, newNoise),
+		libp2p.Security(libp2ptls.ID, newTLS),
 	}
 	opts = append(opts, n.reachOptions()...)
 	if n.cfg.gater != nil {

@@ -40,6 +40,9 @@ func BenchmarkStreamTransports(b *testing.B) {
 	}{
 		{"tcp-noise", "/ip4/127.0.0.1/tcp/0", []libp2p.Option{libp2p.Transport(tcp.NewTCPTransport), libp2p.Security(noise.ID, noise.New)}},
 		{"tcp-tls", "/ip4/127.0.0.1/tcp/0", []libp2p.Option{libp2p.Transport(tcp.NewTCPTransport), libp2p.Security(libp2ptls.ID, libp2ptls.New)}},
+		// What the overlay uses over TCP: the same with raw socket I/O (rawsec.go).
+		{"tcp-noise-raw", "/ip4/127.0.0.1/tcp/0", []libp2p.Option{libp2p.Transport(tcp.NewTCPTransport), libp2p.Security(noise.ID, newNoise)}},
+		{"tcp-tls-raw", "/ip4/127.0.0.1/tcp/0", []libp2p.Option{libp2p.Transport(tcp.NewTCPTransport), libp2p.Security(libp2ptls.ID, newTLS)}},
 		{"quic", "/ip4/127.0.0.1/udp/0/quic-v1", []libp2p.Option{libp2p.Transport(libp2pquic.NewTransport)}},
 		{"wss-noise", "/ip4/127.0.0.1/tcp/0/tls/ws", []libp2p.Option{libp2p.Transport(websocket.New,
 			websocket.WithTLSConfig(selfSigned(b)), websocket.WithTLSClientConfig(&tls.Config{InsecureSkipVerify: true})), //nolint:gosec // a test's own certificate

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/p2psip/p2psip/internal/udpraw"
 )
 
 // guardConn answers malformed requests that sipgo's parser would drop in
@@ -13,6 +15,7 @@ import (
 // what is wrong instead of retransmitting into the void.
 type guardConn struct {
 	net.PacketConn
+	raw *udpraw.Conn // nil: PacketConn's own methods (not a *net.UDPConn, or not Linux)
 	s   *Service
 	reg *udpRegistrar // nil: every request goes to sipgo
 	fin *udpFinals    // nil: sipgo keeps finished transactions
@@ -20,7 +23,7 @@ type guardConn struct {
 
 func (g *guardConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
-		n, addr, err := g.PacketConn.ReadFrom(b)
+		n, addr, err := g.readFrom(b)
 		if err != nil || n == 0 || isKeepAlive(b[:n]) {
 			return n, addr, err
 		}
@@ -48,7 +51,7 @@ func (g *guardConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		}
 		g.s.m.requests.WithLabelValues("MALFORMED").Inc()
 		if res := malformedResponse(b[:n]); res != nil {
-			_, _ = g.PacketConn.WriteTo(res, addr)
+			_ = g.write(res, addr)
 		}
 	}
 }
@@ -64,7 +67,31 @@ func (g *guardConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 
 // send writes one message, less the RFC 2543 branch the guard added.
 func (g *guardConn) send(b []byte, addr net.Addr) error {
-	_, err := g.PacketConn.WriteTo(stripRFC2543Branch(b), addr)
+	return g.write(stripRFC2543Branch(b), addr)
+}
+
+// readFrom and write do the socket's I/O with raw system calls where
+// they can (internal/udpraw): on a peer's one busy core the runtime's
+// bookkeeping of a blocking sendto on loopback or a LAN costs two thread
+// switches per message whenever sysmon finds the P in it (bench/README.md,
+// "Raw system calls under the overlay's TCP").
+func (g *guardConn) readFrom(b []byte) (int, net.Addr, error) {
+	if g.raw == nil {
+		return g.PacketConn.ReadFrom(b)
+	}
+	n, ap, err := g.raw.ReadFrom(b)
+	if err != nil {
+		return n, nil, err
+	}
+	return n, net.UDPAddrFromAddrPort(ap), nil
+}
+
+func (g *guardConn) write(b []byte, addr net.Addr) error {
+	if ua, ok := addr.(*net.UDPAddr); ok && g.raw != nil {
+		_, err := g.raw.WriteTo(b, ua)
+		return err
+	}
+	_, err := g.PacketConn.WriteTo(b, addr)
 	return err
 }
 

@@ -15,6 +15,8 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/p2psip/p2psip/internal/udpraw"
 )
 
 // Service is the peer's SIP element: registrar and proxy.
@@ -143,6 +145,9 @@ func (s *Service) ServeUDP(pc net.PacketConn) error {
 	}
 	s.mu.Unlock()
 	g := &guardConn{PacketConn: pc, s: s, fin: newUDPFinals()}
+	if uc, ok := pc.(*net.UDPConn); ok {
+		g.raw = udpraw.New(uc)
+	}
 	g.reg = newUDPRegistrar(s, g)
 	defer g.reg.stop()
 	return s.srv.ServeUDP(g)
