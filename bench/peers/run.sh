@@ -52,7 +52,8 @@
 #                             the ramp's layout; 2 puts sipp and siprtt beside peer 1 on
 #                             core 0 and peer 2 alone on core 1, so that (a) and (b) share
 #                             the same co-location and differ only by peer 2 on a core of
-#                             its own
+#                             its own; 3 puts the UAC and siprtt beside peer 1 on core 0
+#                             and the UASes beside peer 2 on core 1
 #   LAT_RT=0                  1 (root only): peers SCHED_RR 10, sipp and siprtt SCHED_RR
 #                             20 during the latency runs. Off by default: a peer is never
 #                             deployed real-time, and under SCHED_RR a Go peer's threads
@@ -63,6 +64,15 @@
 #                             (FINDINGS-p99.md).
 #   OUT=dir                   logs and CSVs (default: a new /tmp dir, kept)
 #   NICE=-10                  nice level of peers and sipp (default -10 as root, else 0)
+#   LAT_UAC_NICE=19           nice level of the UAC sipp and siprtt during the latency
+#                             runs (the UASes and the peers keep NICE), so that the
+#                             load generator yields its core to the path it measures
+#                             (siprtt's kernel timestamps do not depend on when it
+#                             runs); $NICE for the method before 2026-12-06; idle
+#                             runs them SCHED_IDLE
+#   LAT_UAS_NICE=$NICE        nice level of the two sipp UASes during the latency runs
+#   LAT_HOOK='cmd'            run (eval) before the latency runs, with $P1_PID $P2_PID
+#                             $BOB_PID $CAROL_PID set (for diagnosis)
 #   SIPP_BUFF=4194304         sipp's socket buffers (-buff_size)
 #   PERF=1                    perf record -g both peers during the first (b) latency run
 #   PERF=sched                perf sched record (whole machine) during that run instead
@@ -98,6 +108,8 @@ CLK_TCK=$(getconf CLK_TCK)
 if [ "$(id -u)" = 0 ]; then NICE=${NICE:--10}; else NICE=${NICE:-0}; fi
 LAT_SPLIT=${LAT_SPLIT:-1}
 LAT_RT=${LAT_RT:-0}
+LAT_UAC_NICE=${LAT_UAC_NICE:-19}
+LAT_UAS_NICE=${LAT_UAS_NICE:-$NICE}
 [ "$LAT_RT" = 1 ] && [ "$(id -u)" != 0 ] && die "LAT_RT=1 needs root (chrt)"
 RT=() # chrt prefix of sipp and siprtt (set during the latency runs)
 PIN_PEER=(nice -n "$NICE" taskset -c 0)
@@ -426,9 +438,18 @@ latency() { # path rate: a b b a, LAT_ROUNDS times
 	2)
 		taskset -a -p -c 1 "$P2_PID" >/dev/null || die "taskset -a -p -c 1 $P2_PID failed"
 		for p in $BOB_PID $CAROL_PID; do taskset -a -p -c 0 "$p" >/dev/null || die "taskset -a -p -c 0 $p failed"; done
-		PIN_SIPP=(nice -n "$NICE" taskset -c 0)
 		;;
+	3) taskset -a -p -c 1 "$P2_PID" >/dev/null || die "taskset -a -p -c 1 $P2_PID failed" ;;
 	esac
+	[ -n "${LAT_HOOK:-}" ] && { eval "$LAT_HOOK" || die "LAT_HOOK failed"; }
+	local core=1
+	for p in $BOB_PID $CAROL_PID; do renice -n "$LAT_UAS_NICE" -p "$p" >/dev/null || die "renice $p failed"; done
+	case "$LAT_SPLIT" in 2 | 3) core=0 ;; esac
+	if [ "$LAT_UAC_NICE" = idle ]; then
+		PIN_SIPP=(chrt -i 0 taskset -c "$core")
+	else
+		PIN_SIPP=(nice -n "$LAT_UAC_NICE" taskset -c "$core")
+	fi
 	if [ "$LAT_RT" = 1 ]; then
 		for p in $P1_PID $P2_PID; do chrt -a -r -p 10 "$p" >/dev/null || die "chrt -a -r -p 10 $p failed"; done
 		for p in $BOB_PID $CAROL_PID; do chrt -a -r -p 20 "$p" >/dev/null || die "chrt -a -r -p 20 $p failed"; done
@@ -452,7 +473,7 @@ latency() { # path rate: a b b a, LAT_ROUNDS times
 
 # ---- run -----------------------------------------------------------------
 
-log "step ${STEP_SECONDS}s, latency runs ${LAT_SECONDS}s x 4 x $LAT_ROUNDS; ramp: peers on core 0, sipp on core 1, nice $NICE; latency runs: $(case "$LAT_SPLIT" in 1) echo "peer 1 on core 0, peer 2 and sipp on core 1" ;; 2) echo "peer 1 and sipp on core 0, peer 2 alone on core 1" ;; *) echo "peers on core 0, sipp on core 1" ;; esac)$([ "$LAT_RT" = 1 ] && echo ", SCHED_RR" || echo ", nice $NICE")"
+log "step ${STEP_SECONDS}s, latency runs ${LAT_SECONDS}s x 4 x $LAT_ROUNDS; ramp: peers on core 0, sipp on core 1, nice $NICE; latency runs: $(case "$LAT_SPLIT" in 1) echo "peer 1 on core 0, peer 2 and sipp on core 1" ;; 2) echo "peer 1 and sipp on core 0, peer 2 alone on core 1" ;; 3) echo "peer 1 and the UAC on core 0, peer 2 and the UASes on core 1" ;; *) echo "peers on core 0, sipp on core 1" ;; esac)$([ "$LAT_RT" = 1 ] && echo ", SCHED_RR" || echo ", nice $NICE, UAC and siprtt nice $LAT_UAC_NICE, UASes nice $LAT_UAS_NICE")"
 : >"$OUT/steps.txt"
 for path in $PATHS; do
 	CUR=$path
