@@ -98,6 +98,12 @@
 // on the LAN, configured bootstrap multiaddrs, and join-by-URL: any peer
 // serves its JoinInfo at /.well-known/p2psip.
 //
+// Noise (preferred) or TLS secures every connection. Over plain TCP they
+// run on internal/rawconn, which reads and writes the socket with raw
+// system calls (rawsec.go): each SIP message between peers is one write,
+// and as a blocking system call each cost a one-core peer two thread
+// switches whenever the runtime's sysmon caught it in the kernel.
+//
 // # Reachability
 //
 // Config.Reachability (auto, public, private) decides how other peers

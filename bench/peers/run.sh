@@ -71,6 +71,11 @@
 #                             runs); $NICE for the method before 2026-12-06; idle
 #                             runs them SCHED_IDLE
 #   LAT_UAS_NICE=$NICE        nice level of the two sipp UASes during the latency runs
+#   LAT_SETTLE=40             seconds between the ramp (which ends overloaded) and the
+#                             latency runs: the transactions of the overload end (UDP
+#                             ones 32 s after their last message, RFC 3261 Timer J)
+#                             and the heap shrinks back before the steady state is
+#                             measured; 0: start at once, as before 2026-12-06
 #   LAT_HOOK='cmd'            run (eval) before the latency runs, with $P1_PID $P2_PID
 #                             $BOB_PID $CAROL_PID set (for diagnosis)
 #   SIPP_BUFF=4194304         sipp's socket buffers (-buff_size)
@@ -110,6 +115,7 @@ LAT_SPLIT=${LAT_SPLIT:-1}
 LAT_RT=${LAT_RT:-0}
 LAT_UAC_NICE=${LAT_UAC_NICE:-19}
 LAT_UAS_NICE=${LAT_UAS_NICE:-$NICE}
+LAT_SETTLE=${LAT_SETTLE:-40}
 [ "$LAT_RT" = 1 ] && [ "$(id -u)" != 0 ] && die "LAT_RT=1 needs root (chrt)"
 RT=() # chrt prefix of sipp and siprtt (set during the latency runs)
 PIN_PEER=(nice -n "$NICE" taskset -c 0)
@@ -505,6 +511,10 @@ for path in $PATHS; do
 	log "$path: max $MAX calls/s"
 	half=${LAT_RATE:-$((MAX / 2 / 50 * 50))}
 	[ "$half" -gt 0 ] || half=50
+	if [ "$LAT_SETTLE" -gt 0 ]; then
+		log "$path: $LAT_SETTLE s for the peers to settle after the ramp's overload"
+		sleep "$LAT_SETTLE"
+	fi
 	latency "$path" "$half"
 	RT=()
 	echo "$path transports peer1=$(stream_transports "$P1_URL") peer2=$(stream_transports "$P2_URL")" >>"$OUT/steps.txt"

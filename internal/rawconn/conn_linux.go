@@ -139,5 +139,8 @@ func (c *Conn) Write(p []byte) (int, error) {
 // opError makes err what net.TCPConn returns: a *net.OpError, so that
 // callers' Timeout() and errors.Is(err, net.ErrClosed) checks hold.
 func (c *Conn) opError(op string, err error) error {
+	if ne, ok := err.(*net.OpError); ok { // RawConn's own "raw-read" or "raw-write"
+		err = ne.Err
+	}
 	return &net.OpError{Op: op, Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }

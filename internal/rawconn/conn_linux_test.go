@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -117,6 +118,9 @@ func TestReadDeadline(t *testing.T) {
 	var ne net.Error
 	if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Read past the deadline: %v, want a timeout", err)
+	}
+	if msg := err.Error(); strings.Contains(msg, "raw-read") {
+		t.Errorf("error %q names RawConn's operation, not the Read", msg)
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("Read returned after %v", d)
