@@ -26,7 +26,7 @@
 # queue for that core as much as the peers.
 # Ramp: both peers on core 0 (GOMAXPROCS follows the mask: 1 each), sipp (UAC,
 # both UASes) and siprtt on core 1, nice -10, the same for both binaries;
-# latency runs: see LAT_SPLIT and LAT_RT.
+# latency runs: see LAT_SPLIT, LAT_UAC_NICE, LAT_SETTLE and LAT_RT.
 #
 # Environment (all optional):
 #   PATHS="udp stream"        which paths, in order: udp = the old socket path (SIP
@@ -448,8 +448,8 @@ latency() { # path rate: a b b a, LAT_ROUNDS times
 	3) taskset -a -p -c 1 "$P2_PID" >/dev/null || die "taskset -a -p -c 1 $P2_PID failed" ;;
 	esac
 	[ -n "${LAT_HOOK:-}" ] && { eval "$LAT_HOOK" || die "LAT_HOOK failed"; }
-	local core=1
 	for p in $BOB_PID $CAROL_PID; do renice -n "$LAT_UAS_NICE" -p "$p" >/dev/null || die "renice $p failed"; done
+	local core=1 # of the UAC and siprtt
 	case "$LAT_SPLIT" in 2 | 3) core=0 ;; esac
 	if [ "$LAT_UAC_NICE" = idle ]; then
 		PIN_SIPP=(chrt -i 0 taskset -c "$core")
