@@ -34,15 +34,14 @@ func (r rawSecurity) SecureOutbound(ctx context.Context, insecure net.Conn, p pe
 // newNoise and newTLS are libp2p.Security constructors of the two
 // security transports over raw sockets.
 func newNoise(id protocol.ID, key crypto.PrivKey, muxers []tptu.StreamMuxer) (*rawSecurity, error) {
-	t, err := noise.New(id, key, muxers)
-	if err != nil {
-		return nil, err
-	}
-	return &rawSecurity{t}, nil
+	return overRawSockets(noise.New(id, key, muxers))
 }
 
 func newTLS(id protocol.ID, key crypto.PrivKey, muxers []tptu.StreamMuxer) (*rawSecurity, error) {
-	t, err := libp2ptls.New(id, key, muxers)
+	return overRawSockets(libp2ptls.New(id, key, muxers))
+}
+
+func overRawSockets[T sec.SecureTransport](t T, err error) (*rawSecurity, error) {
 	if err != nil {
 		return nil, err
 	}

@@ -452,10 +452,7 @@ func TestDemuxSilentClients(t *testing.T) {
 // TestDemuxPeekDeadline: a TLS client without ALPN that sends nothing is
 // closed after the peek deadline.
 func TestDemuxPeekDeadline(t *testing.T) {
-	if testing.Short() {
-		t.Skip("waits for the 5 s peek deadline")
-	}
-	e := startDemux(t)
+	e := startDemux(t) // waits out the 5 s peek deadline
 	c := e.dialTLS(t)
 	_ = c.SetReadDeadline(time.Now().Add(demuxPeekTimeout + 5*time.Second))
 	start := time.Now()
