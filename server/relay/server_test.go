@@ -6,6 +6,7 @@ import (
 	"crypto/sha1" //nolint:gosec // the TURN REST scheme
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -517,7 +518,7 @@ func (x xorPeerAddr) AddTo(m *stun.Message) error { return x.a.AddToAs(m, stun.A
 func TestPermissionRefusedIPv6(t *testing.T) {
 	pc, err := net.ListenPacket("udp6", "[::1]:0")
 	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
+		skipOrFail(t, fmt.Errorf("no IPv6 loopback: %w", err))
 	}
 	r := newTestRelay(t, func(c *Config) {
 		_ = c.PacketConns[0].Close()
