@@ -59,12 +59,17 @@ const (
 	// restart, an overload, its membership check still waiting for
 	// identify), and with a 30 s backoff the move waited that long (a
 	// flaky TestPrivatePeerIsReachedThroughRelays). Retrying a refusing
-	// relay every 10 s costs one stream.
-	relayBackoff = 10 * time.Second
+	// relay every 5 s costs one stream.
+	relayBackoff = 5 * time.Second
 	// relayMinInterval is how often AutoRelay may ask for new relay
-	// candidates; a lost relay is replaced from candidates it already has,
-	// so this only matters when it has none.
-	relayMinInterval = 10 * time.Second
+	// candidates (our peer source only lists connected peers, so asking is
+	// cheap). A lost relay is replaced from candidates it already has, but
+	// a candidate that once refused a reservation is dropped until the
+	// source lists it again: a move can wait for the backoff, then this
+	// interval, then the reservation itself (up to 10 s in go-libp2p), and
+	// with 10 s for both the chain passed the test's 25 s under -race on
+	// a loaded 2-core machine.
+	relayMinInterval = 5 * time.Second
 	// relayCount is how many relays an undialable peer holds reservations
 	// on: one can die while the other keeps the peer reachable.
 	relayCount = 2
