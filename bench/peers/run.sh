@@ -53,7 +53,10 @@
 #                             core 0 and peer 2 alone on core 1, so that (a) and (b) share
 #                             the same co-location and differ only by peer 2 on a core of
 #                             its own; 3 puts the UAC and siprtt beside peer 1 on core 0
-#                             and the UASes beside peer 2 on core 1
+#                             and the UASes beside peer 2 on core 1; 4 puts both UASes
+#                             beside peer 1 on core 0 and peer 2 beside the UAC and
+#                             siprtt (which yield: LAT_UAC_NICE) on core 1, so that a
+#                             UAS shares its core with a peer in (a) and (b) alike
 #   LAT_RT=0                  1 (root only): peers SCHED_RR 10, sipp and siprtt SCHED_RR
 #                             20 during the latency runs. Off by default: a peer is never
 #                             deployed real-time, and under SCHED_RR a Go peer's threads
@@ -446,6 +449,10 @@ latency() { # path rate: a b b a, LAT_ROUNDS times
 		for p in $BOB_PID $CAROL_PID; do taskset -a -p -c 0 "$p" >/dev/null || die "taskset -a -p -c 0 $p failed"; done
 		;;
 	3) taskset -a -p -c 1 "$P2_PID" >/dev/null || die "taskset -a -p -c 1 $P2_PID failed" ;;
+	4)
+		taskset -a -p -c 1 "$P2_PID" >/dev/null || die "taskset -a -p -c 1 $P2_PID failed"
+		for p in $BOB_PID $CAROL_PID; do taskset -a -p -c 0 "$p" >/dev/null || die "taskset -a -p -c 0 $p failed"; done
+		;;
 	esac
 	[ -n "${LAT_HOOK:-}" ] && { eval "$LAT_HOOK" || die "LAT_HOOK failed"; }
 	for p in $BOB_PID $CAROL_PID; do renice -n "$LAT_UAS_NICE" -p "$p" >/dev/null || die "renice $p failed"; done
@@ -479,7 +486,7 @@ latency() { # path rate: a b b a, LAT_ROUNDS times
 
 # ---- run -----------------------------------------------------------------
 
-log "step ${STEP_SECONDS}s, latency runs ${LAT_SECONDS}s x 4 x $LAT_ROUNDS; ramp: peers on core 0, sipp on core 1, nice $NICE; latency runs: $(case "$LAT_SPLIT" in 1) echo "peer 1 on core 0, peer 2 and sipp on core 1" ;; 2) echo "peer 1 and sipp on core 0, peer 2 alone on core 1" ;; 3) echo "peer 1 and the UAC on core 0, peer 2 and the UASes on core 1" ;; *) echo "peers on core 0, sipp on core 1" ;; esac)$([ "$LAT_RT" = 1 ] && echo ", SCHED_RR" || echo ", nice $NICE, UAC and siprtt nice $LAT_UAC_NICE, UASes nice $LAT_UAS_NICE")"
+log "step ${STEP_SECONDS}s, latency runs ${LAT_SECONDS}s x 4 x $LAT_ROUNDS; ramp: peers on core 0, sipp on core 1, nice $NICE; latency runs: $(case "$LAT_SPLIT" in 1) echo "peer 1 on core 0, peer 2 and sipp on core 1" ;; 2) echo "peer 1 and sipp on core 0, peer 2 alone on core 1" ;; 3) echo "peer 1 and the UAC on core 0, peer 2 and the UASes on core 1" ;; 4) echo "peer 1 and the UASes on core 0, peer 2, the UAC and siprtt on core 1" ;; *) echo "peers on core 0, sipp on core 1" ;; esac)$([ "$LAT_RT" = 1 ] && echo ", SCHED_RR" || echo ", nice $NICE, UAC and siprtt nice $LAT_UAC_NICE, UASes nice $LAT_UAS_NICE")"
 : >"$OUT/steps.txt"
 for path in $PATHS; do
 	CUR=$path
