@@ -18,6 +18,9 @@ var (
 	errTooManyStreams = errors.New("sip: too many streams from one peer")
 	// errTxDone means a final response was already sent on a transaction.
 	errTxDone = errors.New("sip: transaction already answered")
+	// errNoTxConnection means a server transaction has no connection to
+	// send a response outside its state machine on.
+	errNoTxConnection = errors.New("sip: the transaction has no connection")
 	// errNoAnswer means an ACK owed an answer to the offer of its 2xx
 	// (RFC 3261 §13.2.1) and carried none.
 	errNoAnswer = errors.New("sip: the ACK carries no answer to the 2xx's offer")

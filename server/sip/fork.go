@@ -3,6 +3,7 @@ package sip
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -274,10 +275,33 @@ func (f *fork) relay(b *branch, res *sip.Response) {
 	res.SetSource("")
 	res.SetDestination(f.req.Source())
 	res.SetTransport(f.req.Transport())
-	if err := f.stx.Respond(res); err != nil {
+	err := f.stx.Respond(res)
+	if err != nil && res.IsSuccess() && f.req.IsInvite() {
+		err = f.relayLate2xx(res)
+	}
+	if err != nil {
 		f.s.log.Debug("relaying response failed", "code", res.StatusCode, "err", err)
 	}
 	f.s.m.responses.WithLabelValues(string(f.req.Method), classOf(res.StatusCode)).Inc()
+}
+
+// relayLate2xx sends a 2xx to an INVITE that the server transaction
+// refused because it has already sent a final response: a callee's 200
+// that crossed the caller's CANCEL, after sipgo answered the CANCEL and
+// ended the INVITE with its own 487 (it does not wait for the branches'
+// 487, §16.10). A proxy forwards every 2xx to an INVITE, even after a
+// final response (§16.7 step 5); the caller ACKs it and ends the call
+// with a BYE (§15, RFC 6026 §7.2), where without it the callee would sit
+// in a silent call until its 2xx retransmissions time out (64*T1, §13.3.1.4).
+// It goes on the connection the INVITE came in on, as the transaction's
+// responses do.
+func (f *fork) relayLate2xx(res *sip.Response) error {
+	tx, ok := f.stx.(interface{ Connection() sip.Connection })
+	if !ok || tx.Connection() == nil {
+		return fmt.Errorf("late %d: %w", res.StatusCode, errNoTxConnection)
+	}
+	f.s.log.Debug("relaying a 2xx after the INVITE's final response", "code", res.StatusCode, "call", callIDOf(f.req))
+	return tx.Connection().WriteMsg(res)
 }
 
 // countVias counts Via header fields (GetHeaders("Via") without building
