@@ -290,8 +290,8 @@ func (f *fork) relay(b *branch, res *sip.Response) {
 // that crossed the caller's CANCEL, after sipgo answered the CANCEL and
 // ended the INVITE with its own 487 (it does not wait for the branches'
 // 487, §16.10). A proxy forwards every 2xx to an INVITE, even after a
-// final response (§16.7 step 5); the caller ACKs it and ends the call
-// with a BYE (§15, RFC 6026 §7.2), where without it the callee would sit
+// final response (§16.7 step 5); the caller ACKs it (§13.2.2.4) and ends
+// the call with a BYE (§15), where without it the callee would sit
 // in a silent call until its 2xx retransmissions time out (64*T1, §13.3.1.4).
 // It goes on the connection the INVITE came in on, as the transaction's
 // responses do.

@@ -30,7 +30,11 @@ func TestLate2xxCrossingCancelReachesCaller(t *testing.T) {
 			switch req.Method {
 			case sip.INVITE:
 				w.Receive(sip.NewResponseFromRequest(req, 180, "Ringing", nil))
-				<-cancelled // the callee answered before the CANCEL reached it
+				select { // the callee answered before the CANCEL reached it
+				case <-cancelled:
+				case <-time.After(5 * time.Second):
+					return
+				}
 				ok := sip.NewResponseFromRequest(req, 200, "OK", nil)
 				ok.To().Params.Add("tag", "callee")
 				w.Receive(ok)
