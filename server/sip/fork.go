@@ -296,12 +296,15 @@ func (f *fork) relay(b *branch, res *sip.Response) {
 // It goes on the connection the INVITE came in on, as the transaction's
 // responses do.
 func (f *fork) relayLate2xx(res *sip.Response) error {
-	tx, ok := f.stx.(interface{ Connection() sip.Connection })
-	if !ok || tx.Connection() == nil {
+	var conn sip.Connection
+	if tx, ok := f.stx.(interface{ Connection() sip.Connection }); ok {
+		conn = tx.Connection()
+	}
+	if conn == nil {
 		return fmt.Errorf("late %d: %w", res.StatusCode, errNoTxConnection)
 	}
 	f.s.log.Debug("relaying a 2xx after the INVITE's final response", "code", res.StatusCode, "call", callIDOf(f.req))
-	return tx.Connection().WriteMsg(res)
+	return conn.WriteMsg(res)
 }
 
 // countVias counts Via header fields (GetHeaders("Via") without building

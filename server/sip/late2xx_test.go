@@ -100,26 +100,23 @@ func serveTCP(t *testing.T, ts *testService) net.Conn {
 	return c
 }
 
-// readResponse reads one response without a body from a stream (§18.3).
+// readResponse reads one response without a body from a stream (§18.3),
+// past keep-alives.
 func readResponse(r *bufio.Reader) (*sip.Response, error) {
-	var msg []byte
-	for !bytes.HasSuffix(msg, []byte("\r\n\r\n")) {
-		line, err := r.ReadBytes('\n')
-		if err != nil {
-			return nil, err
-		}
-		if len(msg) == 0 && len(bytes.TrimSpace(line)) == 0 {
-			continue // keep-alive CRLF
-		}
-		msg = append(msg, line...)
+	head, err := readHead(r)
+	for err == nil && len(bytes.TrimSpace(head)) == 0 {
+		head, err = readHead(r)
 	}
-	m, err := sip.ParseMessage(msg)
+	if err != nil {
+		return nil, err
+	}
+	m, err := sip.ParseMessage(head)
 	if err != nil {
 		return nil, err
 	}
 	res, ok := m.(*sip.Response)
 	if !ok {
-		return nil, fmt.Errorf("a request, not a response: %q", msg)
+		return nil, fmt.Errorf("a request, not a response: %q", head)
 	}
 	return res, nil
 }
