@@ -87,6 +87,11 @@ type fastWeb struct {
 	pkt    rtp.Packet // guarded by mu
 	good   bool       // guarded by mu; a packet has decrypted
 	failed int        // guarded by mu; packets that did not, before one did
+	waited int        // guarded by mu; packets left to pion in this handover
+
+	// handover is set while packets of the browser may still be queued on
+	// pion's path (after arming, after a move): see takeOver.
+	handover atomic.Bool
 
 	// The send side runs under the toWeb pipe's mutex (fromPlain).
 	out    *srtp.Context
@@ -100,9 +105,16 @@ type fastWeb struct {
 }
 
 func newFastWeb(s *Session, local, remote *srtp.Context) *fastWeb {
-	return &fastWeb{s: s, in: remote, out: local,
+	f := &fastWeb{s: s, in: remote, out: local,
 		fastIn: s.b.m.fast.WithLabelValues("in"), fastOut: s.b.m.fast.WithLabelValues("out")}
+	f.handover.Store(true)
+	return f
 }
+
+// maxHandoverWaits bounds a handover: after this many of the browser's
+// packets left to pion (half a second of audio at 20 ms), the fast path
+// takes over even if none followed on (the network lost one).
+const maxHandoverWaits = 25
 
 // maxUndecryptable is how many of a browser's packets may fail to decrypt
 // with the fast path's keys before any succeeded; then the path stands
@@ -135,8 +147,30 @@ func (f *fastWeb) receive(sock *iceSocket, b []byte) bool {
 		f.s.drop("not_rtp")
 		return true
 	}
+	if !f.takeOver() {
+		return false
+	}
 	f.fastIn.Inc()
 	f.s.fromWeb(&f.pkt, time.Now())
+	return true
+}
+
+// takeOver tells whether the fast path may relay f.pkt. Until a handover
+// ends, the browser's earlier packets may still sit in pion's queue (its
+// SRTP session, Session.readWeb) and would reach the phone after this
+// newer one: two goroutines, no order between them. So a packet that does
+// not follow on the last one relayed goes to pion too, behind those, and
+// the fast path takes over at the first one that does. Called with mu held.
+func (f *fastWeb) takeOver() bool {
+	if !f.handover.Load() {
+		return true
+	}
+	if !f.s.toPlain.follows(f.pkt.SSRC, f.pkt.SequenceNumber) && f.waited < maxHandoverWaits {
+		f.waited++
+		return false
+	}
+	f.waited = 0
+	f.handover.Store(false)
 	return true
 }
 
@@ -254,6 +288,10 @@ func (s *Session) moveFast(f *fastWeb, p selectedPair) {
 	var old netip.AddrPort
 	if o := f.to.Swap(&p.remote); o != nil {
 		old = *o
+	}
+	if old != p.remote {
+		// Packets from the new address reached pion until now.
+		f.handover.Store(true)
 	}
 	if sock := s.b.sockFor(p.local); sock != nil {
 		f.sock.Store(sock)

@@ -83,6 +83,14 @@ func (s *Session) readWeb(t *webrtc.TrackRemote) {
 	}
 }
 
+// follows tells whether a packet of ssrc numbered seq is the next one
+// after the newest this pipe has received (the fast path's handover).
+func (p *pipe) follows(ssrc uint32, seq uint16) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rx.started && p.rx.ssrc == ssrc && seq == uint16(p.rx.maxSeq)+1
+}
+
 func (s *Session) fromWeb(pkt *rtp.Packet, now time.Time) {
 	s.lastWebRx.Store(now.UnixNano())
 	p := s.toPlain
