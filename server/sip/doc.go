@@ -54,6 +54,11 @@
 // are no retransmissions to absorb, and sipgo ends the transactions when
 // the handler returns.
 //
+// A callee's 2xx retransmissions (§13.3.1.4: the only cure for a 200
+// lost on a UDP hop) match no transaction by then; the peer keeps the
+// bytes of every 2xx it relayed to an INVITE for 64*T1 and sends them up
+// again for each retransmission (accepted.go).
+//
 // Where the two sides of a peer are reached differently (a peer stream on
 // one side, a phone, browser or public domain on the other), the peer
 // record-routes twice (RFC 5658 §4), one entry facing each side.

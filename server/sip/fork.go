@@ -260,6 +260,10 @@ func (f *fork) relay(b *branch, res *sip.Response) {
 	if v == nil || res.CallID() == nil {
 		return
 	}
+	key, keep := "", false
+	if res.IsSuccess() && f.req.IsInvite() {
+		key, keep = acceptedKey(res) // as it came, before it changes here
+	}
 	if b != nil {
 		f.translate(b, res)
 	}
@@ -279,6 +283,9 @@ func (f *fork) relay(b *branch, res *sip.Response) {
 	if err != nil && res.IsSuccess() && f.req.IsInvite() {
 		err = f.relayLate2xx(res)
 	}
+	if keep && err == nil {
+		f.s.keepRelayed2xx(key, res, f.req, f.txConn())
+	}
 	if err != nil {
 		f.s.log.Debug("relaying response failed", "code", res.StatusCode, "err", err)
 	}
@@ -296,15 +303,21 @@ func (f *fork) relay(b *branch, res *sip.Response) {
 // It goes on the connection the INVITE came in on, as the transaction's
 // responses do.
 func (f *fork) relayLate2xx(res *sip.Response) error {
-	var conn sip.Connection
-	if tx, ok := f.stx.(interface{ Connection() sip.Connection }); ok {
-		conn = tx.Connection()
-	}
+	conn := f.txConn()
 	if conn == nil {
 		return fmt.Errorf("late %d: %w", res.StatusCode, errNoTxConnection)
 	}
 	f.s.log.Debug("relaying a 2xx after the INVITE's final response", "code", res.StatusCode, "call", callIDOf(f.req))
 	return conn.WriteMsg(res)
+}
+
+// txConn is the connection the INVITE came in on, or nil (a test's
+// recorder has none).
+func (f *fork) txConn() sip.Connection {
+	if tx, ok := f.stx.(interface{ Connection() sip.Connection }); ok {
+		return tx.Connection()
+	}
+	return nil
 }
 
 // countVias counts Via header fields (GetHeaders("Via") without building

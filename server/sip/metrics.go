@@ -20,6 +20,9 @@ type metrics struct {
 	// bridged calls this peer ended itself, by reason.
 	bridgeSetup *prometheus.CounterVec
 	bridgeEnded *prometheus.CounterVec
+	// stray counts responses that matched no transaction, by what was
+	// done with them (accepted.go).
+	stray *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -50,9 +53,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		bridgeEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "p2psip_sip_bridge_byes_total", Help: "Bridged calls this peer ended with a BYE to both sides because the media died, by reason: media_timeout, ice_failed, browser_closed, other.",
 		}, []string{"reason"}),
+		stray: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "p2psip_sip_stray_responses_total", Help: "Responses that matched no transaction, by action: forwarded (a callee's 2xx retransmission, sent upstream again as first relayed), unknown (a 2xx this peer did not relay), failed, dropped (anything else).",
+		}, []string{"action"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.responses, m.registersShed, m.retransmissions, m.peerStreams, m.peerOpens, m.bridgeSetup, m.bridgeEnded)
+		reg.MustRegister(m.requests, m.responses, m.registersShed, m.retransmissions, m.peerStreams, m.peerOpens, m.bridgeSetup, m.bridgeEnded, m.stray)
 	}
 	return m
 }

@@ -193,8 +193,8 @@ func (s *Service) validDialogToken(req *sip.Request, tok string) bool {
 		hmac.Equal([]byte(tok), []byte(s.tokenFor(callID, to)))
 }
 
-func callIDOf(req *sip.Request) string {
-	if c := req.CallID(); c != nil {
+func callIDOf(m sip.Message) string {
+	if c := m.CallID(); c != nil {
 		return c.Value()
 	}
 	return ""

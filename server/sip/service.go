@@ -36,6 +36,7 @@ type Service struct {
 	// peerHost names this peer on the wire toward other peers
 	// (peername.go); links carries SIP to them (nil without Config.Peers).
 	peerHost string
+	accepted *acceptedKept // 2xx relayed to INVITEs, for their retransmissions
 	links    *peerLinks
 	// peerDest returns the address of a live stream to a node (links'
 	// ensure); tests replace it to keep traffic off the network.
@@ -74,13 +75,17 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: node id %q: %w", ErrBadConfig, cfg.Locator.ID(), err)
 	}
+	var s *Service // for the hook below, which runs only once s serves
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("p2psip"), sipgo.WithUserAgentHostname(cfg.Host),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerTransports(sip.TransportsConfig{
 			TCP: &sip.TransportTCP{DialerCreate: tcpDialer}})),
 		// A transaction whose stream (a peer's, or a device's TCP, TLS or
 		// WebSocket flow) closes ends at once with a transport error
 		// (RFC 3261 §17.1.4: 503 upstream) instead of waiting out Timer F.
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerTerminateOnConnClose()))
+		// A callee's 2xx retransmissions match no transaction here
+		// (accepted.go).
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerTerminateOnConnClose(),
+			sip.WithTransactionLayerUnhandledResponseHandler(func(r *sip.Response) { s.onStrayResponse(r) })))
 	if err != nil {
 		return nil, fmt.Errorf("creating SIP user agent: %w", err)
 	}
@@ -92,9 +97,9 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating SIP client: %w", err)
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "sip"), ua: ua, srv: srv, client: client,
+	s = &Service{cfg: cfg, log: cfg.Logger.With("component", "sip"), ua: ua, srv: srv, client: client,
 		flows: newFlows(cfg.RegistrationsPerSource), ports: map[string]int{}, m: newMetrics(cfg.Registerer), rrKey: make([]byte, 32),
-		peerHost: peerHost}
+		peerHost: peerHost, accepted: newAcceptedKept()}
 	if cfg.Peers != nil {
 		s.links = newPeerLinks(s, cfg.Peers, cfg.Locator.ID())
 		s.peerDest = s.links.ensure

@@ -22,7 +22,8 @@ import (
 //   - Timer M only lets a client transaction pass 2xx retransmissions up
 //     in the Accepted state. This peer terminates every client transaction
 //     as soon as it has its final response (fork, CANCEL, its own BYE and
-//     INFO), so the timer served nothing: it is cut to T1.
+//     INFO), so the timer served nothing: it is cut to T1. The 2xx
+//     retransmissions reach onStrayResponse instead (accepted.go).
 //   - Timer L lets a server transaction absorb the INVITE's
 //     retransmissions. Over UDP the table of finished transactions does
 //     that instead (udpfinal.go), which terminates the transaction and
