@@ -2,6 +2,9 @@ package sip
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,8 +32,9 @@ import (
 // call's SDP), and the fork that knew how is gone. So the peer keeps the
 // bytes of each 2xx it relayed to an INVITE, and where they went, for
 // 64*T1 (acceptedKept, in a table with no pointers per entry, kept.go),
-// and answers a retransmission by sending those bytes again. A
-// retransmitted 2xx whose first copy this peer never relayed is dropped.
+// and answers a retransmission by sending those bytes again. A 2xx whose
+// first copy this peer never relayed goes on as from a stateless proxy
+// (forward2xxStateless).
 type acceptedKept struct {
 	mu   sync.Mutex
 	kept *keptAnswers // guarded by mu
@@ -115,18 +119,73 @@ func (s *Service) onStrayResponse(res *sip.Response) {
 		s.m.stray.WithLabelValues("dropped").Inc()
 		return
 	}
-	network, dest, local, raw, ok := s.accepted.lookup(key)
-	if !ok {
-		s.log.Debug("dropping a 2xx retransmission this peer did not relay", "call", callIDOf(res))
-		s.m.stray.WithLabelValues("unknown").Inc()
-		return
+	var err error
+	if network, dest, local, raw, kept := s.accepted.lookup(key); kept {
+		err = s.resend2xx(network, dest, local, raw)
+	} else {
+		err = s.forward2xxStateless(res)
 	}
-	if err := s.resend2xx(network, dest, local, raw); err != nil {
-		s.log.Debug("forwarding a 2xx retransmission failed", "call", callIDOf(res), "to", dest, "err", err)
+	switch {
+	case errors.Is(err, errNoUpstream):
+		s.log.Debug("dropping a 2xx to a request of this peer's own", "call", callIDOf(res))
+		s.m.stray.WithLabelValues("dropped").Inc()
+		return
+	case err != nil:
+		s.log.Debug("forwarding a 2xx that matches no transaction failed", "call", callIDOf(res), "err", err)
 		s.m.stray.WithLabelValues("failed").Inc()
 		return
 	}
 	s.m.stray.WithLabelValues("forwarded").Inc()
+}
+
+// forward2xxStateless sends a 2xx that this peer never relayed upstream
+// as a stateless proxy does (§16.11, §16.7 step 9): without its own Via,
+// to the next Via's sent-by (received and rport, RFC 3581), or over a
+// stream when that names a peer. Such a 2xx crossed a CANCEL: sipgo's 487
+// (here, or at the peer that sent it, fork.relayLate2xx) ended the
+// transaction it belonged to. A 2xx to an INVITE this peer sent itself
+// has no Via left and is dropped.
+func (s *Service) forward2xxStateless(res *sip.Response) error {
+	res.RemoveHeader("Via")
+	next := res.Via()
+	if next == nil {
+		return errNoUpstream
+	}
+	network := strings.ToUpper(next.Transport)
+	res.SetTransport(network)
+	res.SetDestination("")
+	res.SetDestination(res.Destination()) // from the Via now on top
+	tl := s.ua.TransportLayer()
+	var (
+		conn sip.Connection
+		err  error
+	)
+	switch node, isPeer := NodeOfHost(next.Host); {
+	case isPeer:
+		if s.peerDest == nil {
+			return fmt.Errorf("%w: no overlay streams on this peer", errPeerGone)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), peerDialTimeout)
+		defer cancel()
+		var dest string
+		if dest, err = s.peerDest(ctx, node); err != nil {
+			return err
+		}
+		res.SetDestination(dest)
+		res.SetTransport("TCP")
+		conn, err = tl.GetConnection("TCP", dest)
+	case network == "UDP":
+		s.mu.Lock()
+		local := s.udpAddr
+		s.mu.Unlock()
+		conn, err = tl.GetConnection(network, local)
+	default:
+		conn, err = tl.GetConnection(network, res.Destination())
+	}
+	if err != nil {
+		return err
+	}
+	return conn.WriteMsg(res)
 }
 
 // resend2xx sends raw, a 2xx as this peer relayed it, to dest over

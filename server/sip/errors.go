@@ -27,4 +27,7 @@ var (
 	// errNoMedia means a bridged dialog has no media session: its
 	// bridging failed when it began.
 	errNoMedia = errors.New("sip: the call's media could not be bridged")
+	// errNoUpstream means a response had no Via left for this peer to
+	// send it to: it answered a request this peer sent itself.
+	errNoUpstream = errors.New("sip: the response has no Via to forward it to")
 )

@@ -94,3 +94,33 @@ func FuzzNormalize(f *testing.F) {
 		}
 	})
 }
+
+// FuzzStrayResponse: a response that matches no transaction, whatever it
+// holds, is forwarded or dropped (accepted.go), never a crash or a hang.
+func FuzzStrayResponse(f *testing.F) {
+	ours := "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-p1\r\n"
+	for _, next := range []string{
+		"Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-c1;received=127.0.0.1;rport=5099\r\n",
+		"Via: SIP/2.0/TCP k51qzi5uqu5dk8rvsye1ft3ugi18yrv55pczl1o4rk29ksd2mhr9ysjbuywx8m.p2psip.invalid;branch=z9hG4bK-p2\r\n",
+		"Via: SIP/2.0/WSS x.invalid;branch=z9hG4bK-w;received=127.0.0.2\r\n",
+		"",
+	} {
+		f.Add([]byte("SIP/2.0 200 OK\r\n" + ours + next + "From: <sip:a@test.overlay>;tag=1\r\nTo: <sip:bob@test.overlay>;tag=2\r\nCall-ID: s1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"))
+	}
+	f.Add([]byte("SIP/2.0 180 Ringing\r\n" + ours + "From: <sip:a@b>;tag=1\r\nTo: <sip:b@c>\r\nCall-ID: s2\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"))
+	f.Add([]byte("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK-x\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:b@c>;tag=3\r\nCall-ID: s3\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"))
+	ts := newTestService(f, nil)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		data, ok := screen(data, false)
+		if !ok {
+			return
+		}
+		msg, err := sip.ParseMessage(data)
+		if err != nil {
+			return
+		}
+		if res, ok := msg.(*sip.Response); ok {
+			ts.onStrayResponse(res)
+		}
+	})
+}

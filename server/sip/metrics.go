@@ -54,7 +54,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "p2psip_sip_bridge_byes_total", Help: "Bridged calls this peer ended with a BYE to both sides because the media died, by reason: media_timeout, ice_failed, browser_closed, other.",
 		}, []string{"reason"}),
 		stray: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "p2psip_sip_stray_responses_total", Help: "Responses that matched no transaction, by action: forwarded (a callee's 2xx retransmission, sent upstream again as first relayed), unknown (a 2xx this peer did not relay), failed, dropped (anything else).",
+			Name: "p2psip_sip_stray_responses_total", Help: "Responses that matched no transaction, by action: forwarded (a callee's 2xx: a retransmission sent upstream again as first relayed, or one that crossed a CANCEL), failed, dropped (anything else).",
 		}, []string{"action"}),
 	}
 	if reg != nil {
