@@ -87,11 +87,15 @@ type fastWeb struct {
 	pkt    rtp.Packet // guarded by mu
 	good   bool       // guarded by mu; a packet has decrypted
 	failed int        // guarded by mu; packets that did not, before one did
-	waited int        // guarded by mu; packets left to pion in this handover
+	waited int        // guarded by mu; packets left to pion in handover seen
+	seen   uint64     // guarded by mu; the handover waited counts for
+	taken  uint64     // guarded by mu; the last handover that ended
 
-	// handover is set while packets of the browser may still be queued on
-	// pion's path (after arming, after a move): see takeOver.
-	handover atomic.Bool
+	// handover numbers the times packets of the browser may have been
+	// left queued on pion's path (arming is 1, each move one more); the
+	// fast path has taken over when taken has caught up (takeOver). A
+	// counter, not a flag: a move during a handover must start another.
+	handover atomic.Uint64
 
 	// The send side runs under the toWeb pipe's mutex (fromPlain).
 	out    *srtp.Context
@@ -107,7 +111,7 @@ type fastWeb struct {
 func newFastWeb(s *Session, local, remote *srtp.Context) *fastWeb {
 	f := &fastWeb{s: s, in: remote, out: local,
 		fastIn: s.b.m.fast.WithLabelValues("in"), fastOut: s.b.m.fast.WithLabelValues("out")}
-	f.handover.Store(true)
+	f.handover.Store(1)
 	return f
 }
 
@@ -159,18 +163,23 @@ func (f *fastWeb) receive(sock *iceSocket, b []byte) bool {
 // ends, the browser's earlier packets may still sit in pion's queue (its
 // SRTP session, Session.readWeb) and would reach the phone after this
 // newer one: two goroutines, no order between them. So a packet that does
-// not follow on the last one relayed goes to pion too, behind those, and
-// the fast path takes over at the first one that does. Called with mu held.
+// not follow on the newest one the bridge has received from the browser
+// goes to pion too, behind those, and the fast path takes over at the
+// first one that does. Called with mu held (then the pipe's: fromWeb
+// takes only the latter, so the order is the same everywhere).
 func (f *fastWeb) takeOver() bool {
-	if !f.handover.Load() {
+	h := f.handover.Load()
+	if h == f.taken {
 		return true
+	}
+	if h != f.seen {
+		f.seen, f.waited = h, 0
 	}
 	if !f.s.toPlain.follows(f.pkt.SSRC, f.pkt.SequenceNumber) && f.waited < maxHandoverWaits {
 		f.waited++
 		return false
 	}
-	f.waited = 0
-	f.handover.Store(false)
+	f.taken = h
 	return true
 }
 
@@ -291,7 +300,7 @@ func (s *Session) moveFast(f *fastWeb, p selectedPair) {
 	}
 	if old != p.remote {
 		// Packets from the new address reached pion until now.
-		f.handover.Store(true)
+		f.handover.Add(1)
 	}
 	if sock := s.b.sockFor(p.local); sock != nil {
 		f.sock.Store(sock)

@@ -114,7 +114,7 @@ func TestFastPathHandoverKeepsOrder(t *testing.T) {
 	waitFor(t, "the call on the fast path", func() bool { return b.fast.len() == 1 })
 	c.browserSends(5, 0)
 	fastIn := b.m.fast.WithLabelValues("in")
-	c.s.fast.Load().handover.Store(true) // as a move of the browser does
+	c.s.fast.Load().handover.Add(1) // as a move of the browser does
 
 	c.mu.Lock()
 	c.web.next(0, ramp()) // lost: the next packet does not follow on

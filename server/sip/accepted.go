@@ -2,9 +2,6 @@ package sip
 
 import (
 	"bytes"
-	"context"
-	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,33 +30,51 @@ import (
 // bytes of each 2xx it relayed to an INVITE, and where they went, for
 // 64*T1 (acceptedKept, in a table with no pointers per entry, kept.go),
 // and answers a retransmission by sending those bytes again. A 2xx whose
-// first copy this peer never relayed goes on as from a stateless proxy
-// (forward2xxStateless).
-type acceptedKept struct {
-	mu   sync.Mutex
-	kept *keptAnswers // guarded by mu
+// first copy this peer never relayed crossed a CANCEL: when a CANCEL ends
+// a fork, the peer keeps where its INVITE came from, and such a 2xx goes
+// there (keepCancelledUpstream).
+type acceptedKept struct{ sweptAnswers }
+
+// maxAccepted bounds the entries kept: 64*T1 of 2xx at 2000 calls a
+// second (a few tens of MB of answers).
+const maxAccepted = 1 << 16
+
+func newAcceptedKept() *acceptedKept {
+	return &acceptedKept{sweptAnswers{kept: newKeptAnswers(), limit: maxAccepted}}
 }
 
-// maxAccepted bounds the 2xx kept: 64*T1 of them at 4000 calls a second.
-const maxAccepted = 1 << 17
-
-func newAcceptedKept() *acceptedKept { return &acceptedKept{kept: newKeptAnswers()} }
-
-// acceptedKey names a callee's 2xx as it arrives from downstream: its
-// dialog (Call-ID, the callee's To tag) and CSeq number. A retransmission
-// carries the same three (§17.1.3 matches on the branch, but a proxy that
-// forked has several branches and keeps none of them).
+// acceptedKey names a callee's 2xx as it arrives from downstream: this
+// peer's branch in its top Via (a retransmission carries the same, and a
+// request that passes this peer twice has two), its dialog (Call-ID, the
+// callee's To tag) and CSeq number.
 func acceptedKey(res *sip.Response) (string, bool) {
-	cid, to, cs := res.CallID(), res.To(), res.CSeq()
-	if cid == nil || to == nil || cs == nil || cs.MethodName != sip.INVITE {
+	cid, to, cs, v := res.CallID(), res.To(), res.CSeq(), res.Via()
+	if cid == nil || to == nil || cs == nil || v == nil || cs.MethodName != sip.INVITE {
 		return "", false
 	}
 	tag, _ := to.Params.Get("tag")
-	return cid.Value() + "\x00" + tag + "\x00" + strconv.FormatUint(uint64(cs.SeqNo), 10), true
+	branch, _ := v.Params.Get("branch")
+	return "2xx\x00" + branch + "\x00" + cid.Value() + "\x00" + tag + "\x00" + strconv.FormatUint(uint64(cs.SeqNo), 10), true
 }
 
-// remember keeps res, as relayed upstream over network to dest through
-// the connection whose local address is local, under key.
+// upstreamKey names the INVITE a cancelled fork came from, as a 2xx from
+// downstream names it (Call-ID, CSeq number).
+func upstreamKey(callID string, cseq uint32) string {
+	return "up\x00" + callID + "\x00" + strconv.FormatUint(uint64(cseq), 10)
+}
+
+// upstreamKeyOf is upstreamKey for a response.
+func upstreamKeyOf(res *sip.Response) (string, bool) {
+	cid, cs := res.CallID(), res.CSeq()
+	if cid == nil || cs == nil || cs.MethodName != sip.INVITE {
+		return "", false
+	}
+	return upstreamKey(cid.Value(), cs.SeqNo), true
+}
+
+// remember keeps, under key for 64*T1, where a response goes upstream
+// (over network to dest, through the connection whose local address is
+// local) and, unless res is nil, the response as it went.
 func (a *acceptedKept) remember(key string, res *sip.Response, network, dest, local string, now time.Time) {
 	b := acceptedBufs.Get().(*bytes.Buffer)
 	defer acceptedBufs.Put(b)
@@ -68,144 +83,153 @@ func (a *acceptedKept) remember(key string, res *sip.Response, network, dest, lo
 		b.WriteString(s)
 		b.WriteByte(0)
 	}
-	res.StringWrite(b)
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.kept.expire(now, maxAccepted)
-	a.kept.put(key, b.Bytes(), now.Add(timerJ)) // copies b
+	if res != nil {
+		res.StringWrite(b)
+	}
+	a.put(key, b.Bytes(), now)
 }
 
 // acceptedBufs are remember's buffers: a 2xx is written out once per call.
 var acceptedBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// lookup returns the relayed copy of the 2xx under key and where it went.
-func (a *acceptedKept) lookup(key string) (network, dest, local string, msg []byte, ok bool) {
+// upstream is where a response goes, as remember kept it.
+type upstream struct{ network, dest, local string }
+
+// lookup returns what remember kept under key: where it goes, and the
+// response's bytes (empty for an upstream alone).
+func (a *acceptedKept) lookup(key string) (upstream, []byte, bool) {
 	a.mu.Lock()
+	a.kept.expire(time.Now(), a.limit) // nothing past Timer J
 	b := a.kept.get(key)
 	a.mu.Unlock()
 	if b == nil {
-		return "", "", "", nil, false
+		return upstream{}, nil, false
 	}
 	parts := bytes.SplitN(b, []byte{0}, 4)
 	if len(parts) != 4 {
-		return "", "", "", nil, false
+		return upstream{}, nil, false
 	}
-	return string(parts[0]), string(parts[1]), string(parts[2]), parts[3], true
+	return upstream{string(parts[0]), string(parts[1]), string(parts[2])}, parts[3], true
+}
+
+// localOf is the local address of conn, or "".
+func localOf(conn sip.Connection) string {
+	if conn != nil && conn.LocalAddr() != nil {
+		return conn.LocalAddr().String()
+	}
+	return ""
 }
 
 // keepRelayed2xx remembers a 2xx this peer relayed upstream for the
 // INVITE req, through the server transaction's connection conn (nil when
 // there is none to name), under key (acceptedKey of the 2xx as it came).
 func (s *Service) keepRelayed2xx(key string, res *sip.Response, req *sip.Request, conn sip.Connection) {
-	local := ""
-	if conn != nil && conn.LocalAddr() != nil {
-		local = conn.LocalAddr().String()
+	s.accepted.remember(key, res, req.Transport(), req.Source(), localOf(conn), time.Now())
+}
+
+// keepCancelledUpstream remembers where the INVITE of a fork that a
+// CANCEL ended came from: a callee's 2xx that crossed the CANCEL may still
+// come from downstream after sipgo's 487 ended the transaction here (or,
+// from the next peer, fork.relayLate2xx there). A fork that translates its
+// responses (a bridged call's SDP, a shifted CSeq) is left out: its 2xx
+// cannot go up untranslated, and is dropped.
+func (f *fork) keepCancelledUpstream() {
+	f.mu.Lock()
+	translated := f.cseqShift != 0
+	for _, b := range f.branches {
+		translated = translated || b.media != nil
 	}
-	s.accepted.remember(key, res, req.Transport(), req.Source(), local, time.Now())
+	f.mu.Unlock()
+	cs := f.req.CSeq()
+	if translated || cs == nil {
+		return
+	}
+	f.s.accepted.remember(upstreamKey(callIDOf(f.req), cs.SeqNo), nil, f.req.Transport(), f.req.Source(),
+		localOf(f.txConn()), time.Now())
 }
 
 // onStrayResponse handles a response that matches no client transaction
-// (sipgo's unhandled-response hook): a 2xx to an INVITE this peer relayed
-// goes upstream again, as it went the first time. Anything else is
-// dropped, where §16.7 would forward it statelessly: this peer ends a
-// client transaction only at its final response, which it relayed, so a
-// stray provisional or non-2xx final response is one the caller's
-// transaction no longer takes.
+// (sipgo's unhandled-response hook). A 2xx to an INVITE goes upstream:
+// a retransmission as this peer relayed the first copy, a 2xx that
+// crossed a CANCEL to where the cancelled INVITE came from, without this
+// peer's Via (as a stateless proxy would, §16.11). Such a 2xx goes only
+// where a request of the same call came from, never where an unknown
+// response's Vias say. Anything else is dropped, where §16.7 would
+// forward it statelessly: this peer ends a client transaction only at its
+// final response, which it relayed, so a stray provisional or non-2xx
+// final response is one the caller's transaction no longer takes.
 func (s *Service) onStrayResponse(res *sip.Response) {
-	key, ok := acceptedKey(res)
 	v := res.Via()
-	if !ok || !res.IsSuccess() || v == nil || !(strings.EqualFold(v.Host, s.cfg.Host) || s.isPeerHost(v.Host)) {
-		s.log.Debug("dropping a response that matches no transaction", "response", res.StartLine(), "call", callIDOf(res))
-		s.m.stray.WithLabelValues("dropped").Inc()
+	if !res.IsSuccess() || v == nil || !(strings.EqualFold(v.Host, s.cfg.Host) || s.isPeerHost(v.Host)) {
+		s.stray(res, "dropped", "a response that matches no transaction", nil)
 		return
 	}
-	var err error
-	if network, dest, local, raw, kept := s.accepted.lookup(key); kept {
-		err = s.resend2xx(network, dest, local, raw)
-	} else {
-		err = s.forward2xxStateless(res)
+	if key, ok := acceptedKey(res); ok {
+		if up, raw, kept := s.accepted.lookup(key); kept {
+			s.stray(res, "forwarded", "", s.resend2xx(up, raw))
+			return
+		}
 	}
-	switch {
-	case errors.Is(err, errNoUpstream):
-		s.log.Debug("dropping a 2xx to a request of this peer's own", "call", callIDOf(res))
-		s.m.stray.WithLabelValues("dropped").Inc()
-		return
-	case err != nil:
-		s.log.Debug("forwarding a 2xx that matches no transaction failed", "call", callIDOf(res), "err", err)
-		s.m.stray.WithLabelValues("failed").Inc()
-		return
+	if key, ok := upstreamKeyOf(res); ok {
+		if up, _, kept := s.accepted.lookup(key); kept {
+			s.stray(res, "forwarded", "", s.forward2xx(up, res))
+			return
+		}
 	}
-	s.m.stray.WithLabelValues("forwarded").Inc()
+	s.stray(res, "unknown", "a 2xx of no call this peer relayed or cancelled", nil)
 }
 
-// forward2xxStateless sends a 2xx that this peer never relayed upstream
-// as a stateless proxy does (§16.11, §16.7 step 9): without its own Via,
-// to the next Via's sent-by (received and rport, RFC 3581), or over a
-// stream when that names a peer. Such a 2xx crossed a CANCEL: sipgo's 487
-// (here, or at the peer that sent it, fork.relayLate2xx) ended the
-// transaction it belonged to. A 2xx to an INVITE this peer sent itself
-// has no Via left and is dropped.
-func (s *Service) forward2xxStateless(res *sip.Response) error {
+// stray counts what became of a response that matched no transaction,
+// and logs why it was dropped or what failed.
+func (s *Service) stray(res *sip.Response, action, why string, err error) {
+	switch {
+	case err != nil:
+		action = "failed"
+		s.log.Debug("forwarding a 2xx that matches no transaction failed", "call", callIDOf(res), "err", err)
+	case why != "":
+		s.log.Debug("dropping "+why, "response", res.StartLine(), "call", callIDOf(res))
+	}
+	s.m.stray.WithLabelValues(action).Inc()
+}
+
+// forward2xx sends res, a 2xx that crossed a CANCEL, to up without this
+// peer's Via (§16.7 step 9).
+func (s *Service) forward2xx(up upstream, res *sip.Response) error {
 	res.RemoveHeader("Via")
-	next := res.Via()
-	if next == nil {
+	if res.Via() == nil {
 		return errNoUpstream
 	}
-	network := strings.ToUpper(next.Transport)
-	res.SetTransport(network)
-	res.SetDestination("")
-	res.SetDestination(res.Destination()) // from the Via now on top
-	tl := s.ua.TransportLayer()
-	var (
-		conn sip.Connection
-		err  error
-	)
-	switch node, isPeer := NodeOfHost(next.Host); {
-	case isPeer:
-		if s.peerDest == nil {
-			return fmt.Errorf("%w: no overlay streams on this peer", errPeerGone)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), peerDialTimeout)
-		defer cancel()
-		var dest string
-		if dest, err = s.peerDest(ctx, node); err != nil {
-			return err
-		}
-		res.SetDestination(dest)
-		res.SetTransport("TCP")
-		conn, err = tl.GetConnection("TCP", dest)
-	case network == "UDP":
-		s.mu.Lock()
-		local := s.udpAddr
-		s.mu.Unlock()
-		conn, err = tl.GetConnection(network, local)
-	default:
-		conn, err = tl.GetConnection(network, res.Destination())
-	}
+	conn, err := s.connTo(up)
 	if err != nil {
 		return err
 	}
+	res.SetDestination(up.dest)
+	res.SetTransport(up.network)
 	return conn.WriteMsg(res)
 }
 
-// resend2xx sends raw, a 2xx as this peer relayed it, to dest over
-// network again: on the connection to dest when the transport keeps one
-// per peer (a stream, TCP, TLS, WebSocket), else on the socket it left
-// from (UDP).
-func (s *Service) resend2xx(network, dest, local string, raw []byte) error {
+// resend2xx sends raw, a 2xx as this peer relayed it, to up again.
+func (s *Service) resend2xx(up upstream, raw []byte) error {
 	m, err := sip.ParseMessage(raw)
 	if err != nil {
 		return err
 	}
-	tl := s.ua.TransportLayer()
-	conn, err := tl.GetConnection(network, dest)
-	if err != nil && local != "" {
-		conn, err = tl.GetConnection(network, local)
-	}
+	conn, err := s.connTo(up)
 	if err != nil {
 		return err
 	}
-	m.SetDestination(dest)
-	m.SetTransport(network)
+	m.SetDestination(up.dest)
+	m.SetTransport(up.network)
 	return conn.WriteMsg(m)
+}
+
+// connTo is the connection a response to up leaves on: the socket it
+// left from over UDP, else the connection to the request's source (a
+// stream, TCP, TLS, WebSocket; RFC 3261 §18.2.2), if still open.
+func (s *Service) connTo(up upstream) (sip.Connection, error) {
+	tl := s.ua.TransportLayer()
+	if strings.EqualFold(up.network, "UDP") {
+		return tl.GetConnection(up.network, up.local)
+	}
+	return tl.GetConnection(up.network, up.dest)
 }

@@ -335,6 +335,7 @@ func countVias(hs []sip.Header) int {
 // cancelBranches sends CANCEL on every INVITE branch still ringing
 // (§16.10); branches without a provisional response are left to time out.
 func (f *fork) cancelBranches() {
+	f.keepCancelledUpstream()
 	f.mu.Lock()
 	f.cancelled = true
 	var pending []*branch

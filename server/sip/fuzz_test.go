@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -119,8 +120,19 @@ func FuzzStrayResponse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if res, ok := msg.(*sip.Response); ok {
-			ts.onStrayResponse(res)
+		res, ok := msg.(*sip.Response)
+		if !ok {
+			return
 		}
+		if len(data)%2 == 0 { // half the inputs find a kept copy and an upstream
+			now := time.Now()
+			if key, ok := acceptedKey(res); ok {
+				ts.accepted.remember(key, res, "UDP", "127.0.0.1:9", "", now)
+			}
+			if key, ok := upstreamKeyOf(res); ok {
+				ts.accepted.remember(key, nil, "TCP", "127.0.0.1:9", "", now)
+			}
+		}
+		ts.onStrayResponse(res) // no connection to 127.0.0.1:9: nothing leaves
 	})
 }

@@ -2,13 +2,56 @@ package sip
 
 import (
 	"hash/maphash"
+	"sync"
 	"time"
 )
+
+// sweptAnswers is a keptAnswers under its own lock whose answers expire
+// after Timer J (64*T1, which Timer L equals), and are swept while any are
+// left: nothing else drops them when traffic stops.
+type sweptAnswers struct {
+	mu      sync.Mutex
+	kept    *keptAnswers // guarded by mu
+	pending bool         // guarded by mu: a sweep is scheduled
+	limit   int          // the most answers kept; the oldest go first
+}
+
+// put keeps answer (copied) under key for Timer J.
+func (a *sweptAnswers) put(key string, answer []byte, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.kept.put(key, answer, now.Add(timerJ))
+	a.kept.expire(now, a.limit)
+	if !a.pending {
+		a.pending = true
+		time.AfterFunc(timerJ, a.sweep)
+	}
+}
+
+// sweep drops the expired answers, and comes back while any are left.
+func (a *sweptAnswers) sweep() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.kept.expire(time.Now(), a.limit)
+	if a.kept.len() == 0 {
+		a.pending = false
+		return
+	}
+	time.AfterFunc(timerJ, a.sweep)
+}
+
+// get returns the answer kept under key, or nil; see keptAnswers.get.
+func (a *sweptAnswers) get(key string) []byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.kept.get(key)
+}
 
 // keptAnswers keeps the final responses of completed REGISTER server
 // transactions for Timer J (RFC 3261 §17.2.2), keyed as in §17.2.3, so
 // that a retransmission gets the same response again without being
-// processed again.
+// processed again. The same table keeps the finished UDP transactions
+// (udpfinal.go) and the 2xx a peer relayed to INVITEs (accepted.go).
 //
 // At thousands of REGISTERs a second the table holds hundreds of
 // thousands of answers (64*T1 = 32 s of them). Kept as one object per
@@ -23,7 +66,7 @@ import (
 // later entry then takes the index, and the earlier one's retransmission
 // is processed anew, which for a REGISTER rewrites the same binding.
 //
-// Not safe for concurrent use: the udpRegistrar's mu guards it.
+// Not safe for concurrent use: each user's own mutex guards it.
 type keptAnswers struct {
 	seed   maphash.Seed
 	index  map[uint64]uint64 // key hash → sequence number of its entry

@@ -41,50 +41,18 @@ import (
 // An INVITE answered with a non-2xx stays with sipgo: its transaction
 // retransmits the response until the ACK (Timer G, §17.2.1), which a
 // table cannot do, and it ends 5 s (Timer I) after that ACK anyway.
-type udpFinals struct {
-	mu      sync.Mutex
-	kept    *keptAnswers // guarded by mu
-	pending bool         // guarded by mu: a sweep is scheduled
-}
+type udpFinals struct{ sweptAnswers }
 
-func newUDPFinals() *udpFinals { return &udpFinals{kept: newKeptAnswers()} }
+func newUDPFinals() *udpFinals {
+	return &udpFinals{sweptAnswers{kept: newKeptAnswers(), limit: maxRegTx}}
+}
 
 // absorb is the answer kept for an INVITE answered 2xx: nothing to send.
 var absorb = []byte{}
 
-// put keeps answer under key for Timer J (Timer L is as long).
-func (u *udpFinals) put(key string, answer []byte, now time.Time) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.kept.put(key, answer, now.Add(timerJ))
-	u.kept.expire(now, maxRegTx)
-	if !u.pending {
-		// Nothing else drops the entries when traffic stops.
-		u.pending = true
-		time.AfterFunc(timerJ, u.sweep)
-	}
-}
-
-// sweep drops the expired entries, and comes back while any are left.
-func (u *udpFinals) sweep() {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.kept.expire(time.Now(), maxRegTx)
-	if u.kept.len() == 0 {
-		u.pending = false
-		return
-	}
-	time.AfterFunc(timerJ, u.sweep)
-}
-
-// get returns the answer kept under key: nil if there is none, absorb
-// (empty) for an INVITE answered 2xx, else the destination, a newline,
-// and the response's bytes.
-func (u *udpFinals) get(key string) []byte {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.kept.get(key)
-}
+// udpFinals.get returns the answer kept under key: nil if there is none,
+// absorb (empty) for an INVITE answered 2xx, else the destination, a
+// newline, and the response's bytes.
 
 // udpTxKey is the key of the server transaction req belongs to (RFC 3261
 // §17.2.3; an ACK matches its INVITE), as method, plus the source the
