@@ -127,10 +127,11 @@ func (s *Service) keepRelayed2xx(key string, res *sip.Response, req *sip.Request
 	s.accepted.remember(key, res, req.Transport(), req.Source(), localOf(conn), time.Now())
 }
 
-// keepCancelledUpstream remembers where the INVITE of a fork that a
-// CANCEL ended came from: a callee's 2xx that crossed the CANCEL may still
-// come from downstream after sipgo's 487 ended the transaction here (or,
-// from the next peer, fork.relayLate2xx there). A fork that translates its
+// keepCancelledUpstream remembers where the INVITE of a fork whose
+// branches are being cancelled came from (the caller's CANCEL, or a 2xx on
+// another branch, §16.7 step 10): a callee's 2xx that crossed the CANCEL
+// may still come from downstream after a 487 ended its transaction here
+// (sent by sipgo here, or by the next peer, fork.relayLate2xx there). A fork that translates its
 // responses (a bridged call's SDP, a shifted CSeq) is left out: its 2xx
 // cannot go up untranslated, and is dropped.
 func (f *fork) keepCancelledUpstream() {
