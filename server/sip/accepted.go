@@ -200,13 +200,7 @@ func (s *Service) forward2xx(up upstream, res *sip.Response) error {
 	if res.Via() == nil {
 		return errNoUpstream
 	}
-	conn, err := s.connTo(up)
-	if err != nil {
-		return err
-	}
-	res.SetDestination(up.dest)
-	res.SetTransport(up.network)
-	return conn.WriteMsg(res)
+	return s.sendUp(up, res)
 }
 
 // resend2xx sends raw, a 2xx as this peer relayed it, to up again.
@@ -215,6 +209,11 @@ func (s *Service) resend2xx(up upstream, raw []byte) error {
 	if err != nil {
 		return err
 	}
+	return s.sendUp(up, m)
+}
+
+// sendUp sends m to up (connTo).
+func (s *Service) sendUp(up upstream, m sip.Message) error {
 	conn, err := s.connTo(up)
 	if err != nil {
 		return err
