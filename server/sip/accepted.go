@@ -98,10 +98,7 @@ type upstream struct{ network, dest, local string }
 // lookup returns what remember kept under key: where it goes, and the
 // response's bytes (empty for an upstream alone).
 func (a *acceptedKept) lookup(key string) (upstream, []byte, bool) {
-	a.mu.Lock()
-	a.kept.expire(time.Now(), a.limit) // nothing past Timer J
-	b := a.kept.get(key)
-	a.mu.Unlock()
+	b := a.get(key)
 	if b == nil {
 		return upstream{}, nil, false
 	}
@@ -131,9 +128,9 @@ func (s *Service) keepRelayed2xx(key string, res *sip.Response, req *sip.Request
 // branches are being cancelled came from (the caller's CANCEL, or a 2xx on
 // another branch, §16.7 step 10): a callee's 2xx that crossed the CANCEL
 // may still come from downstream after a 487 ended its transaction here
-// (sent by sipgo here, or by the next peer, fork.relayLate2xx there). A fork that translates its
-// responses (a bridged call's SDP, a shifted CSeq) is left out: its 2xx
-// cannot go up untranslated, and is dropped.
+// (sent by sipgo here, or by the next peer, fork.relayLate2xx there). A
+// fork that translates its responses (a bridged call's SDP, a shifted
+// CSeq) is left out: its 2xx cannot go up untranslated, and is dropped.
 func (f *fork) keepCancelledUpstream() {
 	f.mu.Lock()
 	translated := f.cseqShift != 0

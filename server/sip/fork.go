@@ -260,8 +260,9 @@ func (f *fork) relay(b *branch, res *sip.Response) {
 	if v == nil || res.CallID() == nil {
 		return
 	}
+	inv2xx := res.IsSuccess() && f.req.IsInvite()
 	key, keep := "", false
-	if res.IsSuccess() && f.req.IsInvite() {
+	if inv2xx {
 		key, keep = acceptedKey(res) // as it came, before it changes here
 	}
 	if b != nil {
@@ -280,7 +281,7 @@ func (f *fork) relay(b *branch, res *sip.Response) {
 	res.SetDestination(f.req.Source())
 	res.SetTransport(f.req.Transport())
 	err := f.stx.Respond(res)
-	if err != nil && res.IsSuccess() && f.req.IsInvite() {
+	if err != nil && inv2xx {
 		err = f.relayLate2xx(res)
 	}
 	if keep && err == nil {

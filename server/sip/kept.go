@@ -40,10 +40,12 @@ func (a *sweptAnswers) sweep() {
 	time.AfterFunc(timerJ, a.sweep)
 }
 
-// get returns the answer kept under key, or nil; see keptAnswers.get.
+// get returns the answer kept under key, or nil once it has expired; see
+// keptAnswers.get.
 func (a *sweptAnswers) get(key string) []byte {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.kept.expire(time.Now(), a.limit)
 	return a.kept.get(key)
 }
 

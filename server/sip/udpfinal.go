@@ -41,6 +41,9 @@ import (
 // An INVITE answered with a non-2xx stays with sipgo: its transaction
 // retransmits the response until the ACK (Timer G, §17.2.1), which a
 // table cannot do, and it ends 5 s (Timer I) after that ACK anyway.
+//
+// An answer kept (get) is absorb (empty) for an INVITE answered 2xx, else
+// the destination, a newline, and the response's bytes.
 type udpFinals struct{ sweptAnswers }
 
 func newUDPFinals() *udpFinals {
@@ -49,10 +52,6 @@ func newUDPFinals() *udpFinals {
 
 // absorb is the answer kept for an INVITE answered 2xx: nothing to send.
 var absorb = []byte{}
-
-// udpFinals.get returns the answer kept under key: nil if there is none,
-// absorb (empty) for an INVITE answered 2xx, else the destination, a
-// newline, and the response's bytes.
 
 // udpTxKey is the key of the server transaction req belongs to (RFC 3261
 // §17.2.3; an ACK matches its INVITE), as method, plus the source the
