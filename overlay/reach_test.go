@@ -176,6 +176,11 @@ func TestPrivatePeerIsReachedThroughRelays(t *testing.T) {
 		}
 	}
 	start := time.Now()
+	defer func() { // what a failed move left, for the flake this test has had
+		if t.Failed() {
+			t.Logf("relays held %v (gone %s, spare %s) %v after the kill", held(), gone, spare, time.Since(start).Round(time.Millisecond))
+		}
+	}()
 	waitFor(t, 25*time.Second, "reservation moved to the spare relay", func() bool {
 		h := held()
 		return len(h) == relayCount && !slices.Contains(h, gone) && slices.Contains(h, spare)
