@@ -283,7 +283,10 @@ func (n *Node) Lookup(ctx context.Context, aor string) (reg *Registration, err e
 		return nil, err
 	}
 	now := time.Now()
-	if p := n.lookups.get(canon, now); p != nil {
+	if p, refresh := n.lookups.get(canon, now); p != nil {
+		if refresh {
+			go n.refreshLookup(canon, now)
+		}
 		return p.reg.clone(), nil
 	}
 	gen := n.lookups.gen(canon)
@@ -296,6 +299,23 @@ func (n *Node) Lookup(ctx context.Context, aor string) (reg *Registration, err e
 	}
 	n.lookups.put(canon, p, now, gen)
 	return p.reg.clone(), nil
+}
+
+// refreshLookup fetches a cached record again before it lapses (see
+// lookupCache), so that no call waits for the DHT while the AOR is in use.
+// A failed query leaves the entry to lapse at its TTL; the next Lookup
+// then asks the DHT itself, and reports the error.
+func (n *Node) refreshLookup(canon string, now time.Time) {
+	gen := n.lookups.gen(canon)
+	p, err := n.sharedLookup(n.ctx, canon, gen)
+	switch {
+	case err != nil:
+		n.log.Debug("refreshing a cached lookup failed", "aor", canon, "err", err)
+	case p == nil:
+		n.lookups.forget(canon, gen)
+	default:
+		n.lookups.put(canon, p, now, gen)
+	}
 }
 
 // lookupFlightTimeout bounds a DHT query that several Lookups share; each
