@@ -111,7 +111,7 @@ func TestLookupCacheRefreshAhead(t *testing.T) {
 // it again before it lapses, so that Lookup keeps answering from the
 // cache past the TTL of the first answer (no call waits for the DHT).
 func TestLookupRefreshesAhead(t *testing.T) {
-	const ttl = 400 * time.Millisecond
+	const ttl = 2 * time.Second
 	tn := newTestNet(t, 2, func(c *Config) { c.LookupCacheTTL = ttl })
 	a, b := tn.nodes[0], tn.nodes[1]
 	const aor = "sip:dora@test.overlay"
@@ -135,7 +135,7 @@ func TestLookupRefreshesAhead(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	time.Sleep(time.Until(first.Add(ttl + 50*time.Millisecond)))
+	time.Sleep(time.Until(first.Add(ttl + 100*time.Millisecond)))
 	if got, _ := a.lookups.get(aor, time.Now()); got == nil {
 		t.Fatal("the entry lapsed at the first answer's TTL although it was refreshed")
 	}

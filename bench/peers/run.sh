@@ -85,6 +85,10 @@
 #   PERF=1                    perf record -g both peers during the first (b) latency run
 #   PERF=sched                perf sched record (whole machine) during that run instead
 #   PEER_ENV="GODEBUG=gctrace=1"  extra environment of the peers (for diagnosis)
+#   SPLIT=1                   also run bench/peers/hopsplit in each latency run: the
+#                             peers' part of INVITE -> 200 without the UAS's own time,
+#                             split into the way in and out (for diagnosis: it takes
+#                             every UDP packet on lo, so it costs more than siprtt)
 set -euo pipefail
 
 die() { echo "run.sh: $*" >&2; exit 1; }
@@ -133,13 +137,14 @@ BOB_ADDR=127.0.0.53 # sipp UAS registered at peer 2, :5070
 CAROL_ADDR=127.0.0.54 # sipp UAS registered at peer 1, :5070
 UAC_ADDR=127.0.0.55 # sipp UAC, :5080
 
-CORES="" P1_PID="" P2_PID="" BOB_PID="" CAROL_PID="" RTT_PID="" PERF_PID="" UAS_PID="" RES="" MAX=0 CUR=""
+CORES="" P1_PID="" P2_PID="" BOB_PID="" CAROL_PID="" RTT_PID="" SPLIT_PID="" PERF_PID="" UAS_PID="" RES="" MAX=0 CUR=""
 P1_URL="" P2_URL=""
 SCRATCH=$(mktemp -d /tmp/peerbench-run.XXXXXX)
 cleanup() {
 	set +e
 	[ -n "$PERF_PID" ] && kill -INT "$PERF_PID" 2>/dev/null
 	[ -n "$RTT_PID" ] && kill "$RTT_PID" 2>/dev/null
+	[ -n "$SPLIT_PID" ] && kill "$SPLIT_PID" 2>/dev/null
 	stop_uases
 	stop_peers
 	rm -rf "$SCRATCH"
@@ -173,6 +178,9 @@ fi
 build_rev "$NEW_REV" "$SCRATCH/new" "$SCRATCH/p2psip-stream"
 log "building bench/peers/siprtt"
 (cd "$REPO" && go build -o "$SCRATCH/siprtt" ./bench/peers/siprtt)
+if [ "${SPLIT:-0}" = 1 ]; then
+	(cd "$REPO" && go build -o "$SCRATCH/hopsplit" ./bench/peers/hopsplit)
+fi
 
 # ---- peers ---------------------------------------------------------------
 
@@ -357,6 +365,12 @@ uac() {
 		"${RT[@]}" "${PIN_SIPP[@]}" "$SCRATCH/siprtt" -ip "$UAC_ADDR" -port 5080 -csv "$d/calls.csv" >"$d/siprtt.out" 2>"$d/siprtt.err" &
 		RTT_PID=$!
 		for _ in $(seq 50); do grep -q capturing "$d/siprtt.err" 2>/dev/null && break; sleep 0.1; done
+		if [ "${SPLIT:-0}" = 1 ]; then
+			"${RT[@]}" "${PIN_SIPP[@]}" "$SCRATCH/hopsplit" -uac "$UAC_ADDR:5080" -uas "$BOB_ADDR:5070,$CAROL_ADDR:5070" \
+				-csv "$d/split.csv" >"$d/hopsplit.out" 2>"$d/hopsplit.err" &
+			SPLIT_PID=$!
+			for _ in $(seq 50); do grep -q capturing "$d/hopsplit.err" 2>/dev/null && break; sleep 0.1; done
+		fi
 	fi
 	if [ "${PERF_NOW:-}" = 1 ]; then
 		perf record -g -o "$OUT/perf-$tag.data" -p "$P1_PID,$P2_PID" -- sleep "$secs" >"$OUT/perf-$tag.log" 2>&1 &
@@ -381,6 +395,11 @@ uac() {
 		RTT_PID=""
 		r=$(tr ' ' '\n' <"$d/siprtt.out" | awk -F= 'NF == 2 {printf "%s ", $2}')
 		[ -n "$r" ] || r="- - - - - - - - - "
+	fi
+	if [ -n "$SPLIT_PID" ]; then
+		kill -INT "$SPLIT_PID" 2>/dev/null || true
+		wait "$SPLIT_PID" 2>/dev/null || true
+		SPLIT_PID=""
 	fi
 	[ -s "$d/stat.csv" ] || die "sipp wrote no statistics for $tag: $(tail -5 "$d/sipp.out")"
 	res=$(summarize "$d/stat.csv" "$(ls "$d"/*_rtt.csv 2>/dev/null | head -1 || true)")
@@ -475,7 +494,7 @@ latency() { # path rate: a b b a, LAT_ROUNDS times
 		echo "$path lat $kind $rate $res" >>"$OUT/steps.txt"
 		# shellcheck disable=SC2086
 		set -- $res
-		log "$path latency ${RT[*]:+(${RT[*]}) }($kind: $([ "$kind" = a ] && echo 'peer 1 only' || echo 'peer 1 -> peer 2')) r=$rate: calls=$1 ok=$2 failed=$3 INVITE->180 p50=${12}us p99=${13}us INVITE->200 p50=${14}us p99=${15}us (sipp p99 ${7}ms, capture drops ${17}) $CORES load=$(cut -d' ' -f1 /proc/loadavg)$([ "${18:-}" != "" ] && g=$(gcs_during "$path" "${18}" "$LAT_SECONDS") && [ -n "$g" ] && echo " GCs (peer@s/mark ms): $g")"
+		log "$path latency ${RT[*]:+(${RT[*]}) }($kind: $([ "$kind" = a ] && echo 'peer 1 only' || echo 'peer 1 -> peer 2')) r=$rate: calls=$1 ok=$2 failed=$3 INVITE->180 p50=${12}us p99=${13}us INVITE->200 p50=${14}us p99=${15}us (sipp p99 ${7}ms, capture drops ${17}) $CORES load=$(cut -d' ' -f1 /proc/loadavg)$([ "${18:-}" != "" ] && g=$(gcs_during "$path" "${18}" "$LAT_SECONDS") && [ -n "$g" ] && echo " GCs (peer@s/mark ms): $g")$([ -s "$OUT/$path-lat$i-$kind-$rate/hopsplit.out" ] && echo " split (us): $(cat "$OUT/$path-lat$i-$kind-$rate/hopsplit.out")")"
 	done
 	PIN_SIPP=(nice -n "$NICE" taskset -c 1)
 }
