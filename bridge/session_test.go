@@ -200,7 +200,9 @@ func bridgeAddr(t *testing.T, sdp []byte) netip.AddrPort {
 
 func waitFor(t *testing.T, what string, f func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	// Generous: on a loaded 2-core CI machine under -race, a browser leg
+	// once took over 10 s to connect (ICE and DTLS; not traced further).
+	deadline := time.Now().Add(30 * time.Second)
 	for !f() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
