@@ -25,7 +25,8 @@ import (
 // ahead). Without that, every call that arrived while the entry was
 // being fetched again waited for a DHT query once per TTL: at 1000 calls
 // a second to one AOR that was a burst of calls each second held for the
-// query's few milliseconds, most of a peer hop's p99 (bench/README.md).
+// query's few milliseconds, which showed in a peer hop's p99
+// (bench/README.md, "Two periodic stalls in a peer").
 // The staleness bound is unchanged: no entry is served past its TTL.
 type lookupCache struct {
 	ttl time.Duration
