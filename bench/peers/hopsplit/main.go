@@ -138,13 +138,5 @@ func report(calls map[string]*call, csvPath string) {
 		slices.Sort(v)
 	}
 	fmt.Printf("calls=%d peers_p50=%s peers_p99=%s fwd_p99=%s uas_p50=%s uas_p99=%s back_p99=%s\n",
-		len(peers), pct(peers, 50), pct(peers, 99), pct(fwd, 99), pct(uas, 50), pct(uas, 99), pct(back, 99))
-}
-
-// pct is the nearest-rank percentile of sorted values, "-" if none.
-func pct(v []int64, p int) string {
-	if len(v) == 0 {
-		return "-"
-	}
-	return strconv.FormatInt(v[max(1, (len(v)*p+99)/100)-1], 10)
+		len(peers), locap.Pct(peers, 50), locap.Pct(peers, 99), locap.Pct(fwd, 99), locap.Pct(uas, 50), locap.Pct(uas, 99), locap.Pct(back, 99))
 }

@@ -128,17 +128,5 @@ func report(calls map[string]*call, first, skip int64, drops uint32, csvPath str
 	slices.Sort(d180)
 	slices.Sort(d200)
 	fmt.Printf("calls=%d with180=%d with200=%d p50_180=%s p99_180=%s p50_200=%s p99_200=%s max_200=%s drops=%d first=%.6f\n",
-		n, len(d180), len(d200), pct(d180, 50), pct(d180, 99), pct(d200, 50), pct(d200, 99), pct(d200, 100), drops, float64(first)/1e9)
-}
-
-// pct is the nearest-rank percentile of sorted values, "-" if none.
-func pct(v []int64, p int) string {
-	if len(v) == 0 {
-		return "-"
-	}
-	i := (len(v)*p + 99) / 100
-	if i < 1 {
-		i = 1
-	}
-	return fmt.Sprint(v[i-1])
+		n, len(d180), len(d200), locap.Pct(d180, 50), locap.Pct(d180, 99), locap.Pct(d200, 50), locap.Pct(d200, 99), locap.Pct(d200, 100), drops, float64(first)/1e9)
 }

@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 	"unsafe"
@@ -218,4 +219,12 @@ func Capture(name string, ip net.IP, d time.Duration, f func(Packet)) (drops uin
 		}
 		f(p)
 	}
+}
+
+// Pct is the nearest-rank percentile p of sorted values, "-" if none.
+func Pct(v []int64, p int) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	return strconv.FormatInt(v[max(1, (len(v)*p+99)/100)-1], 10)
 }
