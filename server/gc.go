@@ -10,19 +10,30 @@ import (
 	"strings"
 )
 
-// The peer's garbage collector settings. A SIP proxy keeps a small live
-// heap (transactions, flows, the overlay's records) but allocates fast:
-// every message is parsed, copied per branch and serialised. With Go's
-// default GOGC=100 the heap goal is twice that small live heap, so the
-// collector runs very often and its cost follows the allocation rate, not
-// the memory in use (measured: at 2500 calls/s, GOGC=400 spends 13 % less
-// CPU per call than GOGC=100). A higher GOGC alone would let a peer on a
-// small board or in a tight container grow into trouble, so it comes with
-// a soft memory limit: near the limit the runtime collects as often as
-// needed again. The user's GOGC or GOMEMLIMIT in the environment wins:
-// then the peer leaves the collector alone.
+// The peer's garbage collector settings: GOGC=50 (half Go's default),
+// under a soft memory limit of half the machine's (or cgroup's) memory, so
+// that a peer in a tight container collects more often as its heap nears
+// the limit instead of being killed. The user's GOGC or GOMEMLIMIT in the
+// environment wins: then the peer leaves the collector alone.
+//
+// Why a low GOGC: a loaded peer's live heap is mostly the finished
+// transactions it keeps for Timer J (kept.go: 32 s of answers, tens of MB
+// at 1000 calls/s), which hold no pointers and so cost the mark phase
+// almost nothing. What a higher GOGC buys, fewer mark phases, is small
+// here; what it costs is a heap several times that table: hundreds of MB
+// of pages touched fresh whenever the load rises (each first touch a page
+// fault, dear on a virtual machine), all swept after every cycle, and a
+// peer on one core polls the network only every 10 ms (Go's sysmon) while
+// its background sweeper runs. Measured on the benchmark VM
+// (bench/README.md, 2026-12-06), added p99 per hop at 1000 calls/s
+// through two peers, interleaved pairs: GOGC=400 7.7, 16.7, 11.0 ms
+// against GOGC=100 2.6, 7.1, 3.4 ms; GOGC=100 68.3 (a stall of the
+// machine), 8.3 ms against GOGC=50 3.6, 2.1 ms; CPU per call the same or
+// lower each time. (GOGC=400, this peer's earlier setting, had cut CPU per
+// call by 13 % at 2500 calls/s in a measurement of 2026-11-25, when a
+// loaded peer's live heap was a few MB.)
 const (
-	gcPercent = 400
+	gcPercent = 50
 	// memLimitFloor keeps the soft limit from forcing constant collection
 	// on a machine (or container) with very little memory.
 	memLimitFloor = 64 << 20
@@ -41,8 +52,7 @@ func tuneGC(lookup func(string) (string, bool), log *slog.Logger) {
 	}
 	limit, total := softMemoryLimit(cgroupMemoryMax(), readFileOr("/proc/meminfo"))
 	if limit == 0 {
-		// Neither cgroup nor /proc/meminfo (not Linux): without a limit a
-		// higher GOGC would be unbounded, so keep Go's defaults.
+		// Neither cgroup nor /proc/meminfo (not Linux): no limit to set.
 		log.Debug("GC left at Go's defaults: machine memory unknown")
 		return
 	}

@@ -8,7 +8,7 @@
 // unregister) that talk to a running peer's HTTPS API.
 //
 // Unless GOGC or GOMEMLIMIT is set in the environment, serve runs the
-// garbage collector at GOGC=400 under a soft memory limit of half the
+// garbage collector at GOGC=50 under a soft memory limit of half the
 // machine's (or cgroup's) memory; gc.go says why.
 package main
 

@@ -38,7 +38,7 @@ const (
 // closes.
 func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
-	tuneGC(os.LookupEnv, log) // gc.go: GOGC=400 under a soft memory limit
+	tuneGC(os.LookupEnv, log) // gc.go: GOGC=50 under a soft memory limit
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data dir %s: %w", cfg.DataDir, err)
 	}
