@@ -19,19 +19,22 @@ import (
 // Why a low GOGC: a loaded peer's live heap is mostly the finished
 // transactions it keeps for Timer J (kept.go: 32 s of answers, tens of MB
 // at 1000 calls/s), which hold no pointers and so cost the mark phase
-// almost nothing. What a higher GOGC buys, fewer mark phases, is small
-// here; what it costs is a heap several times that table: hundreds of MB
-// of pages touched fresh whenever the load rises (each first touch a page
-// fault, dear on a virtual machine), all swept after every cycle, and a
-// peer on one core polls the network only every 10 ms (Go's sysmon) while
-// its background sweeper runs. Measured on the benchmark VM
-// (bench/README.md, 2026-12-06), added p99 per hop at 1000 calls/s
-// through two peers, interleaved pairs: GOGC=400 7.7, 16.7, 11.0 ms
-// against GOGC=100 2.6, 7.1, 3.4 ms; GOGC=100 68.3 (a stall of the
-// machine), 8.3 ms against GOGC=50 3.6, 2.1 ms; CPU per call the same or
-// lower each time. (GOGC=400, this peer's earlier setting, had cut CPU per
-// call by 13 % at 2500 calls/s in a measurement of 2026-11-25, when a
-// loaded peer's live heap was a few MB.)
+// almost nothing; yet GOGC multiplies them like any heap. A higher GOGC
+// buys fewer mark phases (at GOGC=50 and 750 calls/s a peer collects
+// about once a second, and is in a mark phase 2–5 % of the time); it
+// costs a heap several times that table: hundreds of MB of pages touched
+// fresh whenever the load rises (each first touch a page fault, dear on a
+// virtual machine), all swept after every cycle, and a peer on one core
+// polls the network only every 10 ms (Go's sysmon) while its background
+// sweeper runs. Measured on the benchmark VM (bench/README.md,
+// 2026-12-06), added p99 per hop at 1000 calls/s through two peers,
+// interleaved pairs of runs that start cold (the heap growing): GOGC=400
+// 7.7, 16.7, 11.0 ms against GOGC=100 2.6, 7.1, 3.4 ms; GOGC=100 68.3 (a
+// stall of the machine), 8.3 ms against GOGC=50 3.6, 2.1 ms; CPU per call
+// the same or lower each time. With the table full (second rounds), two
+// pairs of GOGC=400 against 50 split one each way. (GOGC=400, this peer's
+// earlier setting, had cut CPU per call by 13 % at 2500 calls/s in a
+// measurement of 2026-11-25, when a loaded peer's live heap was a few MB.)
 const (
 	gcPercent = 50
 	// memLimitFloor keeps the soft limit from forcing constant collection
@@ -50,13 +53,14 @@ func tuneGC(lookup func(string) (string, bool), log *slog.Logger) {
 		log.Debug("GC left to the environment", "GOMEMLIMIT", v)
 		return
 	}
+	debug.SetGCPercent(gcPercent)
 	limit, total := softMemoryLimit(cgroupMemoryMax(), readFileOr("/proc/meminfo"))
 	if limit == 0 {
 		// Neither cgroup nor /proc/meminfo (not Linux): no limit to set.
-		log.Debug("GC left at Go's defaults: machine memory unknown")
+		// A GOGC below Go's default needs none.
+		log.Debug("GC tuned, no memory limit: machine memory unknown", "gogc", gcPercent)
 		return
 	}
-	debug.SetGCPercent(gcPercent)
 	debug.SetMemoryLimit(limit)
 	log.Debug("GC tuned (set GOGC or GOMEMLIMIT to override)", "gogc", gcPercent,
 		"memory_limit_mib", limit>>20, "memory_mib", total>>20)
