@@ -10,60 +10,70 @@ import (
 	"strings"
 )
 
-// The peer's garbage collector settings: GOGC=50 (half Go's default),
-// under a soft memory limit of half the machine's (or cgroup's) memory, so
-// that a peer in a tight container collects more often as its heap nears
-// the limit instead of being killed. The user's GOGC or GOMEMLIMIT in the
-// environment wins: then the peer leaves the collector alone.
+// The peer's garbage collector settings: a GOGC that follows what the
+// collector scans (gcpace.go), under a soft memory limit of half the
+// machine's (or cgroup's) memory, so that a peer in a tight container
+// collects more often as its heap nears the limit instead of being killed.
+// The user's GOGC or GOMEMLIMIT in the environment wins: then the peer
+// leaves the collector alone.
 //
-// Why a low GOGC: a loaded peer's live heap is mostly the finished
-// transactions it keeps for Timer J (kept.go: 32 s of answers, tens of MB
-// at 1000 calls/s), which hold no pointers and so cost the mark phase
-// almost nothing; yet GOGC multiplies them like any heap. A higher GOGC
-// buys fewer mark phases (at GOGC=50 and 750 calls/s a peer collects
-// about once a second, and is in a mark phase 2–5 % of the time); it
-// costs a heap several times that table: hundreds of MB of pages touched
-// fresh whenever the load rises (each first touch a page fault, dear on a
+// Why GOGC follows the scan work: a collection costs CPU in proportion to
+// the pointers it traces, while a larger heap costs pages touched fresh
+// whenever the load rises (each first touch a page fault, dear on a
 // virtual machine), all swept after every cycle, and a peer on one core
 // polls the network only every 10 ms (Go's sysmon) while its background
-// sweeper runs. Measured on the benchmark VM (bench/README.md,
-// 2026-12-06), added p99 per hop at 1000 calls/s through two peers,
-// interleaved pairs of runs that start cold (the heap growing): GOGC=400
-// 7.7, 16.7, 11.0 ms against GOGC=100 2.6, 7.1, 3.4 ms; GOGC=100 68.3 (a
-// stall of the machine), 8.3 ms against GOGC=50 3.6, 2.1 ms; CPU per call
-// the same or lower each time. With the table full (second rounds), two
-// pairs of GOGC=400 against 50 split one each way. (GOGC=400, this peer's
-// earlier setting, had cut CPU per call by 13 % at 2500 calls/s in a
-// measurement of 2026-11-25, when a loaded peer's live heap was a few MB.)
+// sweeper runs. What a peer keeps differs by role:
+//
+//   - A peer relaying calls keeps mostly the finished transactions of
+//     Timer J (kept.go: 32 s of answers, tens of MB at 1000 calls/s),
+//     which hold no pointers: its collector scanned 4.4 MB of a 38 MB live
+//     heap at 750 calls/s. There a small headroom is cheap, and it was
+//     better for the tail (bench/README.md, 2026-12-06): added p99 per
+//     hop through two peers, interleaved pairs of runs, GOGC=400 7.7,
+//     16.7, 11.0 ms against GOGC=100 2.6, 7.1, 3.4 ms; GOGC=100 68.3 (a
+//     stall of the machine), 8.3 ms against GOGC=50 3.6, 2.1 ms.
+//   - A registrar keeps hundreds of thousands of bindings, and a busy
+//     proxy's transactions hold parsed messages: pointers, half of the
+//     live heap scanned (154 of 316 MB at 12000 REGISTERs a second). There
+//     a small headroom means a long mark phase every few hundred ms: at a
+//     fixed GOGC=50 the one-core peer's ceiling fell from 16000 to 13500
+//     REGISTERs and from 4000 to 3000 calls a second against GOGC=400,
+//     at 30 % more CPU per request (bench/sip, 2026-12-06).
+//
+// So the headroom is eight times the bytes the last cycle scanned, between
+// half the live heap and four times it (GOGC 50 to 400): the first kind of
+// peer runs near GOGC=50-100, the second near 400.
 const (
-	gcPercent = 50
 	// memLimitFloor keeps the soft limit from forcing constant collection
 	// on a machine (or container) with very little memory.
 	memLimitFloor = 64 << 20
 )
 
 // tuneGC applies the settings above unless the environment set GOGC or
-// GOMEMLIMIT (lookup is os.LookupEnv outside tests).
-func tuneGC(lookup func(string) (string, bool), log *slog.Logger) {
+// GOMEMLIMIT (lookup is os.LookupEnv outside tests). It returns the pacer
+// that sets GOGC, or nil when the environment decides.
+func tuneGC(lookup func(string) (string, bool), log *slog.Logger) *gcPacer {
 	if v, ok := lookup("GOGC"); ok {
 		log.Debug("GC left to the environment", "GOGC", v)
-		return
+		return nil
 	}
 	if v, ok := lookup("GOMEMLIMIT"); ok {
 		log.Debug("GC left to the environment", "GOMEMLIMIT", v)
-		return
+		return nil
 	}
-	debug.SetGCPercent(gcPercent)
+	pacer := startGCPacer(log)
 	limit, total := softMemoryLimit(cgroupMemoryMax(), readFileOr("/proc/meminfo"))
 	if limit == 0 {
 		// Neither cgroup nor /proc/meminfo (not Linux): no limit to set.
-		// A GOGC below Go's default needs none.
-		log.Debug("GC tuned, no memory limit: machine memory unknown", "gogc", gcPercent)
-		return
+		// GOGC is at most 400, so the heap stays within five times the
+		// live heap without one.
+		log.Debug("GC paced by scan work, no memory limit: machine memory unknown")
+		return pacer
 	}
 	debug.SetMemoryLimit(limit)
-	log.Debug("GC tuned (set GOGC or GOMEMLIMIT to override)", "gogc", gcPercent,
+	log.Debug("GC paced by scan work (set GOGC or GOMEMLIMIT to override)",
 		"memory_limit_mib", limit>>20, "memory_mib", total>>20)
+	return pacer
 }
 
 // softMemoryLimit is half the memory this process may use: the smallest

@@ -7,9 +7,10 @@
 // It also carries the operator commands (status, lookup, register,
 // unregister) that talk to a running peer's HTTPS API.
 //
-// Unless GOGC or GOMEMLIMIT is set in the environment, serve runs the
-// garbage collector at GOGC=50 under a soft memory limit of half the
-// machine's (or cgroup's) memory; gc.go says why.
+// Unless GOGC or GOMEMLIMIT is set in the environment, serve sets GOGC
+// after every collection from the collector's scan work (50 to 400), under
+// a soft memory limit of half the machine's (or cgroup's) memory; gc.go
+// says why.
 package main
 
 import (
