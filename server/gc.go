@@ -10,39 +10,39 @@ import (
 	"strings"
 )
 
-// The peer's garbage collector settings: a GOGC that follows what the
-// collector scans (gcpace.go), under a soft memory limit of half the
-// machine's (or cgroup's) memory, so that a peer in a tight container
-// collects more often as its heap nears the limit instead of being killed.
-// The user's GOGC or GOMEMLIMIT in the environment wins: then the peer
-// leaves the collector alone.
+// The peer's garbage collector settings: a GOGC that keeps the
+// collector's share of the peer's CPU near 10 % (gcpace.go), between 50 and
+// 400, under a soft memory limit of half the machine's (or cgroup's)
+// memory, so that a peer in a tight container collects more often as its
+// heap nears the limit instead of being killed. The user's GOGC or
+// GOMEMLIMIT in the environment wins: then the peer leaves the collector
+// alone.
 //
-// Why GOGC follows the scan work: a collection costs CPU in proportion to
-// the pointers it traces, while a larger heap costs pages touched fresh
-// whenever the load rises (each first touch a page fault, dear on a
+// Why no fixed GOGC suits every peer: a larger heap costs pages touched
+// fresh whenever the load rises (each first touch a page fault, dear on a
 // virtual machine), all swept after every cycle, and a peer on one core
 // polls the network only every 10 ms (Go's sysmon) while its background
-// sweeper runs. What a peer keeps differs by role:
+// sweeper runs; a smaller one costs mark phases, in proportion to what
+// the live heap holds. And that differs by role:
 //
 //   - A peer relaying calls keeps mostly the finished transactions of
-//     Timer J (kept.go: 32 s of answers, tens of MB at 1000 calls/s),
-//     which hold no pointers: its collector scanned 4.4 MB of a 38 MB live
-//     heap at 750 calls/s. There a small headroom is cheap, and it was
-//     better for the tail (bench/README.md, 2026-12-06): added p99 per
-//     hop through two peers, interleaved pairs of runs, GOGC=400 7.7,
-//     16.7, 11.0 ms against GOGC=100 2.6, 7.1, 3.4 ms; GOGC=100 68.3 (a
-//     stall of the machine), 8.3 ms against GOGC=50 3.6, 2.1 ms.
-//   - A registrar keeps hundreds of thousands of bindings, and a busy
-//     proxy's transactions hold parsed messages: pointers, half of the
-//     live heap scanned (154 of 316 MB at 12000 REGISTERs a second). There
-//     a small headroom means a long mark phase every few hundred ms: at a
-//     fixed GOGC=50 the one-core peer's ceiling fell from 16000 to 13500
-//     REGISTERs and from 4000 to 3000 calls a second against GOGC=400,
-//     at 30 % more CPU per request (bench/sip, 2026-12-06).
+//     Timer J (kept.go: 32 s of answers, tens of MB at 1000 calls/s) as
+//     plain bytes, which the mark phase barely visits: at GOGC=50 and 750
+//     calls/s a peer spent about 7 ms of CPU per cycle on the collector,
+//     two cycles a second, 4 % of its CPU. A small heap was better for the
+//     tail there (bench/README.md, 2026-12-06): added p99 per hop through
+//     two peers, interleaved pairs of runs, GOGC=400 7.7, 16.7, 11.0 ms
+//     against GOGC=100 2.6, 7.1, 3.4 ms; GOGC=100 68.3 (a stall of the
+//     machine), 8.3 ms against GOGC=50 3.6, 2.1 ms.
+//   - A registrar keeps hundreds of thousands of bindings, objects the
+//     mark phase visits one by one. At a fixed GOGC=50 the one-core peer's
+//     mark phases took a quarter of its CPU at 12000 REGISTERs a second,
+//     and its ceiling fell from 16000 to 13500 REGISTERs and from 4000 to
+//     3000 calls a second against GOGC=400, at up to 30 % more CPU per
+//     request (bench/sip, 2026-12-06).
 //
-// So the headroom is eight times the bytes the last cycle scanned, between
-// half the live heap and four times it (GOGC 50 to 400): the first kind of
-// peer runs near GOGC=50-100, the second near 400.
+// So the pacer measures instead of guessing: after each cycle it scales
+// GOGC by the collector's share of CPU over the target.
 const (
 	// memLimitFloor keeps the soft limit from forcing constant collection
 	// on a machine (or container) with very little memory.
@@ -67,11 +67,11 @@ func tuneGC(lookup func(string) (string, bool), log *slog.Logger) *gcPacer {
 		// Neither cgroup nor /proc/meminfo (not Linux): no limit to set.
 		// GOGC is at most 400, so the heap stays within five times the
 		// live heap without one.
-		log.Debug("GC paced by scan work, no memory limit: machine memory unknown")
+		log.Debug("GC paced by its share of CPU, no memory limit: machine memory unknown")
 		return pacer
 	}
 	debug.SetMemoryLimit(limit)
-	log.Debug("GC paced by scan work (set GOGC or GOMEMLIMIT to override)",
+	log.Debug("GC paced by its share of CPU (set GOGC or GOMEMLIMIT to override)",
 		"memory_limit_mib", limit>>20, "memory_mib", total>>20)
 	return pacer
 }

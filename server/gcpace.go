@@ -2,25 +2,29 @@ package main
 
 import (
 	"log/slog"
+	"math"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"sync/atomic"
 )
 
-// gcPacer sets GOGC after every collection from what that collection had
-// to scan, so that the heap's headroom follows the collector's work
-// rather than the live heap's size (gc.go says why). It reads the runtime's
-// own figures (runtime/metrics) once per cycle, from a cleanup
-// (runtime.AddCleanup) on an object that dies in each cycle: no timer, no
-// polling, and nothing at all while the peer allocates nothing.
+// gcPacer sets GOGC after every collection so that the collector takes
+// about gcCPUTarget of the peer's CPU, with the heap's headroom between
+// half and four times the live heap (gc.go says why). Go's own pacer
+// decides when a cycle starts for a given GOGC; this one only picks GOGC,
+// from the runtime's own CPU accounting (runtime/metrics). It runs from a
+// cleanup (runtime.AddCleanup) on an object that dies in each cycle: no
+// timer, no polling, and nothing at all while the peer allocates nothing.
 type gcPacer struct {
 	log     *slog.Logger
 	percent atomic.Int64 // the GOGC last set
 	stopped atomic.Bool  // set by stop: the next cleanup does not re-arm
-	// samples is only used by the cleanup goroutine (one cycle's cleanup
-	// at a time: each arms the next).
-	samples []metrics.Sample
+	// Used only by the cleanups, one at a time (each arms the next).
+	samples      []metrics.Sample
+	lastGC       float64 // /cpu/classes/gc/total at the last cleanup
+	lastBusy     float64 // total minus idle at the last cleanup
+	lastCPUValid bool
 }
 
 // gcSentinel is allocated to die: its cleanup marks the end of a cycle. It
@@ -29,37 +33,44 @@ type gcPacer struct {
 type gcSentinel struct{ _ *int }
 
 const (
-	// gcScanHeadroom is the heap headroom the pacer allows per byte the
-	// collector scanned: eight, so that the collector scans about one
-	// byte for every eight the peer allocates.
-	gcScanHeadroom = 8
-	// gcPercentMin bounds the headroom below (half the live heap, as
-	// GOGC=50) when almost nothing is scanned: each cycle still costs
-	// its fixed part, and sweeps the whole heap.
+	// gcCPUTarget is the share of the peer's CPU the pacer lets the
+	// collector take: the mark phase's workers and assists, and pauses.
+	gcCPUTarget = 0.10
+	// gcPercentMin is the smallest headroom (half the live heap): where
+	// collecting costs little, as for a peer relaying calls, whose live
+	// heap is mostly answers kept as bytes (kept.go).
 	gcPercentMin = 50
-	// gcPercentMax bounds it above (GOGC=400): a heap of pointers, such
-	// as a registrar's hundreds of thousands of bindings, may grow to five
-	// times its live size, within the soft memory limit.
+	// gcPercentMax is the largest (four times the live heap, within the
+	// soft memory limit): a registrar's bindings are objects the mark
+	// phase must visit one by one.
 	gcPercentMax = 400
 	// gcPercentStart is Go's default, used until the first cycle.
 	gcPercentStart = 100
+	// gcStepMax bounds one cycle's change to a factor of two either way:
+	// one odd cycle (a burst of load, a stop of the machine) moves GOGC
+	// only so far.
+	gcStepMax = 2.0
 )
 
-// gcPercentFor is the GOGC for a heap of live bytes, of which the last
-// collection scanned scan bytes (heap, stacks and globals).
-func gcPercentFor(scan, live uint64) int {
-	if live == 0 {
-		return gcPercentMax
+// nextGCPercent is the GOGC that would have given the last cycle the
+// target share of CPU, had the collector's work per cycle stayed the same
+// (a cycle's mark work follows the live heap, and cycles come as often as
+// the headroom fills, so the share falls as GOGC rises): cur scaled by
+// share / gcCPUTarget, by at most gcStepMax, within the bounds.
+func nextGCPercent(cur int64, share float64) int64 {
+	if math.IsNaN(share) || share < 0 {
+		return cur
 	}
-	p := float64(gcScanHeadroom*100) * float64(scan) / float64(live)
-	return int(min(max(p, gcPercentMin), gcPercentMax))
+	step := min(max(share/gcCPUTarget, 1/gcStepMax), gcStepMax)
+	return int64(math.Round(min(max(float64(cur)*step, gcPercentMin), gcPercentMax)))
 }
 
 // startGCPacer sets GOGC to gcPercentStart and then follows every cycle.
 func startGCPacer(log *slog.Logger) *gcPacer {
 	p := &gcPacer{log: log, samples: []metrics.Sample{
-		{Name: "/gc/scan/total:bytes"},
-		{Name: "/gc/heap/live:bytes"},
+		{Name: "/cpu/classes/gc/total:cpu-seconds"},
+		{Name: "/cpu/classes/total:cpu-seconds"},
+		{Name: "/cpu/classes/idle:cpu-seconds"},
 	}}
 	p.percent.Store(gcPercentStart)
 	debug.SetGCPercent(gcPercentStart)
@@ -73,29 +84,47 @@ func (p *gcPacer) arm() {
 	runtime.AddCleanup(&gcSentinel{}, (*gcPacer).cycle, p)
 }
 
-// cycle runs after a collection: it reads the collection's scan work and
-// live heap, sets GOGC when the wanted value moved by an eighth or more
-// (each change is a log line and a pacer revision; small moves are
-// noise), and arms the next cycle.
+// cycle runs after a collection: it takes the collector's share of the CPU
+// the peer used since the last cycle, sets GOGC when the wanted value moved
+// by an eighth or more (smaller moves are noise, and each change revises
+// Go's pacer), and arms the next cycle.
 func (p *gcPacer) cycle() {
 	if p.stopped.Load() {
 		return
 	}
 	defer p.arm()
-	metrics.Read(p.samples)
-	if p.samples[0].Value.Kind() != metrics.KindUint64 || p.samples[1].Value.Kind() != metrics.KindUint64 {
-		return // not in this Go release: keep what is set
+	share, ok := p.gcShare()
+	if !ok {
+		return
 	}
-	scan, live := p.samples[0].Value.Uint64(), p.samples[1].Value.Uint64()
-	want := int64(gcPercentFor(scan, live))
 	cur := p.percent.Load()
+	want := nextGCPercent(cur, share)
 	if d := want - cur; d < cur/8 && -d < cur/8 {
 		return
 	}
 	p.percent.Store(want)
 	debug.SetGCPercent(int(want))
-	p.log.Debug("GOGC set from the last collection", "gogc", want, "was", cur,
-		"scanned_mib", scan>>20, "live_mib", live>>20)
+	p.log.Debug("GOGC set from the collector's share of CPU", "gogc", want, "was", cur, "gc_cpu_share", share)
+}
+
+// gcShare reads the runtime's CPU classes and returns the collector's
+// share of the busy CPU time since the last call; false the first time,
+// when nothing was busy, or when this Go release lacks the metrics.
+func (p *gcPacer) gcShare() (float64, bool) {
+	metrics.Read(p.samples)
+	for _, s := range p.samples {
+		if s.Value.Kind() != metrics.KindFloat64 {
+			return 0, false
+		}
+	}
+	gc := p.samples[0].Value.Float64()
+	busy := p.samples[1].Value.Float64() - p.samples[2].Value.Float64()
+	dGC, dBusy, valid := gc-p.lastGC, busy-p.lastBusy, p.lastCPUValid
+	p.lastGC, p.lastBusy, p.lastCPUValid = gc, busy, true
+	if !valid || dBusy <= 0 {
+		return 0, false
+	}
+	return dGC / dBusy, true
 }
 
 // gogc is the GOGC last set (for the metric).

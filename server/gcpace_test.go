@@ -2,40 +2,48 @@ package main
 
 import (
 	"log/slog"
+	"math"
 	"runtime"
 	"runtime/debug"
 	"testing"
 	"time"
 )
 
-func TestGCPercentFor(t *testing.T) {
+func TestNextGCPercent(t *testing.T) {
 	for _, c := range []struct {
-		scan, live uint64
-		want       int
+		cur   int64
+		share float64
+		want  int64
 	}{
-		{0, 0, gcPercentMax},
-		{0, 100 << 20, gcPercentMin},       // nothing to scan: the floor
-		{5 << 20, 100 << 20, gcPercentMin}, // 40 %: the floor
-		{1 << 20, 16 << 20, 50},            // 8 × 1/16
-		{1 << 20, 8 << 20, 100},            // 8 × 1/8
-		{4_400_000, 38_000_000, 92},        // a relaying peer (bench/peers)
-		{154 << 20, 316 << 20, 389},        // a registrar (bench/sip)
-		{1 << 20, 1 << 20, gcPercentMax},   // all pointers: the ceiling
-		{1 << 30, 1 << 20, gcPercentMax},   // stacks beyond the heap
+		{100, gcCPUTarget, 100},           // on target: unchanged
+		{100, 0.15, 150},                  // over: a larger headroom
+		{100, 0.05, 50},                   // under: a smaller one
+		{100, 0.9, 200},                   // at most twice per cycle
+		{200, 0.9, gcPercentMax},          // and never above the ceiling
+		{100, 0, gcPercentMin},            // at most half per cycle, and the floor
+		{400, 0.001, 200},                 // half
+		{60, 0.06, gcPercentMin},          // the floor
+		{100, math.NaN(), 100},            // no measurement: unchanged
+		{100, -0.1, 100},                  // a clock that went back: unchanged
+		{gcPercentMax, 0.5, gcPercentMax}, // already at the ceiling
 	} {
-		if got := gcPercentFor(c.scan, c.live); got != c.want {
-			t.Errorf("gcPercentFor(%d, %d) = %d, want %d", c.scan, c.live, got, c.want)
+		if got := nextGCPercent(c.cur, c.share); got != c.want {
+			t.Errorf("nextGCPercent(%d, %v) = %d, want %d", c.cur, c.share, got, c.want)
 		}
 	}
 }
 
-// node is a heap object that is all pointers: the collector scans all of it.
+// node is a heap object that is all pointers, for the mark phase to visit.
 type node struct{ next, prev *node }
 
-// TestGCPacerFollowsScanWork runs the real collector over a live heap of
-// bytes (nothing to scan) and then one of pointers, and waits for the
-// pacer to set GOGC for each.
-func TestGCPacerFollowsScanWork(t *testing.T) {
+var garbage []byte
+
+// TestGCPacerFollowsGCShare runs the real collector while the test
+// allocates: first over a live heap of bytes, which costs the mark phase
+// nothing, so GOGC must fall to the floor; then over a million live
+// objects, which the mark phase visits every cycle, so it must rise to the
+// ceiling.
+func TestGCPacerFollowsGCShare(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	p := startGCPacer(slog.New(slog.DiscardHandler))
 	t.Cleanup(p.stop)
@@ -47,7 +55,7 @@ func TestGCPacerFollowsScanWork(t *testing.T) {
 	for i := range bytes {
 		bytes[i] = byte(i) // touched, so it is really live memory
 	}
-	waitGOGC(t, p, gcPercentMin, "a heap of bytes")
+	allocateUntil(t, p, gcPercentMin, "a live heap of bytes")
 	runtime.KeepAlive(bytes)
 	bytes = nil
 
@@ -59,23 +67,25 @@ func TestGCPacerFollowsScanWork(t *testing.T) {
 		}
 		head = n
 	}
-	waitGOGC(t, p, gcPercentMax, "a heap of pointers")
+	allocateUntil(t, p, gcPercentMax, "a live heap of a million objects")
 	runtime.KeepAlive(head)
 	if got := debug.SetGCPercent(100); got != gcPercentMax {
 		t.Errorf("the runtime's GOGC = %d, want %d", got, gcPercentMax)
 	}
 }
 
-// waitGOGC collects until the pacer has set want, for up to 10 s.
-func waitGOGC(t *testing.T, p *gcPacer, want int64, heap string) {
+// allocateUntil allocates garbage until the pacer has set want, for up
+// to 20 s.
+func allocateUntil(t *testing.T, p *gcPacer, want int64, heap string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for p.percent.Load() != want {
 		if time.Now().After(deadline) {
 			t.Fatalf("with %s, GOGC stayed %d, want %d", heap, p.percent.Load(), want)
 		}
-		runtime.GC()
-		time.Sleep(10 * time.Millisecond)
+		for range 64 {
+			garbage = make([]byte, 64<<10)
+		}
 	}
 }
 
@@ -84,9 +94,11 @@ func TestGCPacerStops(t *testing.T) {
 	p := startGCPacer(slog.New(slog.DiscardHandler))
 	p.stop()
 	bytes := make([]byte, 64<<20) // would take GOGC to the floor
-	for range 5 {
-		runtime.GC()
-		time.Sleep(20 * time.Millisecond)
+	deadline := time.Now().Add(500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		for range 64 {
+			garbage = make([]byte, 64<<10)
+		}
 	}
 	runtime.KeepAlive(bytes)
 	if got := p.percent.Load(); got != gcPercentStart {

@@ -38,7 +38,7 @@ const (
 // closes.
 func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
-	gc := tuneGC(os.LookupEnv, log) // gc.go: GOGC paced by scan work, under a soft memory limit
+	gc := tuneGC(os.LookupEnv, log) // gc.go: GOGC paced by the collector's share of CPU, under a soft memory limit
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data dir %s: %w", cfg.DataDir, err)
 	}
@@ -79,7 +79,7 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 		defer gc.stop()
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "p2psip_gc_percent",
-			Help: "GOGC as the peer last set it from its collector's scan work (absent when the environment sets GOGC or GOMEMLIMIT).",
+			Help: "GOGC as the peer last set it from its collector's share of CPU (absent when the environment sets GOGC or GOMEMLIMIT).",
 		}, gc.gogc))
 	}
 	node, err := startOverlay(cfg, identity, ln.Addr().(*net.TCPAddr), reg, log)
