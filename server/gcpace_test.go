@@ -15,17 +15,17 @@ func TestNextGCPercent(t *testing.T) {
 		share float64
 		want  int64
 	}{
-		{100, gcCPUTarget, 100},           // on target: unchanged
-		{100, 0.15, 150},                  // over: a larger headroom
-		{100, 0.05, 50},                   // under: a smaller one
-		{100, 0.9, 200},                   // at most twice per cycle
-		{200, 0.9, gcPercentMax},          // and never above the ceiling
-		{100, 0, gcPercentMin},            // at most half per cycle, and the floor
-		{400, 0.001, 200},                 // half
-		{60, 0.06, gcPercentMin},          // the floor
-		{100, math.NaN(), 100},            // no measurement: unchanged
-		{100, -0.1, 100},                  // a clock that went back: unchanged
-		{gcPercentMax, 0.5, gcPercentMax}, // already at the ceiling
+		{100, gcCPUTarget, 100},               // on target: unchanged
+		{100, 1.5 * gcCPUTarget, 150},         // over: a larger headroom
+		{100, 0.6 * gcCPUTarget, 60},          // under: a smaller one
+		{100, 0.9, 200},                       // at most twice per cycle
+		{300, 0.9, gcPercentMax},              // and never above the ceiling
+		{100, 0, gcPercentMin},                // at most half per cycle, and the floor
+		{400, 0.001, 200},                     // half
+		{60, 0.5 * gcCPUTarget, gcPercentMin}, // the floor
+		{100, math.NaN(), 100},                // no measurement: unchanged
+		{100, -0.1, 100},                      // a clock that went back: unchanged
+		{gcPercentMax, 0.5, gcPercentMax},     // already at the ceiling
 	} {
 		if got := nextGCPercent(c.cur, c.share); got != c.want {
 			t.Errorf("nextGCPercent(%d, %v) = %d, want %d", c.cur, c.share, got, c.want)
