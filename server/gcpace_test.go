@@ -83,9 +83,19 @@ func allocateUntil(t *testing.T, p *gcPacer, want int64, heap string) {
 		if time.Now().After(deadline) {
 			t.Fatalf("with %s, GOGC stayed %d, want %d", heap, p.percent.Load(), want)
 		}
-		for range 64 {
-			garbage = make([]byte, 64<<10)
+		allocate()
+	}
+}
+
+// allocate makes garbage as a program does, writing what it allocates:
+// 64 chunks of 64 KiB.
+func allocate() {
+	for range 64 {
+		g := make([]byte, 64<<10)
+		for i := range g {
+			g[i] = byte(i)
 		}
+		garbage = g
 	}
 }
 
@@ -96,9 +106,7 @@ func TestGCPacerStops(t *testing.T) {
 	bytes := make([]byte, 64<<20) // would take GOGC to the floor
 	deadline := time.Now().Add(500 * time.Millisecond)
 	for time.Now().Before(deadline) {
-		for range 64 {
-			garbage = make([]byte, 64<<10)
-		}
+		allocate()
 	}
 	runtime.KeepAlive(bytes)
 	if got := p.percent.Load(); got != gcPercentStart {
