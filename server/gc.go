@@ -42,7 +42,13 @@ import (
 //     request (bench/sip, 2026-12-06).
 //
 // So the pacer measures instead of guessing: after each cycle it scales
-// GOGC by the collector's share of CPU over the target.
+// GOGC by the collector's share of CPU over the target. In the benchmarks
+// a relaying peer alone on its core settles at 50 (one sharing its core
+// reads a higher share, and moved between 60 and 170: Go counts a P's
+// time by the wall clock), and the registrar at about 100 in its
+// REGISTER ramp and 170 in its call ramp (its share is already near 5 %
+// there), which gave back most of what the fixed 50 had cost: 14250
+// REGISTERs and 4000 calls a second (bench/README.md).
 const (
 	// memLimitFloor keeps the soft limit from forcing constant collection
 	// on a machine (or container) with very little memory.
