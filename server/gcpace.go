@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync"
 	"sync/atomic"
 )
 
@@ -20,11 +21,13 @@ type gcPacer struct {
 	log     *slog.Logger
 	percent atomic.Int64 // the GOGC last set
 	stopped atomic.Bool  // set by stop: the next cleanup does not re-arm
-	// Used only by the cleanups, one at a time (each arms the next).
-	samples      []metrics.Sample
-	lastGC       float64 // /cpu/classes/gc/total at the last cleanup
-	lastBusy     float64 // total minus idle at the last cleanup
-	lastCPUValid bool
+	// Only one cleanup is pending at a time (each arms the next), but Go
+	// runs cleanups on more than one goroutine, so the lock orders them.
+	mu           sync.Mutex
+	samples      []metrics.Sample // guarded by mu
+	lastGC       float64          // guarded by mu: /cpu/classes/gc/total at the last cleanup
+	lastBusy     float64          // guarded by mu: total minus idle at the last cleanup
+	lastCPUValid bool             // guarded by mu
 }
 
 // gcSentinel is allocated to die: its cleanup marks the end of a cycle. It
@@ -111,6 +114,8 @@ func (p *gcPacer) cycle() {
 // share of the busy CPU time since the last call; false the first time,
 // when nothing was busy, or when this Go release lacks the metrics.
 func (p *gcPacer) gcShare() (float64, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	metrics.Read(p.samples)
 	for _, s := range p.samples {
 		if s.Value.Kind() != metrics.KindFloat64 {
