@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -160,6 +162,13 @@ func TestEndpoints(t *testing.T) {
 	code, body = get(t, p.URL+"/metrics")
 	if code != http.StatusOK || !strings.Contains(string(body), "p2psip_") {
 		t.Errorf("/metrics = %d, want 200 with p2psip_ metrics; body starts: %.500s", code, body)
+	}
+	// The peer paces GOGC itself unless the environment (inherited by the
+	// peer) sets the collector.
+	_, gogc := os.LookupEnv("GOGC")
+	_, memlimit := os.LookupEnv("GOMEMLIMIT")
+	if !gogc && !memlimit && !regexp.MustCompile(`(?m)^p2psip_gc_percent \d+`).Match(body) {
+		t.Errorf("/metrics lacks p2psip_gc_percent (the paced GOGC)")
 	}
 
 	// Plain HTTP to the HTTPS port must not serve the softphone: at most an error

@@ -168,9 +168,9 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 			fmt.Fprintf(out, "  --%s (%s, default %q)\n      %s\n", f.Name, envName(f.Name), f.DefValue, f.Usage)
 		})
 		fmt.Fprintf(out, "\nMemory: unless GOGC or GOMEMLIMIT is set, a peer sets Go's GOGC after each collection\n"+
-			"(%d to %d, so that the collector takes about %d %% of the peer's CPU), under a soft memory\n"+
+			"(%d to %d, so that the collector takes about %g %% of the peer's CPU), under a soft memory\n"+
 			"limit of half the machine's memory (or its cgroup's memory.max), at least %d MiB.\n",
-			gcPercentMin, gcPercentMax, int(gcCPUTarget*100), memLimitFloor>>20)
+			gcPercentMin, gcPercentMax, gcCPUTarget*100, memLimitFloor>>20)
 	}
 	return fs
 }

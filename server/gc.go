@@ -11,7 +11,7 @@ import (
 )
 
 // The peer's garbage collector settings: a GOGC that keeps the
-// collector's share of the peer's CPU near 5 % (gcpace.go), between 50 and
+// collector's share of the peer's CPU near 2.5 % (gcpace.go), between 50 and
 // 400, under a soft memory limit of half the machine's (or cgroup's)
 // memory, so that a peer in a tight container collects more often as its
 // heap nears the limit instead of being killed. The user's GOGC or

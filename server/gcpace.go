@@ -38,7 +38,7 @@ type gcSentinel struct{ _ *int }
 const (
 	// gcCPUTarget is the share of the peer's CPU the pacer lets the
 	// collector take: the mark phase's workers and assists, and pauses.
-	gcCPUTarget = 0.05
+	gcCPUTarget = 0.025
 	// gcPercentMin is the smallest headroom (half the live heap): where
 	// collecting costs little, as for a peer relaying calls, whose live
 	// heap is mostly answers kept as bytes (kept.go).
@@ -89,8 +89,8 @@ func (p *gcPacer) arm() {
 
 // cycle runs after a collection: it takes the collector's share of the CPU
 // the peer used since the last cycle, sets GOGC when the wanted value moved
-// by an eighth or more (smaller moves are noise, and each change revises
-// Go's pacer), and arms the next cycle.
+// by an eighth or more or reached a bound (smaller moves are noise, and
+// each change revises Go's pacer), and arms the next cycle.
 func (p *gcPacer) cycle() {
 	if p.stopped.Load() {
 		return
@@ -102,13 +102,17 @@ func (p *gcPacer) cycle() {
 	}
 	cur := p.percent.Load()
 	want := nextGCPercent(cur, share)
-	if d := want - cur; d < cur/8 && -d < cur/8 {
+	if want == cur || !atBound(want) && want-cur < cur/8 && cur-want < cur/8 {
 		return
 	}
 	p.percent.Store(want)
 	debug.SetGCPercent(int(want))
 	p.log.Debug("GOGC set from the collector's share of CPU", "gogc", want, "was", cur, "gc_cpu_share", share)
 }
+
+// atBound tells whether GOGC is at the floor or the ceiling, which the
+// dead band must not keep it from reaching.
+func atBound(percent int64) bool { return percent == gcPercentMin || percent == gcPercentMax }
 
 // gcShare reads the runtime's CPU classes and returns the collector's
 // share of the busy CPU time since the last call; false the first time,
@@ -135,5 +139,10 @@ func (p *gcPacer) gcShare() (float64, bool) {
 // gogc is the GOGC last set (for the metric).
 func (p *gcPacer) gogc() float64 { return float64(p.percent.Load()) }
 
-// stop ends the pacing after the next cycle; GOGC stays as last set.
-func (p *gcPacer) stop() { p.stopped.Store(true) }
+// stop ends the pacing after the next cycle; GOGC stays as last set. A
+// nil pacer (the environment sets the collector) has nothing to stop.
+func (p *gcPacer) stop() {
+	if p != nil {
+		p.stopped.Store(true)
+	}
+}

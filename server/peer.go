@@ -39,6 +39,7 @@ const (
 func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
 	gc := tuneGC(os.LookupEnv, log) // gc.go: GOGC paced by the collector's share of CPU, under a soft memory limit
+	defer gc.stop()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data dir %s: %w", cfg.DataDir, err)
 	}
@@ -76,7 +77,6 @@ func servePeer(ctx context.Context, cfg Config, stdout, stderr io.Writer) error 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if gc != nil {
-		defer gc.stop()
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "p2psip_gc_percent",
 			Help: "GOGC as the peer last set it from its collector's share of CPU (absent when the environment sets GOGC or GOMEMLIMIT).",
