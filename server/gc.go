@@ -11,7 +11,7 @@ import (
 )
 
 // The peer's garbage collector settings: a GOGC that keeps the
-// collector's share of the peer's CPU near 2.5 % (gcpace.go), between 50 and
+// collector's share of the peer's CPU near 5 % (gcpace.go), between 50 and
 // 400, under a soft memory limit of half the machine's (or cgroup's)
 // memory, so that a peer in a tight container collects more often as its
 // heap nears the limit instead of being killed. The user's GOGC or
@@ -44,11 +44,13 @@ import (
 // So the pacer measures instead of guessing: after each cycle it scales
 // GOGC by the collector's share of CPU over the target. In the benchmarks
 // a relaying peer alone on its core settles at 50 (one sharing its core
-// reads a higher share, and moved between 60 and 170: Go counts a P's
-// time by the wall clock), and the registrar at about 100 in its
-// REGISTER ramp and 170 in its call ramp (its share is already near 5 %
-// there), which gave back most of what the fixed 50 had cost: 14250
-// REGISTERs and 4000 calls a second (bench/README.md).
+// reads a higher share and moved between 60 and 170: Go counts a P's time
+// by the wall clock), and the registrar rose to 400 as its bindings grew
+// (the last cycles of its REGISTER ramp: heap goals of 1082 and 2617 MB
+// over 237 and 522 MB marked). That gave back part of what the fixed 50
+// had cost, not all: against GOGC=400 in two interleaved pairs of runs,
+// 13500 and 14250 REGISTERs a second against 16000 and 16000, and the
+// same call rate (bench/README.md).
 const (
 	// memLimitFloor keeps the soft limit from forcing constant collection
 	// on a machine (or container) with very little memory.

@@ -38,7 +38,7 @@ type gcSentinel struct{ _ *int }
 const (
 	// gcCPUTarget is the share of the peer's CPU the pacer lets the
 	// collector take: the mark phase's workers and assists, and pauses.
-	gcCPUTarget = 0.025
+	gcCPUTarget = 0.05
 	// gcPercentMin is the smallest headroom (half the live heap): where
 	// collecting costs little, as for a peer relaying calls, whose live
 	// heap is mostly answers kept as bytes (kept.go).

@@ -8,7 +8,7 @@
 // unregister) that talk to a running peer's HTTPS API.
 //
 // Unless GOGC or GOMEMLIMIT is set in the environment, serve sets GOGC
-// after every collection so that the collector takes about 2.5 % of the
+// after every collection so that the collector takes about 5 % of the
 // peer's CPU (GOGC 50 to 400), under a soft memory limit of half the
 // machine's (or cgroup's) memory; gc.go says why.
 package main
