@@ -49,8 +49,8 @@ import (
 // (the last cycles of its REGISTER ramp: heap goals of 1082 and 2617 MB
 // over 237 and 522 MB marked). That gave back part of what the fixed 50
 // had cost, not all: against GOGC=400 in two interleaved pairs of runs,
-// 13500 and 14250 REGISTERs a second against 16000 and 16000, and the
-// same call rate (bench/README.md).
+// 13500 and 14250 REGISTERs a second against 16000 and 16000, and 3500
+// calls a second twice against 3500 and 4000 (bench/README.md).
 const (
 	// memLimitFloor keeps the soft limit from forcing constant collection
 	// on a machine (or container) with very little memory.
