@@ -23,11 +23,10 @@ type gcPacer struct {
 	stopped atomic.Bool  // set by stop: the next cleanup does not re-arm
 	// Only one cleanup is pending at a time (each arms the next), but Go
 	// runs cleanups on more than one goroutine, so the lock orders them.
-	mu           sync.Mutex
-	samples      []metrics.Sample // guarded by mu
-	lastGC       float64          // guarded by mu: /cpu/classes/gc/total at the last cleanup
-	lastBusy     float64          // guarded by mu: total minus idle at the last cleanup
-	lastCPUValid bool             // guarded by mu
+	mu       sync.Mutex
+	samples  []metrics.Sample // guarded by mu
+	lastGC   float64          // guarded by mu: /cpu/classes/gc/total at the last cleanup
+	lastBusy float64          // guarded by mu: total minus idle at the last cleanup; 0 before the first
 }
 
 // gcSentinel is allocated to die: its cleanup marks the end of a cycle. It
@@ -128,9 +127,9 @@ func (p *gcPacer) gcShare() (float64, bool) {
 	}
 	gc := p.samples[0].Value.Float64()
 	busy := p.samples[1].Value.Float64() - p.samples[2].Value.Float64()
-	dGC, dBusy, valid := gc-p.lastGC, busy-p.lastBusy, p.lastCPUValid
-	p.lastGC, p.lastBusy, p.lastCPUValid = gc, busy, true
-	if !valid || dBusy <= 0 {
+	dGC, dBusy, first := gc-p.lastGC, busy-p.lastBusy, p.lastBusy == 0
+	p.lastGC, p.lastBusy = gc, busy
+	if first || dBusy <= 0 {
 		return 0, false
 	}
 	return dGC / dBusy, true

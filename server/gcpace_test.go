@@ -57,7 +57,6 @@ func TestGCPacerFollowsGCShare(t *testing.T) {
 	bytes := make([]byte, 256<<20)
 	allocateUntil(t, p, gcPercentMin, "a live heap of bytes")
 	runtime.KeepAlive(bytes)
-	bytes = nil
 
 	var head *node
 	for range 1 << 20 {
