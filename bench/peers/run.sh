@@ -46,7 +46,8 @@
 #   LAT_ROUNDS=2              latency rounds (a b b a each); the table shows the
 #                             median over the runs of each kind
 #   LAT_RATE=                 latency rate for every path (default: half each path's max)
-#   LAT_SPLIT=1               during the latency runs (not the ramp): peer 1 alone on
+#   LAT_SPLIT=auto            6 on a machine of 3 or more cores, else 1
+#                             1: during the latency runs (not the ramp): peer 1 alone on
 #                             core 0, peer 2 moves to core 1 beside sipp and siprtt, so
 #                             one peer's GC does not run on the other's core; 0 keeps
 #                             the ramp's layout; 2 puts sipp and siprtt beside peer 1 on
@@ -56,7 +57,11 @@
 #                             and the UASes beside peer 2 on core 1; 4 puts both UASes
 #                             beside peer 1 on core 0 and peer 2 beside the UAC and
 #                             siprtt (which yield: LAT_UAC_NICE) on core 1, so that a
-#                             UAS shares its core with a peer in (a) and (b) alike
+#                             UAS shares its core with a peer in (a) and (b) alike;
+#                             6 (3+ cores) puts peer 1 alone on core 0, peer 2 alone on
+#                             core 1, and sipp and siprtt on cores 2 and up, so that
+#                             (b) measures peer 2's work and not its wait behind a sipp
+#                             UAS for core 1 (on 2 cores it is layout 1)
 #   LAT_RT=0                  1 (root only): peers SCHED_RR 10, sipp and siprtt SCHED_RR
 #                             20 during the latency runs. Off by default: a peer is never
 #                             deployed real-time, and under SCHED_RR a Go peer's threads
@@ -118,7 +123,13 @@ OUT=${OUT:-$(mktemp -d /tmp/peerbench.XXXXXX)}
 mkdir -p "$OUT"
 CLK_TCK=$(getconf CLK_TCK)
 if [ "$(id -u)" = 0 ]; then NICE=${NICE:--10}; else NICE=${NICE:-0}; fi
-LAT_SPLIT=${LAT_SPLIT:-1}
+LAT_SPLIT=${LAT_SPLIT:-auto}
+if [ "$LAT_SPLIT" = auto ]; then
+	if [ "$(nproc)" -ge 3 ]; then LAT_SPLIT=6; else LAT_SPLIT=1; fi
+fi
+case "$LAT_SPLIT" in 0 | 1 | 2 | 3 | 4 | 6) ;; *) die "LAT_SPLIT must be auto, 0, 1, 2, 3, 4 or 6" ;; esac
+# LOAD_CORES: where layout 6 puts sipp and siprtt in the latency runs.
+if [ "$(nproc)" -ge 3 ]; then LOAD_CORES=2-$(($(nproc) - 1)); else LOAD_CORES=1; fi
 LAT_RT=${LAT_RT:-0}
 LAT_UAC_NICE=${LAT_UAC_NICE:-19}
 LAT_UAS_NICE=${LAT_UAS_NICE:-$NICE}
@@ -468,11 +479,15 @@ latency() { # path rate: a b b a, LAT_ROUNDS times
 		for p in $BOB_PID $CAROL_PID; do taskset -a -p -c 0 "$p" >/dev/null || die "taskset -a -p -c 0 $p failed"; done
 		;;
 	3) taskset -a -p -c 1 "$P2_PID" >/dev/null || die "taskset -a -p -c 1 $P2_PID failed" ;;
+	6)
+		taskset -a -p -c 1 "$P2_PID" >/dev/null || die "taskset -a -p -c 1 $P2_PID failed"
+		for p in $BOB_PID $CAROL_PID; do taskset -a -p -c "$LOAD_CORES" "$p" >/dev/null || die "taskset -a -p -c $LOAD_CORES $p failed"; done
+		;;
 	esac
 	[ -n "${LAT_HOOK:-}" ] && { eval "$LAT_HOOK" || die "LAT_HOOK failed"; }
 	for p in $BOB_PID $CAROL_PID; do renice -n "$LAT_UAS_NICE" -p "$p" >/dev/null || die "renice $p failed"; done
 	local core=1 # of the UAC and siprtt
-	case "$LAT_SPLIT" in 2 | 3) core=0 ;; esac
+	case "$LAT_SPLIT" in 2 | 3) core=0 ;; 6) core=$LOAD_CORES ;; esac
 	if [ "$LAT_UAC_NICE" = idle ]; then
 		PIN_SIPP=(chrt -i 0 taskset -c "$core")
 	else
@@ -501,7 +516,7 @@ latency() { # path rate: a b b a, LAT_ROUNDS times
 
 # ---- run -----------------------------------------------------------------
 
-log "step ${STEP_SECONDS}s, latency runs ${LAT_SECONDS}s x 4 x $LAT_ROUNDS; ramp: peers on core 0, sipp on core 1, nice $NICE; latency runs: $(case "$LAT_SPLIT" in 1) echo "peer 1 on core 0, peer 2 and sipp on core 1" ;; 2) echo "peer 1 and sipp on core 0, peer 2 alone on core 1" ;; 3) echo "peer 1 and the UAC on core 0, peer 2 and the UASes on core 1" ;; 4) echo "peer 1 and the UASes on core 0, peer 2, the UAC and siprtt on core 1" ;; *) echo "peers on core 0, sipp on core 1" ;; esac)$([ "$LAT_RT" = 1 ] && echo ", SCHED_RR" || echo ", nice $NICE, UAC and siprtt nice $LAT_UAC_NICE, UASes nice $LAT_UAS_NICE")"
+log "step ${STEP_SECONDS}s, latency runs ${LAT_SECONDS}s x 4 x $LAT_ROUNDS; ramp: peers on core 0, sipp on core 1, nice $NICE; latency runs: $(case "$LAT_SPLIT" in 1) echo "peer 1 on core 0, peer 2 and sipp on core 1" ;; 2) echo "peer 1 and sipp on core 0, peer 2 alone on core 1" ;; 3) echo "peer 1 and the UAC on core 0, peer 2 and the UASes on core 1" ;; 4) echo "peer 1 and the UASes on core 0, peer 2, the UAC and siprtt on core 1" ;; 6) echo "peer 1 alone on core 0, peer 2 alone on core 1, sipp and siprtt on cores $LOAD_CORES" ;; *) echo "peers on core 0, sipp on core 1" ;; esac)$([ "$LAT_RT" = 1 ] && echo ", SCHED_RR" || echo ", nice $NICE, UAC and siprtt nice $LAT_UAC_NICE, UASes nice $LAT_UAS_NICE")"
 : >"$OUT/steps.txt"
 for path in $PATHS; do
 	CUR=$path
