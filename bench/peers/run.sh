@@ -34,7 +34,12 @@
 #                             streams, peer 1 joined by --join (its overlay connection
 #                             is then the join's WebSocket over TLS to peer 2's HTTPS
 #                             port), stream-tcp = the same binary, peer 1 joined by
-#                             --bootstrap <peer 2's libp2p TCP address> instead
+#                             --bootstrap <peer 2's libp2p TCP address> instead;
+#                             kamailio = the reference: two Kamailio instances
+#                             (kamailio-peer.cfg) as peer 1 and peer 2, UDP between them
+#   KAM_LAT_RATE=             latency rate of the kamailio path (default: the stream
+#                             path's half rate when it ran before, else its own half),
+#                             so that both hops are measured at the same offered load
 #   OLD_REV=6d2ea03           commit of the old path
 #   NEW_REV=HEAD              commit of the stream path; "worktree" builds the
 #                             checkout as it is, uncommitted edits included
@@ -97,9 +102,12 @@
 set -euo pipefail
 
 die() { echo "run.sh: $*" >&2; exit 1; }
-for tool in sipp taskset ss awk curl go git tar; do
+for tool in sipp taskset ss awk curl go git tar pgrep; do
 	command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found; install it first (sipp: apt-get install sip-tester). This script installs nothing."
 done
+if [[ " ${PATHS:-} " == *" kamailio "* ]]; then
+	command -v kamailio >/dev/null 2>&1 || die "PATHS has kamailio: install it first (apt-get install kamailio)"
+fi
 [ "$(nproc)" -ge 2 ] || die "needs at least 2 cores (peers on core 0, sipp on core 1)"
 case "${PERF:-0}" in
 0) ;;
@@ -148,7 +156,7 @@ BOB_ADDR=127.0.0.53 # sipp UAS registered at peer 2, :5070
 CAROL_ADDR=127.0.0.54 # sipp UAS registered at peer 1, :5070
 UAC_ADDR=127.0.0.55 # sipp UAC, :5080
 
-CORES="" P1_PID="" P2_PID="" BOB_PID="" CAROL_PID="" RTT_PID="" SPLIT_PID="" PERF_PID="" UAS_PID="" RES="" MAX=0 CUR=""
+STREAM_HALF="" CORES="" P1_PID="" P2_PID="" BOB_PID="" CAROL_PID="" RTT_PID="" SPLIT_PID="" PERF_PID="" UAS_PID="" RES="" MAX=0 CUR=""
 P1_URL="" P2_URL=""
 SCRATCH=$(mktemp -d /tmp/peerbench-run.XXXXXX)
 cleanup() {
@@ -195,6 +203,23 @@ fi
 
 # ---- peers ---------------------------------------------------------------
 
+# tree PID: PID and all its descendants, one per line. A Kamailio "peer" is
+# a process tree (its SIP workers are forked children), a p2psip peer one
+# process: pinning, priorities and CPU accounting go over the whole tree.
+tree() {
+	local c
+	echo "$1"
+	for c in $(pgrep -P "$1" 2>/dev/null || true); do tree "$c"; done
+}
+
+# pin CORES PID: move every thread of every process of PID's tree.
+pin() {
+	local p
+	for p in $(tree "$2"); do
+		taskset -a -p -c "$1" "$p" >/dev/null || die "taskset -a -p -c $1 $p failed"
+	done
+}
+
 wait_udp() { # addr:port
 	for _ in $(seq 100); do
 		ss -Hlun "src $1" 2>/dev/null | grep -q . && return 0
@@ -228,7 +253,7 @@ start_peer() { # bin name addr [join flag] [join value] -> sets LAST_PID, LAST_U
 # (/api/overlay's sip_streams.transports, e.g. {"tcp":2}); "-" on the old path.
 stream_transports() {
 	local t
-	t=$(curl -sk --max-time 3 "$1/api/overlay" 2>/dev/null | tr -d ' \n' | grep -o '"transports":{[^}]*}' | cut -d: -f2-)
+	[ -n "$1" ] && t=$(curl -sk --max-time 3 "$1/api/overlay" 2>/dev/null | tr -d ' \n' | grep -o '"transports":{[^}]*}' | cut -d: -f2- || true)
 	echo "${t:--}"
 }
 
@@ -236,8 +261,30 @@ sees() { # url node-id: does the peer at url list node-id as an overlay peer?
 	curl -sk --max-time 3 "$1/api/overlay" 2>/dev/null | grep -q "\"$2\""
 }
 
+# start_kamailio name addr other -> sets LAST_PID: one reference instance
+# (kamailio-peer.cfg) on addr:5060 that relays users it does not know to other.
+start_kamailio() {
+	local name=$1 addr=$2 other=$3 dir
+	dir=$(mktemp -d "$SCRATCH/$name.XXXXXX")
+	sed -e "s|@RUNDIR@|$dir|g" -e "s|@ADDR@|$addr|g" -e "s|@OTHER@|$other|g" "$HERE/kamailio-peer.cfg" >"$dir/kamailio.cfg"
+	kamailio -c -f "$dir/kamailio.cfg" >"$dir/check.log" 2>&1 || die "kamailio config check failed: $(tail -5 "$dir/check.log")"
+	"${PIN_PEER[@]}" kamailio -f "$dir/kamailio.cfg" -DD -E -P "$dir/kamailio.pid" -Y "$dir" -m "${KAM_SHM_MB:-256}" -M 8 \
+		>"$OUT/$name.stdout" 2>"$OUT/$name.stderr" &
+	LAST_PID=$!
+	wait_udp "$addr:5060" || die "$name does not listen on $addr:5060: $(tail -5 "$OUT/$name.stderr")"
+}
+
 start_peers() { # path
 	local path=$1 bin p2id p1id tcp
+	if [ "$path" = kamailio ]; then
+		start_kamailio "$path-peer2" "$P2_ADDR" "$P1_ADDR"
+		P2_PID=$LAST_PID P2_URL=""
+		start_kamailio "$path-peer1" "$P1_ADDR" "$P2_ADDR"
+		P1_PID=$LAST_PID P1_URL=""
+		sleep 0.5 # the workers fork after the socket is bound
+		log "$path: peer 2 Kamailio (pids $(tree "$P2_PID" | paste -sd' ')), peer 1 Kamailio (pids $(tree "$P1_PID" | paste -sd' '))"
+		return
+	fi
 	bin=$SCRATCH/p2psip-${path%-tcp}
 	start_peer "$bin" "$path-peer2" "$P2_ADDR"
 	P2_PID=$LAST_PID P2_URL=$LAST_URL p2id=$LAST_ID
@@ -271,7 +318,7 @@ stop_peers() {
 # CPU ticks (user+system) of both peers.
 peer_ticks() {
 	local p t=0 v
-	for p in $P1_PID $P2_PID; do
+	for p in $( (tree "$P1_PID"; tree "$P2_PID") 2>/dev/null); do
 		v=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$p/stat" 2>/dev/null || echo 0)
 		t=$((t + v))
 	done
@@ -384,7 +431,7 @@ uac() {
 		fi
 	fi
 	if [ "${PERF_NOW:-}" = 1 ]; then
-		perf record -g -o "$OUT/perf-$tag.data" -p "$P1_PID,$P2_PID" -- sleep "$secs" >"$OUT/perf-$tag.log" 2>&1 &
+		perf record -g -o "$OUT/perf-$tag.data" -p "$(tree "$P1_PID" | paste -sd,),$(tree "$P2_PID" | paste -sd,)" -- sleep "$secs" >"$OUT/perf-$tag.log" 2>&1 &
 		PERF_PID=$!
 	elif [ "${PERF_NOW:-}" = sched ]; then
 		# whole machine: a thread's wait for the CPU shows only with what ran instead
@@ -473,14 +520,14 @@ gcs_during() {
 latency() { # path rate: a b b a, LAT_ROUNDS times
 	local path=$1 rate=$2 i=0 kind user res p
 	case "$LAT_SPLIT" in
-	1) taskset -a -p -c 1 "$P2_PID" >/dev/null || die "taskset -a -p -c 1 $P2_PID failed" ;;
+	1) pin 1 "$P2_PID" ;;
 	2 | 4) # 2 moves the UAC and siprtt to core 0 as well (below)
-		taskset -a -p -c 1 "$P2_PID" >/dev/null || die "taskset -a -p -c 1 $P2_PID failed"
+		pin 1 "$P2_PID"
 		for p in $BOB_PID $CAROL_PID; do taskset -a -p -c 0 "$p" >/dev/null || die "taskset -a -p -c 0 $p failed"; done
 		;;
-	3) taskset -a -p -c 1 "$P2_PID" >/dev/null || die "taskset -a -p -c 1 $P2_PID failed" ;;
+	3) pin 1 "$P2_PID" ;;
 	6)
-		taskset -a -p -c 1 "$P2_PID" >/dev/null || die "taskset -a -p -c 1 $P2_PID failed"
+		pin 1 "$P2_PID"
 		for p in $BOB_PID $CAROL_PID; do taskset -a -p -c "$LOAD_CORES" "$p" >/dev/null || die "taskset -a -p -c $LOAD_CORES $p failed"; done
 		;;
 	esac
@@ -494,7 +541,7 @@ latency() { # path rate: a b b a, LAT_ROUNDS times
 		PIN_SIPP=(nice -n "$LAT_UAC_NICE" taskset -c "$core")
 	fi
 	if [ "$LAT_RT" = 1 ]; then
-		for p in $P1_PID $P2_PID; do chrt -a -r -p 10 "$p" >/dev/null || die "chrt -a -r -p 10 $p failed"; done
+		for p in $(tree "$P1_PID") $(tree "$P2_PID"); do chrt -a -r -p 10 "$p" >/dev/null || die "chrt -a -r -p 10 $p failed"; done
 		for p in $BOB_PID $CAROL_PID; do chrt -a -r -p 20 "$p" >/dev/null || die "chrt -a -r -p 20 $p failed"; done
 		RT=(chrt -r 20)
 	fi
@@ -536,11 +583,13 @@ for path in $PATHS; do
 	uac "$path-probe-carol" carol 1 1
 	[ "$(echo "$RES" | cut -d' ' -f2)" = 1 ] || die "$path: a call to carol at peer 1 does not get through: see $OUT/$path-probe-carol"
 	{
-		echo "== $path: peer 1's overlay view"
-		curl -sk --max-time 3 "$P1_URL/api/overlay"
-		echo
+		if [ -n "$P1_URL" ]; then
+			echo "== $path: peer 1's overlay view"
+			curl -sk --max-time 3 "$P1_URL/api/overlay" || true
+			echo
+		fi
 		echo "== $path: sockets of the peers"
-		ss -Htunap 2>/dev/null | grep -E "pid=($P1_PID|$P2_PID)," || true
+		ss -Htunap 2>/dev/null | grep -E "pid=($( (tree "$P1_PID"; tree "$P2_PID") | paste -sd'|')))," || true
 	} >"$OUT/$path-sockets.txt"
 	log "$path: bob registered at peer 2, carol at peer 1; test calls passed; SIP streams ride: peer 1 $(stream_transports "$P1_URL"), peer 2 $(stream_transports "$P2_URL")"
 
@@ -548,6 +597,11 @@ for path in $PATHS; do
 	log "$path: max $MAX calls/s"
 	half=${LAT_RATE:-$((MAX / 2 / 50 * 50))}
 	[ "$half" -gt 0 ] || half=50
+	[ "$path" = stream ] && STREAM_HALF=$half
+	if [ "$path" = kamailio ]; then
+		half=${KAM_LAT_RATE:-${STREAM_HALF:-$half}}
+		log "$path: latency runs at $half calls/s$([ -n "${STREAM_HALF:-}" ] && [ -z "${KAM_LAT_RATE:-}" ] && echo ", the stream path's rate")"
+	fi
 	if [ "$LAT_SETTLE" -gt 0 ]; then
 		log "$path: $LAT_SETTLE s for the peers to settle after the ramp's overload"
 		sleep "$LAT_SETTLE"
@@ -555,7 +609,7 @@ for path in $PATHS; do
 	latency "$path" "$half"
 	RT=()
 	echo "$path transports peer1=$(stream_transports "$P1_URL") peer2=$(stream_transports "$P2_URL")" >>"$OUT/steps.txt"
-	echo "$path rss_mb $(awk '/^VmRSS/ {s += $2} END {print int(s / 1024)}' "/proc/$P1_PID/status" "/proc/$P2_PID/status")" >>"$OUT/steps.txt"
+	echo "$path rss_mb $(awk '/^VmRSS/ {s += $2} END {print int(s / 1024)}' $(for p in $(tree "$P1_PID") $(tree "$P2_PID"); do echo "/proc/$p/status"; done))" >>"$OUT/steps.txt"
 	stop_uases
 	stop_peers
 	sleep 2
@@ -608,10 +662,17 @@ awk -v order="$PATHS" '
 			print ""
 			for (i = 1; i <= np; i++) {
 				p = ps[i]
-				if (p == "udp" || !(p in best)) continue
+				if (p == "udp" || p == "kamailio" || !(p in best)) continue
 				printf "%s / udp max calls/s: %.2f (target >= 0.80); %s added p99 per hop (INVITE->200, median of runs): %s ms (target <= 2 ms; udp: %s ms)\n", \
 					p, best[p] / best["udp"], p, ms(add99[p]), ms(add99["udp"])
 			}
+		}
+		# The reference hop: what two Kamailio instances add, same layout and
+		# (by default) the same offered rate as the stream path.
+		if (("kamailio" in add99) && ("stream" in add99)) {
+			printf "reference: kamailio added p99 per hop %s ms at %s/s (max %s calls/s); stream %s ms at %s/s; stream - kamailio: %s ms, stream / kamailio max calls/s: %.2f\n", \
+				ms(add99["kamailio"]), rate["kamailio"], best["kamailio"], ms(add99["stream"]), rate["stream"], \
+				ms(add99["stream"] - add99["kamailio"]), (best["kamailio"] > 0) ? best["stream"] / best["kamailio"] : 0
 		}
 	}' "$OUT/steps.txt"
 echo "== connections the SIP streams rode at the end of each path (\"-\": the old path has no streams)"
