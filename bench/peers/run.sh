@@ -271,6 +271,7 @@ start_kamailio() {
 	"${PIN_PEER[@]}" kamailio -f "$dir/kamailio.cfg" -DD -E -P "$dir/kamailio.pid" -Y "$dir" -m "${KAM_SHM_MB:-256}" -M 8 \
 		>"$OUT/$name.stdout" 2>"$OUT/$name.stderr" &
 	LAST_PID=$!
+	date +%s.%N >"$OUT/$name.started" # as start_peer's, for gcs_during (which finds no gctrace here)
 	wait_udp "$addr:5060" || die "$name does not listen on $addr:5060: $(tail -5 "$OUT/$name.stderr")"
 }
 
