@@ -37,6 +37,8 @@
 #                             --bootstrap <peer 2's libp2p TCP address> instead;
 #                             kamailio = the reference: two Kamailio instances
 #                             (kamailio-peer.cfg) as peer 1 and peer 2, UDP between them
+#   KAM_CHILDREN=1            UDP worker processes of each Kamailio instance (1: one
+#                             core each, as the Go peer's GOMAXPROCS; 2 had a longer tail)
 #   KAM_LAT_RATE=             latency rate of the kamailio path (default: the stream
 #                             path's half rate when it ran before, else its own half),
 #                             so that both hops are measured at the same offered load
@@ -156,6 +158,7 @@ BOB_ADDR=127.0.0.53 # sipp UAS registered at peer 2, :5070
 CAROL_ADDR=127.0.0.54 # sipp UAS registered at peer 1, :5070
 UAC_ADDR=127.0.0.55 # sipp UAC, :5080
 
+KAM_CHILDREN=${KAM_CHILDREN:-1}
 STREAM_HALF="" CORES="" P1_PID="" P2_PID="" BOB_PID="" CAROL_PID="" RTT_PID="" SPLIT_PID="" PERF_PID="" UAS_PID="" RES="" MAX=0 CUR=""
 P1_URL="" P2_URL=""
 SCRATCH=$(mktemp -d /tmp/peerbench-run.XXXXXX)
@@ -266,7 +269,7 @@ sees() { # url node-id: does the peer at url list node-id as an overlay peer?
 start_kamailio() {
 	local name=$1 addr=$2 other=$3 dir
 	dir=$(mktemp -d "$SCRATCH/$name.XXXXXX")
-	sed -e "s|@RUNDIR@|$dir|g" -e "s|@ADDR@|$addr|g" -e "s|@OTHER@|$other|g" "$HERE/kamailio-peer.cfg" >"$dir/kamailio.cfg"
+	sed -e "s|@RUNDIR@|$dir|g" -e "s|@ADDR@|$addr|g" -e "s|@OTHER@|$other|g" -e "s|@CHILDREN@|$KAM_CHILDREN|g" "$HERE/kamailio-peer.cfg" >"$dir/kamailio.cfg"
 	kamailio -c -f "$dir/kamailio.cfg" >"$dir/check.log" 2>&1 || die "kamailio config check failed: $(tail -5 "$dir/check.log")"
 	"${PIN_PEER[@]}" kamailio -f "$dir/kamailio.cfg" -DD -E -P "$dir/kamailio.pid" -Y "$dir" -m "${KAM_SHM_MB:-256}" -M 8 \
 		>"$OUT/$name.stdout" 2>"$OUT/$name.stderr" &
