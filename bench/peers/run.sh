@@ -29,7 +29,7 @@
 # latency runs: see LAT_SPLIT, LAT_UAC_NICE, LAT_SETTLE and LAT_RT.
 #
 # Environment (all optional):
-#   PATHS="udp stream"        which paths, in order: udp = the old socket path (SIP
+#   PATHS="udp stream kamailio"  which paths, in order: udp = the old socket path (SIP
 #                             between the peers over TCP), stream = SIP over libp2p
 #                             streams, peer 1 joined by --join (its overlay connection
 #                             is then the join's WebSocket over TLS to peer 2's HTTPS
@@ -107,9 +107,6 @@ die() { echo "run.sh: $*" >&2; exit 1; }
 for tool in sipp taskset ss awk curl go git tar pgrep; do
 	command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found; install it first (sipp: apt-get install sip-tester). This script installs nothing."
 done
-if [[ " ${PATHS:-} " == *" kamailio "* ]]; then
-	command -v kamailio >/dev/null 2>&1 || die "PATHS has kamailio: install it first (apt-get install kamailio)"
-fi
 [ "$(nproc)" -ge 2 ] || die "needs at least 2 cores (peers on core 0, sipp on core 1)"
 case "${PERF:-0}" in
 0) ;;
@@ -120,7 +117,10 @@ esac
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 SIPDIR=$REPO/bench/sip
-PATHS=${PATHS:-"udp stream"}
+PATHS=${PATHS:-"udp stream kamailio"}
+if [[ " $PATHS " == *" kamailio "* ]]; then
+	command -v kamailio >/dev/null 2>&1 || die "PATHS has kamailio (the reference hop, on by default): install it (apt-get install kamailio) or leave it out of PATHS"
+fi
 OLD_REV=${OLD_REV:-6d2ea03}
 NEW_REV=${NEW_REV:-HEAD}
 STEP_SECONDS=${STEP_SECONDS:-15}
