@@ -174,13 +174,11 @@ func TestPrivatePeerIsReachedThroughRelays(t *testing.T) {
 	gone := before[0]
 	var spare string
 	for _, r := range relays {
-		if !slices.Contains(before, r.ID()) {
-			spare = r.ID()
-		}
-	}
-	for _, r := range relays {
-		if r.ID() == gone {
+		switch {
+		case r.ID() == gone:
 			closeQuietly(r)
+		case !slices.Contains(before, r.ID()):
+			spare = r.ID()
 		}
 	}
 	start := time.Now()
