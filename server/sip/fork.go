@@ -152,6 +152,7 @@ func (f *fork) start(ctx context.Context, b *branch) {
 		return
 	}
 	tx, err := f.s.client.TransactionRequest(ctx, b.out, prebuilt)
+	f.s.order.forwarded(f.req) // sent: the dialog's next request may follow it
 	if err != nil {
 		f.s.log.Debug("branch failed to start", "ruri", b.out.Recipient.String(), "err", err)
 		f.onFinal(b, sip.NewResponseFromRequest(f.req, 503, "Service Unavailable (next hop unreachable)", nil), false)

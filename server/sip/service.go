@@ -37,6 +37,7 @@ type Service struct {
 	// (peername.go); links carries SIP to them (nil without Config.Peers).
 	peerHost string
 	accepted *acceptedKept // 2xx relayed to INVITEs, for their retransmissions
+	order    *dialogOrder  // in-dialog requests in the order they came (order.go)
 	links    *peerLinks
 	// peerDest returns the address of a live stream to a node (links'
 	// ensure); tests replace it to keep traffic off the network.
@@ -54,7 +55,7 @@ type Service struct {
 	udpPort int            // guarded by mu; udpAddr's port
 }
 
-var setSipgoLogger sync.Once
+var setSipgoGlobals sync.Once
 
 // New builds the service; serve it with ServeUDP, ServeTCP and ServeTLS.
 func New(cfg Config) (*Service, error) {
@@ -62,23 +63,30 @@ func New(cfg Config) (*Service, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	// sipgo refuses to send a UDP message near the MTU, which loses large
-	// responses (RFC 4475 longreq) that must go back over UDP (§18.2.2);
-	// the kernel fragments them instead.
-	sip.UDPMTUSize = 65535
-	// sipgo's transaction and transport layers log through its default
-	// logger; give them ours so --log-level applies to them too.
-	// It is process-wide: the first service's logger serves them all
-	// (tests start several peers in one process).
-	setSipgoLogger.Do(func() { sip.SetDefaultLogger(cfg.Logger.With("component", "sipgo")) })
+	// Both settings below are process-wide and read by every running
+	// service's transports, so they are made once (tests start several
+	// peers in one process; the first service's logger serves them all).
+	setSipgoGlobals.Do(func() {
+		// sipgo refuses to send a UDP message near the MTU, which loses
+		// large responses (RFC 4475 longreq) that must go back over UDP
+		// (§18.2.2); the kernel fragments them instead.
+		sip.UDPMTUSize = 65535
+		// sipgo's transaction and transport layers log through its
+		// default logger; give them ours so --log-level applies to them.
+		sip.SetDefaultLogger(cfg.Logger.With("component", "sipgo"))
+	})
 	peerHost, err := PeerHost(cfg.Locator.ID())
 	if err != nil {
 		return nil, fmt.Errorf("%w: node id %q: %w", ErrBadConfig, cfg.Locator.ID(), err)
 	}
 	var s *Service // for the hook below, which runs only once s serves
+	order := newDialogOrder()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("p2psip"), sipgo.WithUserAgentHostname(cfg.Host),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerTransports(sip.TransportsConfig{
-			TCP: &sip.TransportTCP{DialerCreate: tcpDialer}})),
+			TCP: &sip.TransportTCP{DialerCreate: tcpDialer}}),
+			// Registered before the transaction layer's handler, so it
+			// runs first, on the reading goroutine (order.go).
+			func(l *sip.TransportLayer) { l.OnMessage(order.stamp) }),
 		// A transaction whose stream (a peer's, or a device's TCP, TLS or
 		// WebSocket flow) closes ends at once with a transport error
 		// (RFC 3261 §17.1.4: 503 upstream) instead of waiting out Timer F.
@@ -99,7 +107,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	s = &Service{cfg: cfg, log: cfg.Logger.With("component", "sip"), ua: ua, srv: srv, client: client,
 		flows: newFlows(cfg.RegistrationsPerSource), ports: map[string]int{}, m: newMetrics(cfg.Registerer), rrKey: make([]byte, 32),
-		peerHost: peerHost, accepted: newAcceptedKept()}
+		peerHost: peerHost, accepted: newAcceptedKept(), order: order}
 	if cfg.Peers != nil {
 		s.links = newPeerLinks(s, cfg.Peers, cfg.Locator.ID())
 		s.peerDest = s.links.ensure
@@ -109,10 +117,10 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("generating dialog key: %w", err)
 	}
 	// An ACK is no transaction of its own to keep (udpfinal.go).
-	srv.OnAck(s.onAck)
-	srv.OnRegister(s.udpFinalHandler(s.onRegister))
-	srv.OnOptions(s.udpFinalHandler(s.onOptions))
-	onRequest := s.udpFinalHandler(s.onRequest)
+	srv.OnAck(s.inOrder(s.onAck))
+	srv.OnRegister(s.inOrder(s.udpFinalHandler(s.onRegister)))
+	srv.OnOptions(s.inOrder(s.udpFinalHandler(s.onOptions)))
+	onRequest := s.inOrder(s.udpFinalHandler(s.onRequest))
 	for _, m := range []sip.RequestMethod{sip.INVITE, sip.BYE, sip.MESSAGE, sip.INFO, sip.REFER, sip.NOTIFY,
 		sip.SUBSCRIBE, sip.UPDATE, sip.PRACK, sip.PUBLISH} {
 		srv.OnRequest(m, onRequest)
