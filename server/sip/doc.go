@@ -59,6 +59,15 @@
 // bytes of every 2xx it relayed to an INVITE for 64*T1 and sends them up
 // again for each retransmission (accepted.go).
 //
+// # Order within a dialog
+//
+// sipgo starts every request it reads on a goroutine of its own, so two
+// requests read back to back (a zero-length call's ACK and BYE, DTMF as
+// INFO) would race to the next hop. A peer gives each in-dialog request
+// a ticket in read order and forwards it only after the one before it in
+// the same dialog (order.go); a proxy on an ordered path must not add
+// reordering that the UAs behind it do not expect.
+//
 // Where the two sides of a peer are reached differently (a peer stream on
 // one side, a phone, browser or public domain on the other), the peer
 // record-routes twice (RFC 5658 §4), one entry facing each side.
