@@ -111,7 +111,8 @@ func pxStartDaemon(t *testing.T, name, pidFile string, argv ...string) *pxDaemon
 			}
 		}
 		if t.Failed() {
-			t.Logf("%s output (tail):\n%s", name, pxTail(d.out.String(), 24000))
+			out := d.out.String()
+			t.Logf("%s output (tail; the whole of it in %s):\n%s", name, keepFailureLog(t, name, out), pxTail(out, 24000))
 		}
 	})
 	return d
@@ -735,6 +736,22 @@ func TestProxyInboundCall(t *testing.T) {
 }
 
 func (r pxSippResult) ok() bool { return r.Code == 0 }
+
+// keepFailureLog writes a failed test's whole daemon output where it
+// outlives the test's temporary directory (the log shows only its tail),
+// and returns the file's path. A lost message is found in what came
+// first, long before the failure (the call's set-up).
+func keepFailureLog(t *testing.T, name, out string) string {
+	dir := filepath.Join(os.TempDir(), "p2psip-e2e-failures", strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
+	path := filepath.Join(dir, name+".log")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "(not kept: " + err.Error() + ")"
+	}
+	if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+		return "(not kept: " + err.Error() + ")"
+	}
+	return path
+}
 
 func pxTail(s string, n int) string {
 	if len(s) <= n {

@@ -215,6 +215,9 @@ func (s *Service) sendUp(up upstream, m sip.Message) error {
 	if err != nil {
 		return err
 	}
+	// The pool's Get counted a reference; give it back as sipgo's own
+	// WriteMsgTo does, or the connection never closes when its users go.
+	defer func() { _, _ = conn.TryClose() }()
 	m.SetDestination(up.dest)
 	m.SetTransport(up.network)
 	return conn.WriteMsg(m)

@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -77,10 +78,14 @@ func (s *Service) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 // statelessly along its route; sipgo absorbs the ACKs of non-2xx.
 func (s *Service) onAck(req *sip.Request, _ sip.ServerTransaction) {
 	s.m.requests.WithLabelValues("ACK").Inc()
-	if code, _, _ := s.checkRequest(req, false); code != 0 {
-		return // an ACK gets no response (§17.2.3)
+	// An ACK gets no response (§17.2.3): a dropped one is only logged, and
+	// the callee retransmits its 2xx until it gives up on the call.
+	if code, reason, _ := s.checkRequest(req, false); code != 0 {
+		s.log.Debug("dropping ACK", "call_id", callIDOf(req), "source", req.Source(), "code", code, "reason", reason)
+		return
 	}
 	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		s.log.Debug("dropping ACK: Max-Forwards 0", "call_id", callIDOf(req), "source", req.Source())
 		return
 	}
 	inDialog := s.stripSelfRoute(req)
@@ -88,7 +93,7 @@ func (s *Service) onAck(req *sip.Request, _ sip.ServerTransaction) {
 	targets, code, _ := s.targets(ctx, req, inDialog)
 	ctx.release()
 	if code != 0 || len(targets) != 1 {
-		s.log.Debug("dropping ACK with no route", "ruri", req.Recipient.String())
+		s.log.Debug("dropping ACK with no route", "call_id", callIDOf(req), "ruri", req.Recipient.String(), "code", code)
 		return
 	}
 	out := s.prepare(req, targets[0], false, loopHash(req))
@@ -100,7 +105,14 @@ func (s *Service) onAck(req *sip.Request, _ sip.ServerTransaction) {
 		return
 	}
 	if err := s.sendStateless(out); err != nil {
-		s.log.Debug("forwarding ACK failed", "err", err)
+		s.log.Debug("forwarding ACK failed", "call_id", callIDOf(req), "err", err)
+		return
+	}
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		// The ACK is the one message of a call no response confirms: a
+		// trace of each hop tells where a lost one went.
+		s.log.Debug("ACK forwarded", "call_id", callIDOf(req), "cseq", out.CSeq().Value(), "ruri", out.Recipient.String(),
+			"dest", out.Destination(), "transport", out.Transport(), "via", out.Via().Value())
 	}
 }
 
