@@ -23,6 +23,9 @@ type metrics struct {
 	// stray counts responses that matched no transaction, by what was
 	// done with them (accepted.go).
 	stray *prometheus.CounterVec
+	// orderWaits counts in-dialog requests that found the one before them
+	// still on its way (order.go), by outcome.
+	orderWaits *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -56,9 +59,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		stray: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "p2psip_sip_stray_responses_total", Help: "Responses that matched no transaction, by action: forwarded (a callee's 2xx: a retransmission sent upstream again as first relayed, or one that crossed a CANCEL), failed, dropped (anything else).",
 		}, []string{"action"}),
+		orderWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "p2psip_sip_order_waits_total", Help: "In-dialog requests that waited for the request before them in their dialog to be forwarded, by outcome: in_turn (it was, and this one followed it), gave_up (it was not within 250 ms, and this one went on).",
+		}, []string{"outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.responses, m.registersShed, m.retransmissions, m.peerStreams, m.peerOpens, m.bridgeSetup, m.bridgeEnded, m.stray)
+		reg.MustRegister(m.requests, m.responses, m.registersShed, m.retransmissions, m.peerStreams, m.peerOpens, m.bridgeSetup, m.bridgeEnded, m.stray, m.orderWaits)
 	}
 	return m
 }

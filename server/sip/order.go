@@ -124,28 +124,38 @@ func (o *dialogOrder) releaseLocked(t *orderTicket) {
 	}
 }
 
+// Outcomes of await (the label of p2psip_sip_order_waits_total).
+const (
+	orderNoWait = ""        // nothing before req was still on its way
+	orderInTurn = "in_turn" // req waited, and followed the one before it
+	orderGaveUp = "gave_up" // orderWait ran out first
+)
+
 // await blocks until req may go on: the request before it in its dialog
 // has been forwarded, or orderWait has passed since req was read.
-func (o *dialogOrder) await(req *sip.Request) {
+func (o *dialogOrder) await(req *sip.Request) string {
 	o.mu.Lock()
 	t := o.byReq[req]
 	o.mu.Unlock()
 	if t == nil || t.after == nil {
-		return
-	}
-	wait := orderWait - time.Since(t.at)
-	if wait <= 0 {
-		return
+		return orderNoWait
 	}
 	select {
 	case <-t.after:
+		return orderNoWait
 	default:
-		timer := time.NewTimer(wait)
-		defer timer.Stop()
-		select {
-		case <-t.after:
-		case <-timer.C:
-		}
+	}
+	wait := orderWait - time.Since(t.at)
+	if wait <= 0 {
+		return orderGaveUp
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-t.after:
+		return orderInTurn
+	case <-timer.C:
+		return orderGaveUp
 	}
 }
 
@@ -166,7 +176,9 @@ func (o *dialogOrder) forwarded(req *sip.Request) {
 // if it has not done so when it forwarded.
 func (s *Service) inOrder(h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
-		s.order.await(req)
+		if outcome := s.order.await(req); outcome != orderNoWait {
+			s.m.orderWaits.WithLabelValues(outcome).Inc()
+		}
 		defer s.order.forwarded(req)
 		h(req, tx)
 	}

@@ -99,13 +99,20 @@ func inDialog(t *testing.T, method, branch string, cseq int) *sip.Request {
 
 // awaited reports whether await(req) returns within d.
 func awaited(o *dialogOrder, req *sip.Request, d time.Duration) bool {
-	done := make(chan struct{})
-	go func() { o.await(req); close(done) }()
+	_, ok := awaitedAs(o, req, d)
+	return ok
+}
+
+// awaitedAs is awaited with await's outcome, once it returns.
+func awaitedAs(o *dialogOrder, req *sip.Request, d time.Duration) (<-chan string, bool) {
+	done := make(chan string, 1)
+	go func() { done <- o.await(req) }()
 	select {
-	case <-done:
-		return true
+	case outcome := <-done:
+		done <- outcome
+		return done, true
 	case <-time.After(d):
-		return false
+		return done, false
 	}
 }
 
@@ -118,12 +125,21 @@ func TestDialogOrderTickets(t *testing.T) {
 		if !awaited(o, ack, time.Second) {
 			t.Fatal("the first request of a dialog waited")
 		}
-		if awaited(o, bye, 50*time.Millisecond) {
+		outcome, ok := awaitedAs(o, bye, 50*time.Millisecond)
+		if ok {
 			t.Fatal("the BYE went on before the ACK was forwarded")
 		}
 		o.forwarded(ack)
-		if !awaited(o, bye, time.Second) {
+		select {
+		case got := <-outcome:
+			if got != orderInTurn {
+				t.Fatalf("the BYE's wait ended %q, want %q", got, orderInTurn)
+			}
+		case <-time.After(time.Second):
 			t.Fatal("the BYE still waits after the ACK was forwarded")
+		}
+		if got := o.await(bye); got != orderNoWait {
+			t.Fatalf("a request whose predecessor is on its way waited again: %q", got)
 		}
 	})
 	t.Run("what the transaction layer absorbs holds nothing up", func(t *testing.T) {
@@ -147,8 +163,12 @@ func TestDialogOrderTickets(t *testing.T) {
 		o.stamp(lost)
 		o.stamp(bye)
 		start := time.Now()
-		if !awaited(o, bye, 5*orderWait) {
+		outcome, ok := awaitedAs(o, bye, 5*orderWait)
+		if !ok {
 			t.Fatal("the BYE waits for good behind a request no handler took")
+		}
+		if got := <-outcome; got != orderGaveUp {
+			t.Fatalf("the BYE's wait ended %q, want %q", got, orderGaveUp)
 		}
 		if waited := time.Since(start); waited < orderWait/2 {
 			t.Fatalf("the BYE waited %v, not for the request before it", waited)
