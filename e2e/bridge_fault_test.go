@@ -118,8 +118,9 @@ func TestBridgeFaults(t *testing.T) {
 	}
 	brLogMetrics(t, e.H)
 	if t.Failed() {
-		t.Logf("H's log (tail):\n%s", pxTail(e.H.stderr.String(), 30000))
-		t.Logf("P's log (tail):\n%s", pxTail(e.P.stderr.String(), 10000))
+		h, p := e.H.stderr.String(), e.P.stderr.String()
+		t.Logf("H's log (tail; all of what the test kept in %s):\n%s", keepFailureLog(t, "H", h), pxTail(h, 30000))
+		t.Logf("P's log (tail; all of what the test kept in %s):\n%s", keepFailureLog(t, "P", p), pxTail(p, 10000))
 	}
 }
 
