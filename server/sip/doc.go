@@ -64,9 +64,9 @@
 // sipgo starts every request it reads on a goroutine of its own, so two
 // requests read back to back (a zero-length call's ACK and BYE, DTMF as
 // INFO) would race to the next hop. A peer gives each in-dialog request
-// a ticket in read order and forwards it only after the one before it in
-// the same dialog (order.go); a proxy on an ordered path must not add
-// reordering that the UAs behind it do not expect.
+// a ticket in read order and forwards it only after the one before it
+// from the same side of the same dialog (order.go); a proxy on an ordered
+// path must not add reordering that the UAs behind it do not expect.
 //
 // Where the two sides of a peer are reached differently (a peer stream on
 // one side, a phone, browser or public domain on the other), the peer

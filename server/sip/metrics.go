@@ -60,7 +60,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "p2psip_sip_stray_responses_total", Help: "Responses that matched no transaction, by action: forwarded (a callee's 2xx: a retransmission sent upstream again as first relayed, or one that crossed a CANCEL), failed, dropped (anything else).",
 		}, []string{"action"}),
 		orderWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "p2psip_sip_order_waits_total", Help: "In-dialog requests that waited for the request before them in their dialog to be forwarded, by outcome: in_turn (it was, and this one followed it), gave_up (it was not within 250 ms, and this one went on).",
+			Name: "p2psip_sip_order_waits_total", Help: "In-dialog requests that waited for the request before them from the same side of their dialog to be forwarded, by outcome: in_turn (it was, and this one followed it), gave_up (it was not within 250 ms of its arrival, and this one went on).",
 		}, []string{"outcome"}),
 	}
 	if reg != nil {

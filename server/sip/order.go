@@ -23,30 +23,42 @@ import (
 // So each in-dialog request gets a ticket on the read goroutine, in read
 // order, before sipgo starts its goroutine (stamp, a transport-layer
 // message handler registered ahead of the transaction layer's). Its
-// handler waits for the ticket before it (same Call-ID) to be released,
-// and releases its own once the request is on its way to the next hop
-// (forwarded) or the handler is done with it. A request only the
-// transaction layer sees (a retransmission it absorbs, the ACK of a
-// non-2xx) would hold the dialog up for good; so a ticket counts for at
-// most orderWait: after that whatever came next goes ahead.
+// handler waits for the ticket before it to be released, and releases its
+// own once the request is on its way to the next hop (forwarded) or the
+// handler is done with it. Tickets queue per sender of a dialog (Call-ID
+// and From tag): the caller's and the callee's requests come on different
+// flows and have no order between them to keep.
 //
-// Requests outside a dialog (no To tag) are not ordered: nothing can
-// overtake an initial INVITE that matters before its response, and
-// CANCEL is matched to its INVITE by the transaction layer (§9.2).
+// A request only the transaction layer sees (a retransmission it
+// absorbs, the ACK of a non-2xx, §17.1.1.3) would hold the dialog up:
+// no handler ever releases its ticket. So stamp remembers the branch and
+// method of every in-dialog request and INVITE for orderSeen
+// and gives none to a request that repeats one, or to an ACK that shares
+// an INVITE's branch. What still slips through (a retransmission later
+// than orderSeen) counts for at most orderWait from its arrival: after
+// that whatever came next goes on.
+//
+// CANCEL gets no ticket: the transaction layer matches it to its INVITE
+// (§9.2).
 
 // orderWait is how long a request waits for the one before it in its
 // dialog. Forwarding takes well under a millisecond on a live stream and
 // at most a stream's opening (a relayed dial) otherwise.
 const orderWait = 250 * time.Millisecond
 
+// orderSeen is how long the branches of requests are remembered to spot
+// what the transaction layer absorbs: a client's retransmissions up to
+// T1+2*T1 (§17.1.2.2, Timer E) and the ACK of a quick non-2xx (a 407
+// challenge, a 491 in glare).
+const orderSeen = 2 * time.Second
+
 // orderTicket is one in-dialog request's place in its dialog's order.
 type orderTicket struct {
 	req    *sip.Request // until claimed or swept
-	callID string
-	branch string
-	method sip.RequestMethod
+	sender string       // Call-ID and From tag
 	at     time.Time
 	after  chan struct{} // the previous ticket's done; nil if none
+	prevAt time.Time     // when the previous ticket's request was read
 	done   chan struct{} // closed on release
 
 	released bool // guarded by dialogOrder.mu
@@ -54,45 +66,61 @@ type orderTicket struct {
 
 // dialogOrder hands out and keeps the tickets.
 type dialogOrder struct {
-	mu    sync.Mutex
-	last  map[string]*orderTicket       // newest ticket per Call-ID, for orderWait; guarded by mu
-	byReq map[*sip.Request]*orderTicket // tickets by request, for orderWait; guarded by mu
-	fifo  []*orderTicket                // every ticket for orderWait, oldest first; guarded by mu
+	mu       sync.Mutex
+	last     map[string]*orderTicket       // newest ticket per sender, for orderWait; guarded by mu
+	byReq    map[*sip.Request]*orderTicket // tickets by request, for orderWait; guarded by mu
+	fifo     []*orderTicket                // every ticket for orderWait, oldest first; guarded by mu
+	seen     map[string]time.Time          // sender, branch and method of requests read in the last orderSeen; guarded by mu
+	seenFIFO []seenRequest                 // seen's keys, oldest first; guarded by mu
+}
+
+type seenRequest struct {
+	key string
+	at  time.Time
 }
 
 func newDialogOrder() *dialogOrder {
-	return &dialogOrder{last: map[string]*orderTicket{}, byReq: map[*sip.Request]*orderTicket{}}
+	return &dialogOrder{last: map[string]*orderTicket{}, byReq: map[*sip.Request]*orderTicket{}, seen: map[string]time.Time{}}
 }
 
 // stamp gives an in-dialog request its ticket. It runs on the goroutine
 // that read msg, before the transaction layer hands msg on.
 func (o *dialogOrder) stamp(msg sip.Message) {
 	req, ok := msg.(*sip.Request)
-	if !ok || req.Method == sip.CANCEL || toTag(req) == "" {
+	if !ok || req.Method == sip.CANCEL {
 		return
 	}
 	callID, via := callIDOf(req), req.Via()
 	if callID == "" || via == nil {
 		return
 	}
+	inDialog := toTag(req) != ""
+	if !inDialog && req.Method != sip.INVITE {
+		return // neither ordered nor the INVITE a later ACK may share a branch with
+	}
 	branch, _ := via.Params.Get("branch")
-	now := time.Now()
+	sender := callID + "\x00" + fromTag(req)
+	id := sender + "\x00" + branch + "\x00"
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	now := time.Now()
 	o.sweep(now)
-	prev := o.last[callID]
-	if prev != nil && prev.branch == branch &&
-		(prev.method == req.Method || req.Method == sip.ACK && prev.method == sip.INVITE) {
-		// A retransmission, or the hop-by-hop ACK of a non-2xx to a
-		// re-INVITE (§17.1.1.3): the transaction layer absorbs it, and
-		// its handler would never release a ticket.
-		return
+	if _, again := o.seen[id+string(req.Method)]; again {
+		return // a retransmission: the transaction layer absorbs it
 	}
-	t := &orderTicket{req: req, callID: callID, branch: branch, method: req.Method, at: now, done: make(chan struct{})}
-	if prev != nil && !prev.released {
-		t.after = prev.done
+	if _, inv := o.seen[id+string(sip.INVITE)]; inv && req.Method == sip.ACK {
+		return // the hop-by-hop ACK of a non-2xx (§17.1.1.3), absorbed too
 	}
-	o.last[callID] = t
+	o.seen[id+string(req.Method)] = now
+	o.seenFIFO = append(o.seenFIFO, seenRequest{key: id + string(req.Method), at: now})
+	if !inDialog {
+		return // an initial INVITE: nothing of its dialog can overtake it yet
+	}
+	t := &orderTicket{req: req, sender: sender, at: now, done: make(chan struct{})}
+	if prev := o.last[sender]; prev != nil && !prev.released {
+		t.after, t.prevAt = prev.done, prev.at
+	}
+	o.last[sender] = t
 	o.byReq[req] = t
 	o.fifo = append(o.fifo, t)
 }
@@ -103,8 +131,8 @@ func (o *dialogOrder) sweep(now time.Time) {
 	for ; n < len(o.fifo) && now.Sub(o.fifo[n].at) > orderWait; n++ {
 		t := o.fifo[n]
 		o.releaseLocked(t)
-		if o.last[t.callID] == t {
-			delete(o.last, t.callID)
+		if o.last[t.sender] == t {
+			delete(o.last, t.sender)
 		}
 		if t.req != nil { // no handler claimed it
 			delete(o.byReq, t.req)
@@ -114,6 +142,15 @@ func (o *dialogOrder) sweep(now time.Time) {
 	}
 	if n > 0 {
 		o.fifo = o.fifo[n:]
+	}
+	n = 0
+	for ; n < len(o.seenFIFO) && now.Sub(o.seenFIFO[n].at) > orderSeen; n++ {
+		if e := o.seenFIFO[n]; o.seen[e.key].Equal(e.at) {
+			delete(o.seen, e.key)
+		}
+	}
+	if n > 0 {
+		o.seenFIFO = o.seenFIFO[n:]
 	}
 }
 
@@ -132,7 +169,7 @@ const (
 )
 
 // await blocks until req may go on: the request before it in its dialog
-// has been forwarded, or orderWait has passed since req was read.
+// has been forwarded, or orderWait has passed since that one was read.
 func (o *dialogOrder) await(req *sip.Request) string {
 	o.mu.Lock()
 	t := o.byReq[req]
@@ -145,7 +182,7 @@ func (o *dialogOrder) await(req *sip.Request) string {
 		return orderNoWait
 	default:
 	}
-	wait := orderWait - time.Since(t.at)
+	wait := orderWait - time.Since(t.prevAt)
 	if wait <= 0 {
 		return orderGaveUp
 	}

@@ -89,13 +89,24 @@ func inDialogOrder(t *testing.T, p *path) {
 	}
 }
 
-// inDialog is an in-dialog request of the call "ord" with the given top
-// Via branch.
+// inDialog is an in-dialog request of the call "ord" from the caller
+// (From tag a) with the given top Via branch.
 func inDialog(t *testing.T, method, branch string, cseq int) *sip.Request {
 	t.Helper()
+	return ordRequest(t, method, branch, cseq, "a", "b")
+}
+
+// ordRequest is a request of the call "ord" with the given tags ("" for
+// none).
+func ordRequest(t *testing.T, method, branch string, cseq int, from, to string) *sip.Request {
+	t.Helper()
+	toTag := ""
+	if to != "" {
+		toTag = ";tag=" + to
+	}
 	return parse(t, method+" sip:bob@"+testDomain+" SIP/2.0",
 		"Via: SIP/2.0/UDP 127.0.0.1:5070;branch="+branch,
-		"From: <sip:a@"+testDomain+">;tag=a", "To: <sip:bob@"+testDomain+">;tag=b",
+		"From: <sip:a@"+testDomain+">;tag="+from, "To: <sip:bob@"+testDomain+">"+toTag,
 		"Call-ID: ord", "CSeq: "+strconv.Itoa(cseq)+" "+method, "Max-Forwards: 70", "Content-Length: 0")
 }
 
@@ -176,6 +187,56 @@ func TestDialogOrderTickets(t *testing.T) {
 			t.Fatalf("the BYE waited %v, not for the request before it", waited)
 		}
 	})
+	t.Run("a retransmission behind a later request holds nothing up", func(t *testing.T) {
+		o := newDialogOrder()
+		a, b := inDialog(t, "INFO", "z9hG4bK-ia", 2), inDialog(t, "INFO", "z9hG4bK-ib", 3)
+		o.stamp(a)
+		o.forwarded(a) // sent on; its transaction waits downstream
+		o.stamp(b)
+		o.forwarded(b)
+		o.stamp(inDialog(t, "INFO", "z9hG4bK-ia", 2)) // Timer E: absorbed by A's transaction
+		bye := inDialog(t, "BYE", "z9hG4bK-b", 4)
+		o.stamp(bye)
+		if got := o.await(bye); got != orderNoWait {
+			t.Fatalf("the BYE waited behind a retransmission: %q", got)
+		}
+	})
+	t.Run("the ACK of a 407 to the initial INVITE holds nothing up", func(t *testing.T) {
+		o := newDialogOrder()
+		o.stamp(ordRequest(t, "INVITE", "z9hG4bK-i1", 1, "a", ""))
+		o.stamp(ordRequest(t, "ACK", "z9hG4bK-i1", 1, "a", "p407")) // absorbed
+		o.stamp(ordRequest(t, "INVITE", "z9hG4bK-i2", 2, "a", ""))  // the retry
+		ack := ordRequest(t, "ACK", "z9hG4bK-a2", 2, "a", "b")      // of its 200
+		o.stamp(ack)
+		if got := o.await(ack); got != orderNoWait {
+			t.Fatalf("the ACK of the 200 waited behind the ACK of the 407: %q", got)
+		}
+	})
+	t.Run("the callee's requests do not queue behind the caller's", func(t *testing.T) {
+		o := newDialogOrder()
+		reinv := inDialog(t, "INVITE", "z9hG4bK-r", 2) // still on its way
+		o.stamp(reinv)
+		bye := ordRequest(t, "BYE", "z9hG4bK-cb", 7, "b", "a")
+		o.stamp(bye)
+		if got := o.await(bye); got != orderNoWait {
+			t.Fatalf("the callee's BYE waited for the caller's re-INVITE: %q", got)
+		}
+	})
+	t.Run("an unreleased ticket counts from its own arrival", func(t *testing.T) {
+		o := newDialogOrder()
+		lost := inDialog(t, "INFO", "z9hG4bK-l", 2)
+		o.stamp(lost)
+		read := time.Now()
+		time.Sleep(orderWait * 4 / 5)
+		bye := inDialog(t, "BYE", "z9hG4bK-b", 3)
+		o.stamp(bye)
+		if got := o.await(bye); got != orderGaveUp {
+			t.Fatalf("the BYE's wait ended %q, want %q", got, orderGaveUp)
+		}
+		if late := time.Since(read); late > orderWait+100*time.Millisecond {
+			t.Fatalf("the BYE went on %v after the request before it was read, want about %v", late, orderWait)
+		}
+	})
 	t.Run("requests outside a dialog and CANCEL get no ticket", func(t *testing.T) {
 		o := newDialogOrder()
 		o.stamp(parse(t, invite("sip:bob@"+testDomain)...))
@@ -194,9 +255,14 @@ func TestDialogOrderTickets(t *testing.T) {
 		o.mu.Lock()
 		o.sweep(time.Now())
 		n, m, l := len(o.fifo), len(o.byReq), len(o.last)
+		o.sweep(time.Now().Add(orderSeen))
+		k, f := len(o.seen), len(o.seenFIFO)
 		o.mu.Unlock()
 		if n+m+l != 0 {
 			t.Fatalf("kept after orderWait: %d in the queue, %d by request, %d dialogs", n, m, l)
+		}
+		if k+f != 0 {
+			t.Fatalf("kept after orderSeen: %d requests seen, %d in their queue", k, f)
 		}
 	})
 }
