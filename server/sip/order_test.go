@@ -266,3 +266,39 @@ func TestDialogOrderTickets(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkOrderCall is the ordering's cost for one call as a peer sees
+// it: the INVITE (remembered), then the ACK and the BYE (each stamped,
+// awaited and released). The Call-ID is made anew each time (one
+// allocation of the loop's own).
+func BenchmarkOrderCall(b *testing.B) {
+	o := newDialogOrder()
+	var reqs [][3]*sip.Request
+	for i := range 1024 {
+		id := strconv.Itoa(i)
+		mk := func(method, branch, to string) *sip.Request {
+			lines := []string{method + " sip:bob@" + testDomain + " SIP/2.0",
+				"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-" + branch + id,
+				"From: <sip:a@" + testDomain + ">;tag=a" + id, "To: <sip:bob@" + testDomain + ">" + to,
+				"Call-ID: bench-" + id, "CSeq: 1 " + method, "Max-Forwards: 70", "Content-Length: 0"}
+			return parse(b, lines...)
+		}
+		reqs = append(reqs, [3]*sip.Request{mk("INVITE", "i", ""), mk("ACK", "a", ";tag=b"), mk("BYE", "b", ";tag=b")})
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		r := reqs[i%len(reqs)]
+		i++
+		callID := sip.CallIDHeader("bench-" + strconv.Itoa(i)) // a new call each time
+		for _, req := range r {
+			*req.CallID() = callID
+		}
+		o.stamp(r[0])
+		for _, req := range r[1:] {
+			o.stamp(req)
+			o.await(req)
+			o.forwarded(req)
+		}
+	}
+}
