@@ -112,7 +112,11 @@ func TestFastPathHandoverKeepsOrder(t *testing.T) {
 	c := browserCalls(t, b, newFakeBrowser(t), ph, ph.sdp("pcmu", "sendrecv"), Events{})
 	c.toPhoneFlows(0)
 	waitFor(t, "the call on the fast path", func() bool { return b.fast.len() == 1 })
+	sent := c.phoneGot()
 	c.browserSends(5, 0)
+	// All five at the phone first: one still in flight would be counted
+	// below as the fast path's carrying a packet after the gap.
+	waitFor(t, "the browser's five packets at the phone", func() bool { return c.phoneGot() >= sent+5 })
 	fastIn := b.m.fast.WithLabelValues("in")
 	c.s.fast.Load().handover.Add(1) // as a move of the browser does
 
