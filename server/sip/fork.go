@@ -151,9 +151,11 @@ func (f *fork) start(ctx context.Context, b *branch) {
 		f.onFinal(b, sip.NewResponseFromRequest(f.req, 487, "Request Terminated", nil), false)
 		return
 	}
+	f.s.respOrder.open(b.out) // before it is sent: its responses may come at once
 	tx, err := f.s.client.TransactionRequest(ctx, b.out, prebuilt)
 	f.s.order.forwarded(f.req) // sent: the dialog's next request may follow it
 	if err != nil {
+		f.s.respOrder.close(b.out)
 		f.s.log.Debug("branch failed to start", "ruri", b.out.Recipient.String(), "err", err)
 		f.onFinal(b, sip.NewResponseFromRequest(f.req, 503, "Service Unavailable (next hop unreachable)", nil), false)
 		return
@@ -167,9 +169,11 @@ func (f *fork) start(ctx context.Context, b *branch) {
 // watch relays one branch's responses.
 func (f *fork) watch(b *branch) {
 	defer b.tx.Terminate()
+	defer f.s.respOrder.close(b.out)
 	for {
 		select {
 		case res := <-b.tx.Responses():
+			f.s.respOrder.took(b.out, res) // the next response may go on (resporder.go)
 			if res.IsProvisional() {
 				f.mu.Lock()
 				b.provisional = true

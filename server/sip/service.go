@@ -38,7 +38,10 @@ type Service struct {
 	peerHost string
 	accepted *acceptedKept // 2xx relayed to INVITEs, for their retransmissions
 	order    *dialogOrder  // in-dialog requests in the order they came (order.go)
-	links    *peerLinks
+	// respOrder keeps the responses to the forks' branches in the order
+	// they came (resporder.go).
+	respOrder *responseOrder
+	links     *peerLinks
 	// peerDest returns the address of a live stream to a node (links'
 	// ensure); tests replace it to keep traffic off the network.
 	peerDest func(ctx context.Context, node string) (string, error)
@@ -80,13 +83,14 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("%w: node id %q: %w", ErrBadConfig, cfg.Locator.ID(), err)
 	}
 	var s *Service // for the hook below, which runs only once s serves
-	order := newDialogOrder()
+	order, m := newDialogOrder(), newMetrics(cfg.Registerer)
+	respOrder := newResponseOrder(m.responseOrderWaits)
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("p2psip"), sipgo.WithUserAgentHostname(cfg.Host),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerTransports(sip.TransportsConfig{
 			TCP: &sip.TransportTCP{DialerCreate: tcpDialer}}),
 			// Registered before the transaction layer's handler, so it
 			// runs first, on the reading goroutine (order.go).
-			func(l *sip.TransportLayer) { l.OnMessage(order.stamp) }),
+			func(l *sip.TransportLayer) { l.OnMessage(order.stamp); l.OnMessage(respOrder.stamp) }),
 		// A transaction whose stream (a peer's, or a device's TCP, TLS or
 		// WebSocket flow) closes ends at once with a transport error
 		// (RFC 3261 §17.1.4: 503 upstream) instead of waiting out Timer F.
@@ -106,8 +110,8 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("creating SIP client: %w", err)
 	}
 	s = &Service{cfg: cfg, log: cfg.Logger.With("component", "sip"), ua: ua, srv: srv, client: client,
-		flows: newFlows(cfg.RegistrationsPerSource), ports: map[string]int{}, m: newMetrics(cfg.Registerer), rrKey: make([]byte, 32),
-		peerHost: peerHost, accepted: newAcceptedKept(), order: order}
+		flows: newFlows(cfg.RegistrationsPerSource), ports: map[string]int{}, m: m, rrKey: make([]byte, 32),
+		peerHost: peerHost, accepted: newAcceptedKept(), order: order, respOrder: respOrder}
 	if cfg.Peers != nil {
 		s.links = newPeerLinks(s, cfg.Peers, cfg.Locator.ID())
 		s.peerDest = s.links.ensure
