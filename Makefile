@@ -64,7 +64,7 @@ web:
 
 web-test:
 	@echo "==> node --test web-src/test"
-	cd web-src && node --test test/
+	cd web-src && { [ -d node_modules/jssip ] || npm ci; } && node --test test/
 
 # The committed bundle must be what the sources build to (go build embeds it
 # without npm): rebuild and compare.

@@ -4,6 +4,7 @@
 // marks, the end of a call (history, #error, widget events), and the
 // session's remote SDP (bridged or not) that DTMF and the quality panel read.
 
+import { renumberZeroCSeq } from "../lib/cseq.js";
 import { callError, micError } from "../lib/errors.js";
 import { DtmfLog } from "../lib/dtmf.js";
 import { formatDuration } from "../lib/history.js";
@@ -73,8 +74,9 @@ function sessionHandlers(c) {
       clearTimeout(c.iceTimer);
       c.iceTimer = setTimeout(() => e.ready(), app.cfg?.iceGatherMs ?? 500);
     },
-    sending: () => {
+    sending: (e) => {
       clearTimeout(c.iceTimer);
+      renumberZeroCSeq(e.request); // JsSIP cannot ack an INVITE numbered 0 (lib/cseq.js)
     },
     sdp: (e) => {
       if (e.originator === "remote") noteRemoteSdp(c, e.sdp);
