@@ -68,9 +68,9 @@
 // from the same side of the same dialog (order.go); a proxy on an ordered
 // path must not add reordering that the UAs behind it do not expect.
 // Responses race the same way: a 180 read together with the 200 behind
-// it would reach the client transaction second and be dropped, so a
-// response to a forwarded request waits on its reader until the fork has
-// taken the one before it (resporder.go).
+// it would reach the client transaction second and be dropped, so the
+// reader notes each response's place and the fork relays an overtaken
+// provisional response ahead of the one that overtook it (resporder.go).
 //
 // Where the two sides of a peer are reached differently (a peer stream on
 // one side, a phone, browser or public domain on the other), the peer

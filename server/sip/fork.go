@@ -151,7 +151,7 @@ func (f *fork) start(ctx context.Context, b *branch) {
 		f.onFinal(b, sip.NewResponseFromRequest(f.req, 487, "Request Terminated", nil), false)
 		return
 	}
-	f.s.respOrder.open(b.out) // before it is sent: its responses may come at once
+	f.s.respOrder.open(b.out) // before it is sent: its responses may come at once (resporder.go)
 	tx, err := f.s.client.TransactionRequest(ctx, b.out, prebuilt)
 	f.s.order.forwarded(f.req) // sent: the dialog's next request may follow it
 	if err != nil {
@@ -173,15 +173,15 @@ func (f *fork) watch(b *branch) {
 	for {
 		select {
 		case res := <-b.tx.Responses():
-			f.s.respOrder.took(b.out, res) // the next response may go on (resporder.go)
+			ahead, skip := f.s.respOrder.took(b.out, res)
+			for _, early := range ahead { // read before res, overtaken (resporder.go)
+				f.provisional(b, early.Clone())
+			}
+			if skip {
+				continue // relayed ahead already
+			}
 			if res.IsProvisional() {
-				f.mu.Lock()
-				b.provisional = true
-				final := f.final
-				f.mu.Unlock()
-				if res.StatusCode > 100 && !final {
-					f.relay(b, res)
-				}
+				f.provisional(b, res)
 				continue
 			}
 			f.onFinal(b, res, true)
@@ -200,6 +200,18 @@ func (f *fork) watch(b *branch) {
 			f.onFinal(b, sip.NewResponseFromRequest(f.req, 408, "Request Timeout", nil), false)
 			return
 		}
+	}
+}
+
+// provisional relays a branch's provisional response above 100 while no
+// final response has gone upstream (§16.7 step 5).
+func (f *fork) provisional(b *branch, res *sip.Response) {
+	f.mu.Lock()
+	b.provisional = true
+	final := f.final
+	f.mu.Unlock()
+	if res.StatusCode > 100 && !final {
+		f.relay(b, res)
 	}
 }
 

@@ -26,9 +26,9 @@ type metrics struct {
 	// orderWaits counts in-dialog requests that found the one before them
 	// still on its way (order.go), by outcome.
 	orderWaits *prometheus.CounterVec
-	// responseOrderWaits counts responses that found the one before them
-	// to the same branch not yet taken by its fork (resporder.go).
-	responseOrderWaits *prometheus.CounterVec
+	// responsesReordered counts provisional responses relayed ahead of a
+	// response read after them that overtook them (resporder.go).
+	responsesReordered prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -65,12 +65,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		orderWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "p2psip_sip_order_waits_total", Help: "In-dialog requests that waited for the request before them from the same side of their dialog to be forwarded, by outcome: in_turn (it was, and this one followed it), gave_up (it was not within 250 ms of its arrival, and this one went on).",
 		}, []string{"outcome"}),
-		responseOrderWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "p2psip_sip_response_order_waits_total", Help: "Responses read right behind another response to the same forwarded request that waited for it to be passed on first, by outcome: in_turn (it was, and this one followed it), gave_up (it was not within 10 ms, and this one went on).",
-		}, []string{"outcome"}),
+		responsesReordered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "p2psip_sip_responses_reordered_total", Help: "Provisional responses (180, 183) that a response read after them overtook inside this peer, relayed upstream ahead of it as they came.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.responses, m.registersShed, m.retransmissions, m.peerStreams, m.peerOpens, m.bridgeSetup, m.bridgeEnded, m.stray, m.orderWaits, m.responseOrderWaits)
+		reg.MustRegister(m.requests, m.responses, m.registersShed, m.retransmissions, m.peerStreams, m.peerOpens, m.bridgeSetup, m.bridgeEnded, m.stray, m.orderWaits, m.responsesReordered)
 	}
 	return m
 }

@@ -1,14 +1,15 @@
 package sip
 
 import (
+	"slices"
 	"sync"
-	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Responses reach a branch's client transaction in the order they came.
+// A branch's provisional responses go upstream before the responses read
+// after them.
 //
 // sipgo's transaction layer hands every response it reads to a goroutine
 // of its own, as it does requests (order.go). A 180 and the 200 right
@@ -18,41 +19,46 @@ import (
 // wins. The transaction, then in the Accepted state, drops the late 180
 // (RFC 6026 §8.4 passes only 2xx up from there), and the caller never
 // hears its call ring although the callee sent a 180 (§16.7 step 5
-// forwards every provisional response above 100). In bench/peers 10–18 %
+// forwards every provisional response above 100). In bench/peers 9–18 %
 // of the calls through two peers lost their 180 this way.
 //
-// So a response to one of the forks' branches waits, on the goroutine
-// that read it and before the transaction layer starts its own, until the
-// fork has taken the response read before it from the client transaction.
-// On a peer that keeps up that is a goroutine switch or two: the earlier
-// response's goroutine is the next to run once the reader parks.
-// respWait bounds the wait, because the reader serves a whole socket or
-// stream: a response the transaction absorbs without passing it up (a 1xx
-// after the final response) must not hold up the rest for long. After the
-// final response has been taken, the branch's later responses (2xx
-// retransmissions, which the transaction hands to accepted.go's hook) go
-// on without waiting.
+// So the goroutine that reads a response notes it, in read order, for the
+// fork whose branch it answers (stamp, a transport-layer handler that runs
+// before the transaction layer starts its goroutine). When the fork takes
+// a response from the client transaction, any provisional response above
+// 100 that was read before it and not yet taken is relayed first, as a
+// copy (the transaction's goroutine may still be reading the original);
+// should the transaction pass that original up later after all (two
+// provisional responses that swapped), the fork skips it. Nothing waits:
+// the reader of a socket or stream, which serves every call on it, never
+// blocks on a fork, and a fork busy relaying upstream holds up only its
+// own call.
+//
+// A 100 that loses the race needs nothing (a proxy never forwards it,
+// §16.7 step 5), nor does a final response read after another final.
 
-// respWait is the longest a response waits for the one before it.
-const respWait = 10 * time.Millisecond
+// respLineMax bounds how many unclaimed responses a branch keeps: a
+// callee that floods one branch with responses cannot grow a peer's
+// memory.
+const respLineMax = 16
 
 // responseOrder tracks the responses read for the forks' branches.
 type responseOrder struct {
-	waits *prometheus.CounterVec // outcome: in_turn, gave_up
+	reordered prometheus.Counter // provisional responses relayed ahead
 
 	mu    sync.Mutex
 	lines map[string]*respLine // by branch and CSeq method (respKey); guarded by mu
 }
 
-// respLine is one branch's responses on their way to its fork.
+// respLine is one branch's responses between their read and their fork.
 type respLine struct {
-	pending *sip.Response // read, not yet taken by the fork; nil if none
-	taken   chan struct{} // closed once pending is taken, or the line closes
-	final   bool          // a final response was taken
+	read    []*sip.Response // read, not yet taken by the fork, in read order
+	relayed []*sip.Response // relayed ahead of their turn; skipped if taken later
+	final   bool            // a final response was taken: nothing more to order
 }
 
-func newResponseOrder(waits *prometheus.CounterVec) *responseOrder {
-	return &responseOrder{waits: waits, lines: map[string]*respLine{}}
+func newResponseOrder(reordered prometheus.Counter) *responseOrder {
+	return &responseOrder{reordered: reordered, lines: map[string]*respLine{}}
 }
 
 // respKey names a client transaction as its responses do: the top Via's
@@ -70,34 +76,25 @@ func respKey(via *sip.ViaHeader, cseq *sip.CSeqHeader) (string, bool) {
 
 // open starts tracking the responses to req, a branch about to be sent.
 func (o *responseOrder) open(req *sip.Request) {
-	key, ok := respKey(req.Via(), req.CSeq())
-	if !ok {
-		return
+	if key, ok := respKey(req.Via(), req.CSeq()); ok {
+		o.mu.Lock()
+		o.lines[key] = &respLine{}
+		o.mu.Unlock()
 	}
-	o.mu.Lock()
-	o.lines[key] = &respLine{}
-	o.mu.Unlock()
 }
 
-// close stops tracking req's responses; a response waiting on them goes on.
+// close stops tracking req's responses.
 func (o *responseOrder) close(req *sip.Request) {
-	key, ok := respKey(req.Via(), req.CSeq())
-	if !ok {
-		return
-	}
-	o.mu.Lock()
-	if l := o.lines[key]; l != nil {
-		if l.pending != nil {
-			close(l.taken)
-		}
+	if key, ok := respKey(req.Via(), req.CSeq()); ok {
+		o.mu.Lock()
 		delete(o.lines, key)
+		o.mu.Unlock()
 	}
-	o.mu.Unlock()
 }
 
-// stamp runs on the goroutine that read msg, before the transaction layer
-// hands it on: a response to a tracked branch waits until the fork has
-// taken the one read before it.
+// stamp notes a response to a tracked branch in read order. It runs on
+// the goroutine that read msg, before the transaction layer hands it on,
+// and never blocks that goroutine for longer than a map lookup.
 func (o *responseOrder) stamp(msg sip.Message) {
 	res, ok := msg.(*sip.Response)
 	if !ok {
@@ -108,54 +105,61 @@ func (o *responseOrder) stamp(msg sip.Message) {
 		return
 	}
 	o.mu.Lock()
-	l := o.lines[key]
-	if l != nil && l.pending != nil {
-		taken := l.taken
-		o.mu.Unlock()
-		o.await(taken)
-		o.mu.Lock()
-		l = o.lines[key]
-	}
-	if l != nil && !l.final {
-		if l.pending != nil { // gave up on the one before
-			close(l.taken)
+	if l := o.lines[key]; l != nil && !l.final {
+		if len(l.read) == respLineMax {
+			l.read = slices.Delete(l.read, 0, 1)
 		}
-		l.pending, l.taken = res, make(chan struct{})
+		l.read = append(l.read, res)
 	}
 	o.mu.Unlock()
 }
 
-func (o *responseOrder) await(taken chan struct{}) {
-	select {
-	case <-taken:
-		return // taken while the reader made its way here
-	default:
-	}
-	timer := time.NewTimer(respWait)
-	defer timer.Stop()
-	select {
-	case <-taken:
-		o.waits.WithLabelValues(orderInTurn).Inc()
-	case <-timer.C:
-		o.waits.WithLabelValues(orderGaveUp).Inc()
-	}
-}
-
-// took records that the fork took res from req's client transaction.
-func (o *responseOrder) took(req *sip.Request, res *sip.Response) {
+// took records that the fork took res from req's client transaction. It
+// returns the provisional responses above 100 read before res and not
+// yet taken, oldest first, for the fork to relay (as copies) ahead of
+// res; and whether res itself was relayed so already and is to be
+// skipped.
+func (o *responseOrder) took(req *sip.Request, res *sip.Response) (ahead []*sip.Response, skip bool) {
 	key, ok := respKey(req.Via(), req.CSeq())
 	if !ok {
-		return
+		return nil, false
 	}
 	o.mu.Lock()
-	if l := o.lines[key]; l != nil {
-		if l.pending == res {
-			l.pending = nil
-			close(l.taken)
-		}
-		if !res.IsProvisional() {
-			l.final = true
+	defer o.mu.Unlock()
+	l := o.lines[key]
+	if l == nil {
+		return nil, false
+	}
+	if i := slices.Index(l.relayed, res); i >= 0 {
+		l.relayed = slices.Delete(l.relayed, i, i+1)
+		return nil, true
+	}
+	if !res.IsProvisional() {
+		l.final = true
+	}
+	at := slices.Index(l.read, res)
+	if at < 0 {
+		return nil, false // not read here (made up by the transaction layer), or swept
+	}
+	rest := l.read[:0:0]
+	for i, r := range l.read {
+		switch {
+		case i == at:
+		case i < at && r.IsProvisional() && r.StatusCode > 100:
+			ahead = append(ahead, r)
+		case i < at && r.IsProvisional():
+			// A 100 that lost the race: never relayed anyway.
+		default:
+			rest = append(rest, r) // read after res, or a final still to come
 		}
 	}
-	o.mu.Unlock()
+	l.read = rest
+	if len(ahead) > 0 {
+		l.relayed = append(l.relayed, ahead...)
+		if n := len(l.relayed) - respLineMax; n > 0 {
+			l.relayed = slices.Delete(l.relayed, 0, n)
+		}
+		o.reordered.Add(float64(len(ahead)))
+	}
+	return ahead, false
 }

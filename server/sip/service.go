@@ -38,8 +38,8 @@ type Service struct {
 	peerHost string
 	accepted *acceptedKept // 2xx relayed to INVITEs, for their retransmissions
 	order    *dialogOrder  // in-dialog requests in the order they came (order.go)
-	// respOrder keeps the responses to the forks' branches in the order
-	// they came (resporder.go).
+	// respOrder keeps a branch's provisional responses ahead of those
+	// read after them (resporder.go).
 	respOrder *responseOrder
 	links     *peerLinks
 	// peerDest returns the address of a live stream to a node (links'
@@ -84,7 +84,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	var s *Service // for the hook below, which runs only once s serves
 	order, m := newDialogOrder(), newMetrics(cfg.Registerer)
-	respOrder := newResponseOrder(m.responseOrderWaits)
+	respOrder := newResponseOrder(m.responsesReordered)
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("p2psip"), sipgo.WithUserAgentHostname(cfg.Host),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerTransports(sip.TransportsConfig{
 			TCP: &sip.TransportTCP{DialerCreate: tcpDialer}}),
