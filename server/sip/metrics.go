@@ -66,7 +66,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "p2psip_sip_order_waits_total", Help: "In-dialog requests that waited for the request before them from the same side of their dialog to be forwarded, by outcome: in_turn (it was, and this one followed it), gave_up (it was not within 250 ms of its arrival, and this one went on).",
 		}, []string{"outcome"}),
 		responsesReordered: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "p2psip_sip_responses_reordered_total", Help: "Provisional responses (180, 183) that a response read after them overtook inside this peer, relayed upstream ahead of it as they came.",
+			Name: "p2psip_sip_responses_reordered_total", Help: "Provisional responses (180, 183) that a response read after them overtook inside this peer, put back in front of it (relayed upstream unless another branch's 2xx had already answered the call).",
 		}),
 	}
 	if reg != nil {

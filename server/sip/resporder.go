@@ -35,11 +35,14 @@ import (
 // own call.
 //
 // A 100 that loses the race needs nothing (a proxy never forwards it,
-// §16.7 step 5), nor does a final response read after another final.
+// §16.7 step 5), nor does a final response read after another final. A
+// provisional response read after a final one (a reliable 183
+// retransmitted, RFC 3262) that wins the race is skipped: in its turn the
+// transaction would have dropped it.
 
-// respLineMax bounds how many unclaimed responses a branch keeps: a
-// callee that floods one branch with responses cannot grow a peer's
-// memory.
+// respLineMax bounds how many responses a branch keeps, read but not
+// taken and relayed ahead each: a callee that floods one branch with
+// responses cannot grow a peer's memory.
 const respLineMax = 16
 
 // responseOrder tracks the responses read for the forks' branches.
@@ -140,6 +143,12 @@ func (o *responseOrder) took(req *sip.Request, res *sip.Response) (ahead []*sip.
 	at := slices.Index(l.read, res)
 	if at < 0 {
 		return nil, false // not read here (made up by the transaction layer), or swept
+	}
+	if res.IsProvisional() && slices.ContainsFunc(l.read[:at], func(r *sip.Response) bool { return !r.IsProvisional() }) {
+		// Sent after a final response that it overtook here: the
+		// transaction would have dropped it had it come in its turn.
+		l.read = slices.Delete(l.read, at, at+1)
+		return nil, true
 	}
 	rest := l.read[:0:0]
 	for i, r := range l.read {

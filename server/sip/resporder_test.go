@@ -179,15 +179,15 @@ func TestResponseOrderLines(t *testing.T) {
 			t.Fatal("the 183 was relayed twice")
 		}
 	})
-	t.Run("a final read first waits its turn", func(t *testing.T) {
+	t.Run("a provisional read after the final is skipped when it wins the race", func(t *testing.T) {
 		o, _ := newOrder()
 		inv := branchReq(t, "INVITE", "z9hG4bK-1")
 		o.open(inv)
-		r200, r180 := res(200, "INVITE"), res(180, "INVITE")
+		r200, r183 := res(200, "INVITE"), res(183, "INVITE") // a reliable 183 retransmitted (RFC 3262)
 		o.stamp(r200)
-		o.stamp(r180)
-		if ahead, _ := o.took(inv, r180); len(ahead) != 0 {
-			t.Fatalf("a final response went ahead of a provisional one: %v", ahead)
+		o.stamp(r183)
+		if ahead, skip := o.took(inv, r183); len(ahead) != 0 || !skip {
+			t.Fatalf("took(183) = %v, %v; want it skipped and nothing ahead", ahead, skip)
 		}
 		if ahead, skip := o.took(inv, r200); len(ahead) != 0 || skip {
 			t.Fatalf("took(200) = %v, %v", ahead, skip)
