@@ -120,8 +120,8 @@ func (o *responseOrder) stamp(msg sip.Message) {
 // took records that the fork took res from req's client transaction. It
 // returns the provisional responses above 100 read before res and not
 // yet taken, oldest first, for the fork to relay (as copies) ahead of
-// res; and whether res itself was relayed so already and is to be
-// skipped.
+// res; and whether res itself is to be skipped: relayed so already, or a
+// provisional response read after a final one.
 func (o *responseOrder) took(req *sip.Request, res *sip.Response) (ahead []*sip.Response, skip bool) {
 	key, ok := respKey(req.Via(), req.CSeq())
 	if !ok {
