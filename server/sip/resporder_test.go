@@ -113,15 +113,16 @@ func branchRes(t *testing.T, code int, method, branch string) *sip.Response {
 }
 
 func TestResponseOrderLines(t *testing.T) {
-	newOrder := func() (*responseOrder, prometheus.Counter) {
+	// openLine is a responseOrder tracking one INVITE branch, z9hG4bK-1.
+	openLine := func(t *testing.T) (*responseOrder, *sip.Request, prometheus.Counter) {
 		c := prometheus.NewCounter(prometheus.CounterOpts{Name: "reordered"})
-		return newResponseOrder(c), c
+		o, inv := newResponseOrder(c), branchReq(t, "INVITE", "z9hG4bK-1")
+		o.open(inv)
+		return o, inv, c
 	}
 	res := func(code int, method string) *sip.Response { return branchRes(t, code, method, "z9hG4bK-1") }
 	t.Run("an overtaken 180 goes ahead of the 200", func(t *testing.T) {
-		o, reordered := newOrder()
-		inv := branchReq(t, "INVITE", "z9hG4bK-1")
-		o.open(inv)
+		o, inv, reordered := openLine(t)
 		r180, r200 := res(180, "INVITE"), res(200, "INVITE")
 		o.stamp(r180)
 		o.stamp(r200)
@@ -138,9 +139,7 @@ func TestResponseOrderLines(t *testing.T) {
 		}
 	})
 	t.Run("in order, nothing goes ahead", func(t *testing.T) {
-		o, reordered := newOrder()
-		inv := branchReq(t, "INVITE", "z9hG4bK-1")
-		o.open(inv)
+		o, inv, reordered := openLine(t)
 		r100, r180, r200 := res(100, "INVITE"), res(180, "INVITE"), res(200, "INVITE")
 		for _, r := range []*sip.Response{r100, r180, r200} {
 			o.stamp(r)
@@ -155,9 +154,7 @@ func TestResponseOrderLines(t *testing.T) {
 		}
 	})
 	t.Run("a 100 that lost the race stays behind", func(t *testing.T) {
-		o, _ := newOrder()
-		inv := branchReq(t, "INVITE", "z9hG4bK-1")
-		o.open(inv)
+		o, inv, _ := openLine(t)
 		r100, r180 := res(100, "INVITE"), res(180, "INVITE")
 		o.stamp(r100)
 		o.stamp(r180)
@@ -166,9 +163,7 @@ func TestResponseOrderLines(t *testing.T) {
 		}
 	})
 	t.Run("two provisional responses that swapped", func(t *testing.T) {
-		o, _ := newOrder()
-		inv := branchReq(t, "INVITE", "z9hG4bK-1")
-		o.open(inv)
+		o, inv, _ := openLine(t)
 		r183, r180 := res(183, "INVITE"), res(180, "INVITE")
 		o.stamp(r183)
 		o.stamp(r180)
@@ -180,9 +175,7 @@ func TestResponseOrderLines(t *testing.T) {
 		}
 	})
 	t.Run("a provisional read after the final is skipped when it wins the race", func(t *testing.T) {
-		o, _ := newOrder()
-		inv := branchReq(t, "INVITE", "z9hG4bK-1")
-		o.open(inv)
+		o, inv, _ := openLine(t)
 		r200, r183 := res(200, "INVITE"), res(183, "INVITE") // a reliable 183 retransmitted (RFC 3262)
 		o.stamp(r200)
 		o.stamp(r183)
@@ -194,9 +187,7 @@ func TestResponseOrderLines(t *testing.T) {
 		}
 	})
 	t.Run("after the final nothing is noted", func(t *testing.T) {
-		o, _ := newOrder()
-		inv := branchReq(t, "INVITE", "z9hG4bK-1")
-		o.open(inv)
+		o, inv, _ := openLine(t)
 		r200 := res(200, "INVITE")
 		o.stamp(r200)
 		o.took(inv, r200)
@@ -206,9 +197,7 @@ func TestResponseOrderLines(t *testing.T) {
 		}
 	})
 	t.Run("only a tracked branch's own transaction is noted", func(t *testing.T) {
-		o, _ := newOrder()
-		inv := branchReq(t, "INVITE", "z9hG4bK-1")
-		o.open(inv)
+		o, inv, _ := openLine(t)
 		o.stamp(res(200, "CANCEL")) // same branch (§9.1), another transaction
 		o.stamp(branchRes(t, 180, "INVITE", "z9hG4bK-other"))
 		if l := o.lines[mustRespKey(t, inv)]; len(l.read) != 0 || len(o.lines) != 1 {
@@ -216,9 +205,7 @@ func TestResponseOrderLines(t *testing.T) {
 		}
 	})
 	t.Run("memory is bounded and let go", func(t *testing.T) {
-		o, _ := newOrder()
-		inv := branchReq(t, "INVITE", "z9hG4bK-1")
-		o.open(inv)
+		o, inv, _ := openLine(t)
 		for range 10 * respLineMax {
 			o.stamp(res(183, "INVITE"))
 		}
